@@ -1,0 +1,1 @@
+"""Benchmark harness: datasets, metrics, bootstrap, runs and reports."""

@@ -1,0 +1,190 @@
+"""Phrase-grounding datasets: MS-CXR and a generic CSV, read into one Sample type.
+
+A sample is one (image, phrase) pair with all of its boxes. Rows that cannot become a usable sample (a
+missing column value, a number that is not a number, a path that escapes the images root) are kept as
+samples carrying an `error`, so that the harness reports them instead of dropping them.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from cxrg.errors import InputError, UsageError
+
+MS_CXR_COLUMNS = ("dicom_id", "category_name", "label_text", "path", "x", "y", "w", "h",
+                  "image_width", "image_height")
+GENERIC_COLUMNS = ("image", "prompt", "x", "y", "w", "h")
+
+
+@dataclass
+class Sample:
+    sample_id: str
+    image_path: Path | None
+    category: str
+    prompt: str
+    boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))
+    """xyxy at pixel edges, original image pixels."""
+    image_size: tuple[int, int] | None = None
+    """(height, width) stated by the annotations, checked against the file when given."""
+    rows: tuple[int, ...] = ()
+    error: str = ""
+
+
+@dataclass
+class Dataset:
+    name: str
+    source: Path
+    samples: list[Sample]
+
+    @property
+    def categories(self) -> list[str]:
+        return sorted({s.category for s in self.samples})
+
+
+def resolve_image(root: Path, relative: str) -> Path:
+    """`relative` under `root`; a path that escapes the root (.., absolute elsewhere, links) is rejected."""
+    root = Path(root).resolve()
+    candidate = (root / relative).resolve()
+    if not candidate.is_relative_to(root):
+        raise ValueError(f"image path {relative!r} escapes the images root {root}")
+    return candidate
+
+
+def read_csv_rows(path: Path, required: Sequence[str]) -> list[dict[str, str]]:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"annotations file not found: {path}", hint="check --annotations")
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            header = [name.strip() for name in (reader.fieldnames or [])]
+            missing = [name for name in required if name not in header]
+            if missing:
+                raise InputError(f"annotations file lacks column(s) {', '.join(missing)}", where=str(path),
+                                 hint=f"expected columns: {', '.join(required)}")
+            return [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
+    except UnicodeDecodeError as exc:
+        raise InputError("annotations file is not UTF-8 text", where=str(path)) from exc
+    except csv.Error as exc:
+        raise InputError(f"annotations file is not valid CSV: {exc}", where=str(path)) from exc
+
+
+def _number(row: dict[str, str], key: str) -> float:
+    text = row.get(key, "")
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{key}={text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{key}={text!r} is not finite")
+    return value
+
+
+def _box(row: dict[str, str]) -> list[float]:
+    x, y, w, h = (_number(row, key) for key in ("x", "y", "w", "h"))
+    if w <= 0 or h <= 0:
+        raise ValueError(f"box has no area (w={w:g}, h={h:g})")
+    return [x, y, x + w, y + h]
+
+
+def _size(row: dict[str, str]) -> tuple[int, int] | None:
+    if not row.get("image_width") or not row.get("image_height"):
+        return None
+    return int(_number(row, "image_height")), int(_number(row, "image_width"))
+
+
+def _group(rows: Iterable[tuple[int, dict[str, str]]], key_of) -> dict[tuple, list[tuple[int, dict]]]:
+    groups: dict[tuple, list[tuple[int, dict]]] = {}
+    for line, row in rows:
+        groups.setdefault(key_of(row), []).append((line, row))
+    return groups
+
+
+def _make_sample(sample_id: str, members: list[tuple[int, dict]], images: Path, path_key: str,
+                 category: str, prompt: str) -> Sample:
+    lines = tuple(line for line, _ in members)
+    sample = Sample(sample_id=sample_id, image_path=None, category=category, prompt=prompt, rows=lines)
+    first = members[0][1]
+    try:
+        if not prompt:
+            raise ValueError("the phrase is empty")
+        if not first.get(path_key):
+            raise ValueError(f"{path_key} is empty")
+        sample.image_path = resolve_image(images, first[path_key])
+        sample.boxes = np.array([_box(row) for _, row in members], dtype=np.float64)
+        sample.image_size = _size(first)
+        if sample.image_size is not None:
+            _check_boxes_inside(sample.boxes, sample.image_size)
+    except ValueError as exc:
+        where = f"row {lines[0]}" if len(lines) == 1 else f"rows {', '.join(map(str, lines))}"
+        sample.error = f"{where}: {exc}"
+    return sample
+
+
+def _check_boxes_inside(boxes: np.ndarray, size: tuple[int, int]) -> None:
+    height, width = size
+    inside = (boxes[:, 2] > 0) & (boxes[:, 3] > 0) & (boxes[:, 0] < width) & (boxes[:, 1] < height)
+    if not inside.any():
+        raise ValueError(f"no box overlaps the {width}x{height} image")
+
+
+def read_ms_cxr(annotations: Path, images: Path, split: str | None = None) -> Dataset:
+    """MS-CXR (`MS_CXR_Local_Alignment_v1.*.csv`): rows with the same image and label_text are one sample.
+
+    `path` is resolved under `images` (MIMIC-CXR-JPG layout, e.g. files/p10/p10.../s5.../<dicom_id>.jpg).
+    The sample id is `<dicom_id>:<k>`, k counting that image's phrases in file order.
+    """
+    rows = read_csv_rows(annotations, MS_CXR_COLUMNS)
+    numbered = list(enumerate(rows, start=2))  # line 1 is the header
+    if split is not None:
+        if not rows or "split" not in rows[0]:
+            raise InputError("--split was given but the annotations have no split column (MS-CXR v1.1 has)",
+                             where=str(annotations))
+        numbered = [(line, row) for line, row in numbered if row.get("split") == split]
+    groups = _group(numbered, lambda row: (row["dicom_id"], row["label_text"]))
+    phrase_counter: dict[str, int] = {}
+    samples = []
+    for (dicom_id, label_text), members in groups.items():
+        k = phrase_counter.get(dicom_id, 0)
+        phrase_counter[dicom_id] = k + 1
+        category = members[0][1]["category_name"] or "unknown"
+        samples.append(_make_sample(f"{dicom_id}:{k}", members, images, "path", category, label_text))
+    return Dataset("ms-cxr", Path(annotations), samples)
+
+
+def read_generic(annotations: Path, images: Path) -> Dataset:
+    """The generic CSV: image, prompt, x, y, w, h [, category, image_id, image_width, image_height].
+
+    One row per box; rows with the same image and prompt are one sample. `category` defaults to "all";
+    the sample id is `<image_id or image file stem>:<k>`.
+    """
+    rows = read_csv_rows(annotations, GENERIC_COLUMNS)
+    groups = _group(enumerate(rows, start=2), lambda row: (row["image"], row["prompt"]))
+    phrase_counter: dict[str, int] = {}
+    samples = []
+    for (image, prompt), members in groups.items():
+        image_id = members[0][1].get("image_id") or Path(image).stem
+        k = phrase_counter.get(image_id, 0)
+        phrase_counter[image_id] = k + 1
+        category = members[0][1].get("category") or "all"
+        samples.append(_make_sample(f"{image_id}:{k}", members, images, "image", category, prompt))
+    return Dataset("generic", Path(annotations), samples)
+
+
+DATASET_READERS = {"ms-cxr": read_ms_cxr, "generic": read_generic}
+
+
+def read_dataset(name: str, annotations: Path, images: Path, split: str | None = None) -> Dataset:
+    if name not in DATASET_READERS:
+        raise UsageError(f"unknown dataset '{name}'", hint=f"choose one of: {', '.join(DATASET_READERS)}")
+    if split is not None:
+        if name != "ms-cxr":
+            raise UsageError("--split applies to --dataset ms-cxr only")
+        return read_ms_cxr(annotations, images, split=split)
+    return DATASET_READERS[name](annotations, images)

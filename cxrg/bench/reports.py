@@ -1,0 +1,121 @@
+"""Bench outputs: summary.csv/json, a results table in the paper's layout (markdown and terminal), a chart.
+
+Paper layout: one row per class plus "Average"; for each metric, one column per model showing
+"mean [low, high]" (95 % percentile bootstrap CI).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from cxrg.bench.bootstrap import AVERAGE
+from cxrg.runs import atomic_write_csv, atomic_write_json, atomic_write_text
+
+SUMMARY_FIELDS = ("model", "category", "metric", "mean", "ci_low", "ci_high", "n")
+METRIC_TITLES = {"cnr": "CNR", "miou": "mIoU"}
+
+
+def _cell(row: dict[str, Any] | None) -> str:
+    if row is None or math.isnan(row["mean"]):
+        return "-"
+    return f"{row['mean']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
+
+
+def _layout(summary: dict[str, Any]) -> tuple[list[str], list[str], list[str], dict]:
+    rows = summary["rows"]
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    metrics = [m for m in ("cnr", "miou") if any(r["metric"] == m for r in rows)]
+    categories = list(summary["categories"]) + [AVERAGE]
+    index = {(r["model"], r["category"], r["metric"]): r for r in rows}
+    return models, metrics, categories, index
+
+
+def markdown_table(summary: dict[str, Any]) -> str:
+    models, metrics, categories, index = _layout(summary)
+    header = ["Class"] + [f"{METRIC_TITLES[m]} {model}" for m in metrics for model in models]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for category in categories:
+        cells = [f"**{category}**" if category == AVERAGE else category]
+        cells += [_cell(index.get((model, category, m))) for m in metrics for model in models]
+        lines.append("| " + " | ".join(cells) + " |")
+    counts = summary["counts"]
+    notes = [f"- {model}: {c['scored']} of {c['samples']} samples scored, {c['failed']} failed"
+             + (f", CNR undefined for {c['cnr_undefined']}" if c.get("cnr_undefined") else "")
+             for model, c in counts.items()]
+    notes += [f"- {model}: not run: {error}" for model, error in summary.get("model_errors", {}).items()]
+    level = int(round(summary["level"] * 100))
+    return ("\n".join(lines) + f"\n\nMean with {level} % percentile bootstrap CI ({summary['resamples']} "
+            f"resamples, seed {summary['seed']}); Average = mean of the per-class means.\n\n"
+            + "\n".join(notes) + "\n")
+
+
+def rich_table(summary: dict[str, Any]):
+    from rich.table import Table
+
+    models, metrics, categories, index = _layout(summary)
+    table = Table(title="Phrase grounding (mean [95 % CI])")
+    table.add_column("Class")
+    for m in metrics:
+        for model in models:
+            table.add_column(f"{METRIC_TITLES[m]}\n{model}", justify="right")
+    for category in categories:
+        cells = [_cell(index.get((model, category, m))) for m in metrics for model in models]
+        table.add_row(category, *cells, style="bold" if category == AVERAGE else None)
+    return table
+
+
+def chart(summary: dict[str, Any], path: Path) -> None:
+    """Per-class means with CI bars, one panel per metric, one bar colour per model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    models, metrics, categories, index = _layout(summary)
+    if not metrics:
+        return
+    fig, axes = plt.subplots(1, len(metrics), figsize=(6 * len(metrics), 4.5), squeeze=False)
+    width = 0.8 / max(len(models), 1)
+    x = np.arange(len(categories))
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        for k, model in enumerate(models):
+            stats = [index.get((model, c, metric)) for c in categories]
+            means = np.array([s["mean"] if s else np.nan for s in stats])
+            low = np.array([s["mean"] - s["ci_low"] if s else np.nan for s in stats])
+            high = np.array([s["ci_high"] - s["mean"] if s else np.nan for s in stats])
+            ax.bar(x + (k - (len(models) - 1) / 2) * width, means, width, label=model,
+                   yerr=np.nan_to_num(np.vstack([low, high])), capsize=2)
+        ax.set_xticks(x, categories, rotation=40, ha="right", fontsize=8)
+        ax.set_title(METRIC_TITLES[metric])
+        ax.axhline(0, color="black", linewidth=0.5)
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def write_reports(summary: dict[str, Any], out: Path) -> None:
+    rows = [{**r, **{k: _num(r[k]) for k in ("mean", "ci_low", "ci_high")}} for r in summary["rows"]]
+    atomic_write_csv(out / "summary.csv", SUMMARY_FIELDS, rows)
+    atomic_write_json(out / "summary.json", _json_safe(summary))
+    atomic_write_text(out / "results.md", markdown_table(summary))
+    chart(summary, out / "results.png")
+
+
+def _num(value: float) -> str:
+    return "" if math.isnan(value) else repr(float(value))
+
+
+def _json_safe(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return None if math.isnan(obj) else obj
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_json_safe(v) for v in obj]
+    return obj

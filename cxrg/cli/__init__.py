@@ -1,0 +1,1 @@
+"""The `cxrg` command line: one thin module per subcommand; heavy imports happen inside the commands."""

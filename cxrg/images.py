@@ -1,0 +1,445 @@
+"""Reading chest X-rays into one convention, and the model's resize/crop with its exact inverse.
+
+Image convention: float32 H x W in [0, 1] at the file's own resolution, grey, air dark (MONOCHROME2 look).
+PNG/JPEG keep the file's real scale (8-bit / 255, 16-bit / 65535), never a min-max stretch, so intensities
+mean the same across files of one kind. DICOM goes through the Modality LUT (rescale slope/intercept) and
+the file's VOI LUT or window; MONOCHROME1 is inverted.
+
+Coordinate convention: coordinates are pixel *edges*. Pixel i covers [i, i + 1), so its centre is i + 0.5,
+and a box x0, y0, x1, y1 = 0, 0, W, H covers the whole image. Boxes are x, y, w, h in files (MS-CXR) and
+x0, y0, x1, y1 in code (`to_xyxy`, `to_xywh`). The model transform maps edges linearly:
+x_model = x * scale_x - left, which is exact for any point, so boxes and heatmaps map back without drift.
+
+torch is never imported here: resizing uses Pillow's antialiased bilinear filter, which is what
+torch.nn.functional.interpolate(mode="bilinear", antialias=True, align_corners=False) reproduces
+(equal to about 2e-7 on [0, 1] data; the tests check it).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from cxrg.errors import InputError
+
+__all__ = ["CropGeometry", "ResizeCenterCrop", "read_image", "to_xywh", "to_xyxy"]
+
+DICOM_SUFFIXES = (".dcm", ".dicom", ".dic")
+_LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, the weights Pillow's convert("L") uses
+
+# Which pip packages let pydicom decode a compressed transfer syntax (by UID prefix).
+_DECODER_PACKAGES = {
+    "1.2.840.10008.1.2.4.5": "pylibjpeg pylibjpeg-libjpeg",  # JPEG baseline / extended
+    "1.2.840.10008.1.2.4.7": "pylibjpeg pylibjpeg-libjpeg",  # JPEG lossless
+    "1.2.840.10008.1.2.4.8": "pylibjpeg pylibjpeg-libjpeg",  # JPEG-LS
+    "1.2.840.10008.1.2.4.9": "pylibjpeg pylibjpeg-openjpeg",  # JPEG 2000
+    "1.2.840.10008.1.2.4.20": "pylibjpeg pylibjpeg-openjpeg",  # HTJ2K
+    "1.2.840.10008.1.2.5": "pylibjpeg pylibjpeg-rle",  # RLE
+}
+
+
+# --------------------------------------------------------------------------------------------- reading
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read a PNG, JPEG (or anything Pillow opens) or DICOM file as float32 H x W in [0, 1].
+
+    A file is DICOM when it carries the 'DICM' preamble (whatever its name) or ends in .dcm/.dicom/.dic.
+    Every problem with the file is an InputError naming the file.
+    """
+    p = Path(path)
+    where = str(p)
+    if not p.exists():
+        raise InputError("image file not found", where=where, hint="check the path")
+    if p.is_dir():
+        raise InputError("expected an image file, got a directory", where=where)
+    try:
+        with p.open("rb") as f:
+            head = f.read(132)
+    except OSError as exc:
+        raise InputError(f"cannot open image file: {exc.strerror or exc}", where=where) from exc
+    if not head:
+        raise InputError("image file is empty (0 bytes)", where=where)
+
+    has_preamble = head[128:132] == b"DICM"
+    if has_preamble or p.suffix.lower() in DICOM_SUFFIXES:
+        image = _read_dicom(p, force=not has_preamble)
+    else:
+        image = _read_pil(p)
+
+    if image.ndim != 2 or image.size == 0:
+        raise InputError(f"image has no pixels (shape {image.shape})", where=where)
+    np.clip(image, 0.0, 1.0, out=image)
+    return np.ascontiguousarray(image, dtype=np.float32)
+
+
+def _scale(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Map the nominal range [lo, hi] to [0, 1] as float32, widened to the data where they exceed it."""
+    out = values.astype(np.float32)  # one copy; everything after is in place
+    if out.size:
+        lo, hi = min(lo, float(out.min())), max(hi, float(out.max()))
+    if hi <= lo:
+        return np.zeros_like(out)
+    out -= np.float32(lo)
+    out /= np.float32(hi - lo)
+    return out
+
+
+def _luminance(rgb: np.ndarray) -> np.ndarray:
+    """H x W x C colour -> H x W float32 luminance (first three channels; alpha ignored)."""
+    r, g, b = (rgb[..., i].astype(np.float32) for i in range(3))
+    r *= np.float32(_LUMA[0])
+    r += g * np.float32(_LUMA[1])
+    r += b * np.float32(_LUMA[2])
+    return r
+
+
+def _read_pil(path: Path) -> np.ndarray:
+    where = str(path)
+    try:
+        with Image.open(path) as im:
+            frames = getattr(im, "n_frames", 1)
+            if frames > 1:
+                raise InputError(f"image has {frames} frames; expected one radiograph", where=where,
+                                 hint="save the frame you want as its own file")
+            im.load()
+            return _pil_to_grey(im)
+    except UnidentifiedImageError as exc:
+        if path.suffix.lower() in (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"):
+            raise InputError(f"not a valid {path.suffix} image", where=where,
+                             hint="the file may be corrupt, or not what its name says") from exc
+        raise InputError("unknown image format", where=where,
+                         hint="use PNG, JPEG or DICOM (.dcm)") from exc
+    except InputError:
+        raise
+    except Exception as exc:  # truncated/corrupt data: OSError, ValueError, SyntaxError, decompression bomb
+        raise InputError(f"cannot read image: {exc}", where=where,
+                         hint="the file may be corrupt or truncated") from exc
+
+
+def _pil_to_grey(im: Image.Image) -> np.ndarray:
+    """Pillow image -> float32 grey on the file's own scale (8-bit / 255, 16-bit / 65535)."""
+    mode = im.mode
+    if mode == "1":
+        return _scale(np.asarray(im), 0, 1)
+    if mode == "L":
+        return _scale(np.asarray(im), 0, 255)
+    if mode.startswith("I;16") or mode == "I":  # 16-bit PNG/TIFF; 'I' is how older Pillows open them
+        return _scale(np.asarray(im), 0, 65535)
+    if mode == "F":
+        return _scale(np.asarray(im), 0, 1)
+    if mode in ("LA", "La"):
+        return _scale(np.asarray(im.getchannel("L")), 0, 255)
+    return _scale(_luminance(np.asarray(im.convert("RGB"))), 0, 255)  # P, PA, RGB, RGBA, CMYK, YCbCr, ...
+
+
+def _read_dicom(path: Path, *, force: bool) -> np.ndarray:
+    """DICOM -> grey in [0, 1]: Modality LUT, then VOI LUT or window, then MONOCHROME1 inversion.
+
+    Without a VOI LUT or window the modality values are scaled by the range the header allows: stored
+    values 0 .. 2**BitsStored - 1 (signed: -2**(BitsStored-1) .. 2**(BitsStored-1) - 1) passed through
+    the rescale, widened to the actual min/max only if the data exceed it. A min-max stretch would make
+    the same grey mean different things in different files; the header's range keeps the file's scale.
+    """
+    import pydicom
+    from pydicom.pixels import apply_color_lut
+
+    where = str(path)
+    try:
+        ds = pydicom.dcmread(path, force=force)
+    except Exception as exc:
+        raise InputError(f"not a readable DICOM file: {exc}", where=where,
+                         hint="the file may be corrupt or truncated") from exc
+    if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
+        if force and "Rows" not in ds:  # parsed without a 'DICM' marker and found nothing DICOM-like
+            raise InputError("not a DICOM image (no 'DICM' marker, no image attributes)", where=where,
+                             hint="the file may be corrupt, or not DICOM despite its name")
+        raise InputError("DICOM file has no pixel data", where=where,
+                         hint="pass the image object, not a report or a DICOMDIR")
+    frames = _int(ds.get("NumberOfFrames"), 1)
+    if frames > 1:
+        raise InputError(f"multi-frame DICOM ({frames} frames); expected one radiograph", where=where,
+                         hint="export the frame you want as its own file")
+    if not _int(ds.get("Rows"), 0) or not _int(ds.get("Columns"), 0):
+        raise InputError(f"DICOM image has zero size ({ds.get('Rows')} x {ds.get('Columns')})", where=where)
+    _default_transfer_syntax(ds)
+    try:
+        arr = ds.pixel_array
+    except Exception as exc:
+        raise _decode_error(ds, where, exc) from exc
+
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
+    if photometric == "PALETTE COLOR":
+        rgb = apply_color_lut(arr, ds)
+        return _scale(_luminance(rgb), 0, np.iinfo(rgb.dtype).max)
+    lo, hi = _stored_range(ds, arr)
+    if arr.ndim == 3:  # RGB; pydicom already turned YBR into RGB
+        return _scale(_luminance(arr), lo, hi)
+    if arr.ndim != 2:
+        raise InputError(f"unexpected DICOM pixel array shape {arr.shape}", where=where)
+
+    values, lo, hi = _modality(arr, ds, lo, hi)
+    image = _voi(values, ds)
+    if image is None:
+        image = _scale(values, lo, hi)
+    if photometric == "MONOCHROME1":
+        np.subtract(np.float32(1), image, out=image)
+    return image
+
+
+def _int(value: Any, default: int) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def _default_transfer_syntax(ds: Any) -> None:
+    """Files without a meta header (read with force) get the transfer syntax they were parsed with."""
+    from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+    if "TransferSyntaxUID" in ds.file_meta:
+        return
+    implicit, little = ds.original_encoding
+    if little is False:
+        ds.file_meta.TransferSyntaxUID = ExplicitVRBigEndian
+    else:
+        ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
+
+
+def _decode_error(ds: Any, where: str, exc: Exception) -> InputError:
+    """Translate pydicom's decoding failure into what to install (or that the data are broken)."""
+    syntax = ds.file_meta.get("TransferSyntaxUID")
+    name = f"{syntax.name} ({syntax})" if syntax is not None else "unknown"
+    message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if "missing dependencies" in str(exc):  # pydicom: "... because all plugins are missing dependencies"
+        packages = next((v for k, v in _DECODER_PACKAGES.items() if str(syntax).startswith(k)), "python-gdcm")
+        return InputError(f"cannot decode DICOM pixel data with transfer syntax {name}: no decoder installed",
+                          where=where, hint=f"pip install {packages}")
+    return InputError(f"cannot decode DICOM pixel data (transfer syntax {name}): {message}", where=where,
+                      hint="the file may be corrupt or truncated")
+
+
+def _stored_range(ds: Any, arr: np.ndarray) -> tuple[float, float]:
+    """Nominal range of the stored values from BitsStored and PixelRepresentation."""
+    bits = _int(ds.get("BitsStored"), 0) or arr.dtype.itemsize * 8
+    if _int(ds.get("PixelRepresentation"), 0) == 1:
+        return -(2.0 ** (bits - 1)), 2.0 ** (bits - 1) - 1
+    return 0.0, 2.0**bits - 1
+
+
+def _modality(arr: np.ndarray, ds: Any, lo: float, hi: float) -> tuple[np.ndarray, float, float]:
+    """Modality LUT or rescale slope/intercept, with the nominal range carried through it."""
+    if ds.get("ModalityLUTSequence"):
+        from pydicom.pixels import apply_modality_lut
+
+        bits = int(ds.ModalityLUTSequence[0].LUTDescriptor[2])
+        return apply_modality_lut(arr, ds), 0.0, 2.0**bits - 1
+    slope = float(ds.get("RescaleSlope") or 1.0)
+    intercept = float(ds.get("RescaleIntercept") or 0.0)
+    if slope == 1.0 and intercept == 0.0:
+        return arr, lo, hi
+    values = arr.astype(np.float32)
+    values *= np.float32(slope)
+    values += np.float32(intercept)
+    a, b = lo * slope + intercept, hi * slope + intercept
+    return values, min(a, b), max(a, b)
+
+
+def _first(value: Any) -> float:
+    """WindowCenter/Width may hold several alternatives; the first is the default view."""
+    if isinstance(value, str | bytes) or not hasattr(value, "__len__"):
+        return float(value)
+    return float(value[0])
+
+
+def _voi(values: np.ndarray, ds: Any) -> np.ndarray | None:
+    """VOI LUT (preferred, as in pydicom) or window -> float32 in [0, 1]; None when the file has neither.
+
+    The window formulas are those of DICOM PS3.3 C.11.2.1, written in float32 in place so a 15-bit CR
+    chest is not copied to float64; an unusable window (width too small, unknown function) is ignored.
+    """
+    if ds.get("VOILUTSequence"):
+        from pydicom.pixels import apply_voi
+
+        bits = int(ds.VOILUTSequence[0].LUTDescriptor[2])
+        ints = values if np.issubdtype(values.dtype, np.integer) else np.rint(values).astype(np.int64)
+        return _scale(apply_voi(ints, ds), 0, 2**bits - 1)
+    if "WindowCenter" not in ds or "WindowWidth" not in ds:
+        return None
+    try:
+        center, width = _first(ds.WindowCenter), _first(ds.WindowWidth)
+    except (TypeError, ValueError, IndexError):
+        return None
+    function = str(ds.get("VOILUTFunction") or "LINEAR").strip().upper()
+    out = values.astype(np.float32)
+    if function == "LINEAR" and width > 1:
+        out -= np.float32(center - 0.5)
+        out /= np.float32(width - 1)
+        out += np.float32(0.5)
+    elif function == "LINEAR" and width == 1:
+        out = (out > center - 0.5).astype(np.float32)
+    elif function == "LINEAR_EXACT" and width > 0:
+        out -= np.float32(center)
+        out /= np.float32(width)
+        out += np.float32(0.5)
+    elif function == "SIGMOID" and width > 0:
+        out -= np.float32(center)
+        out *= np.float32(-4.0 / width)
+        np.exp(out, out=out)
+        out += np.float32(1)
+        np.reciprocal(out, out=out)
+    else:
+        return None
+    np.clip(out, 0.0, 1.0, out=out)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ boxes
+
+
+def to_xyxy(xywh: np.ndarray) -> np.ndarray:
+    """x, y, w, h (file convention) -> x0, y0, x1, y1 (edges), for (4,) or (N, 4)."""
+    b = np.array(xywh, dtype=np.float64)
+    b[..., 2:] += b[..., :2]
+    return b
+
+
+def to_xywh(xyxy: np.ndarray) -> np.ndarray:
+    """x0, y0, x1, y1 -> x, y, w, h, for (4,) or (N, 4)."""
+    b = np.array(xyxy, dtype=np.float64)
+    b[..., 2:] -= b[..., :2]
+    return b
+
+
+# -------------------------------------------------------------------------------------- model transform
+
+
+@dataclass(frozen=True)
+class CropGeometry:
+    """How one src_h x src_w image maps into the model's size x size input.
+
+    The image is resized to resized_h x resized_w (shortest side = size, the other side rounded half up)
+    and the centre crop starts at integer offsets left, top = (resized - size) // 2.
+    """
+
+    src_h: int
+    src_w: int
+    size: int
+    resized_h: int
+    resized_w: int
+    left: int
+    top: int
+
+    @property
+    def scale_x(self) -> float:
+        return self.resized_w / self.src_w
+
+    @property
+    def scale_y(self) -> float:
+        return self.resized_h / self.src_h
+
+    @property
+    def source_box(self) -> tuple[float, float, float, float]:
+        """The part of the original image (xyxy edges) the model sees."""
+        return (self.left / self.scale_x, self.top / self.scale_y,
+                (self.left + self.size) / self.scale_x, (self.top + self.size) / self.scale_y)
+
+
+class ResizeCenterCrop:
+    """Resize the shortest side to `size` (antialiased bilinear), centre-crop size x size; and back."""
+
+    def __init__(self, size: int = 512) -> None:
+        if int(size) != size or size < 1:
+            raise ValueError(f"size must be a positive integer, got {size!r}")
+        self.size = int(size)
+
+    def __repr__(self) -> str:
+        return f"ResizeCenterCrop(size={self.size})"
+
+    def geometry(self, h: int, w: int) -> CropGeometry:
+        if h < 1 or w < 1:
+            raise ValueError(f"image size must be positive, got {h} x {w}")
+        s = self.size
+        if h <= w:
+            rh, rw = s, math.floor(w * s / h + 0.5)
+        else:
+            rh, rw = math.floor(h * s / w + 0.5), s
+        return CropGeometry(src_h=h, src_w=w, size=s, resized_h=rh, resized_w=rw,
+                            left=(rw - s) // 2, top=(rh - s) // 2)
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        """H x W float32 -> size x size float32 (Pillow BILINEAR, antialiased when shrinking)."""
+        image = np.asarray(image)
+        if image.ndim != 2 or image.size == 0:
+            raise ValueError(f"expected a non-empty H x W image, got shape {image.shape}")
+        g = self.geometry(*image.shape)
+        pil = Image.fromarray(np.ascontiguousarray(image, dtype=np.float32))
+        resized = np.asarray(pil.resize((g.resized_w, g.resized_h), Image.Resampling.BILINEAR))
+        return np.ascontiguousarray(resized[g.top:g.top + g.size, g.left:g.left + g.size])
+
+    # Points and boxes are edge coordinates; nothing is clipped, so the round trip is exact.
+    def points_to_model(self, xy: np.ndarray, h: int, w: int) -> np.ndarray:
+        g = self.geometry(h, w)
+        p = np.array(xy, dtype=np.float64).reshape(-1, 2)
+        return np.stack([p[:, 0] * g.scale_x - g.left, p[:, 1] * g.scale_y - g.top], axis=1)
+
+    def points_from_model(self, xy: np.ndarray, h: int, w: int) -> np.ndarray:
+        g = self.geometry(h, w)
+        p = np.array(xy, dtype=np.float64).reshape(-1, 2)
+        return np.stack([(p[:, 0] + g.left) / g.scale_x, (p[:, 1] + g.top) / g.scale_y], axis=1)
+
+    def boxes_to_model(self, boxes_xyxy: np.ndarray, h: int, w: int) -> np.ndarray:
+        b = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
+        return self.points_to_model(b.reshape(-1, 2), h, w).reshape(-1, 4)
+
+    def boxes_from_model(self, boxes_xyxy: np.ndarray, h: int, w: int) -> np.ndarray:
+        b = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
+        return self.points_from_model(b.reshape(-1, 2), h, w).reshape(-1, 4)
+
+    def heatmap_to_image(self, heatmap: np.ndarray, h: int, w: int) -> np.ndarray:
+        """size x size model-space map -> H x W float32; NaN where a pixel's centre is outside the crop.
+
+        Inside, each original pixel takes the bilinear sample at its centre's model coordinate,
+        (x + 0.5) * scale_x - left - 0.5 in model pixel indices (clamped at the border). Bilinear
+        sampling on a grid is separable: interpolate columns, then rows.
+        """
+        heat = np.asarray(heatmap, dtype=np.float32)
+        if heat.shape != (self.size, self.size):
+            raise ValueError(f"heatmap must be {self.size} x {self.size}, got shape {heat.shape}")
+        g = self.geometry(h, w)
+        cols = _axis_samples(w, g.resized_w, g.left, g.size)
+        rows = _axis_samples(h, g.resized_h, g.top, g.size)
+        out = np.full((h, w), np.nan, dtype=np.float32)
+        if cols is None or rows is None:
+            return out
+        (c0, c1), (i0, i1, fx) = cols
+        (r0, r1), (j0, j1, fy) = rows
+        tmp = heat[:, i0] * (1 - fx) + heat[:, i1] * fx  # size x (c1 - c0)
+        out[r0:r1, c0:c1] = tmp[j0] * (1 - fy)[:, None] + tmp[j1] * fy[:, None]
+        return out
+
+
+def _axis_samples(n: int, resized: int, offset: int, size: int) -> tuple[tuple[int, int], tuple] | None:
+    """For one axis: the range of source pixels whose centre lands in the crop, and their sample weights.
+
+    Centre of pixel x in model edge units is u = (x + 0.5) * resized / n - offset; it is inside when
+    0 <= u < size, tested in integers ((2x + 1) * resized - 2 * offset * n) so borders are exact.
+    """
+    x = np.arange(n, dtype=np.int64)
+    twice = (2 * x + 1) * resized - 2 * offset * n  # 2 * n * u
+    inside = np.flatnonzero((twice >= 0) & (twice < 2 * size * n))
+    if inside.size == 0:
+        return None
+    first, last = int(inside[0]), int(inside[-1]) + 1
+    p = (x[first:last] + 0.5) * (resized / n) - offset - 0.5  # model pixel-index coordinate
+    p = np.clip(p, 0, size - 1)
+    i0 = np.floor(p).astype(np.int64)
+    i1 = np.minimum(i0 + 1, size - 1)
+    f = (p - i0).astype(np.float32)
+    return (first, last), (i0, i1, f)

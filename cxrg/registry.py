@@ -1,0 +1,174 @@
+"""The model protocol and plugin discovery.
+
+Every model, built-in or third-party, is a class (or factory) registered under the entry-point group
+`cxrg.models`; the entry-point name is the model id. Discovery reads installed metadata only; a model's
+module is imported when the model is used, so a broken plugin never breaks the CLI or the other models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from cxrg.errors import CxrgError, UsageError
+
+ENTRY_POINT_GROUP = "cxrg.models"
+
+
+class PluginLoadError(CxrgError):
+    """A plugin failed to import, construct or load its weights."""
+
+
+class GroundTruthAccessError(CxrgError):
+    """A model that does not declare `uses_ground_truth` tried to read the boxes."""
+
+
+@dataclass(frozen=True)
+class WeightFile:
+    """One file or folder a model needs: where it goes under the weights folder and how to get it."""
+
+    path: str
+    description: str
+    how_to_get: str
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    name: str
+    version: str
+    licence: str
+    description: str
+    weights: tuple[WeightFile, ...] = ()
+    uses_ground_truth: bool = False
+    metrics: tuple[str, ...] = ("cnr", "miou")
+    """The metrics that are meaningful for this model (MAIRA-2's binary boxes: mIoU only)."""
+    notes: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "version": self.version, "licence": self.licence,
+            "description": self.description, "uses_ground_truth": self.uses_ground_truth,
+            "metrics": list(self.metrics), "notes": self.notes,
+            "weights": [vars(w) for w in self.weights],
+        }
+
+
+@dataclass(frozen=True)
+class Query:
+    """What a model sees for one sample. The boxes are readable only by models that declare they use them."""
+
+    image: np.ndarray
+    """float32 H x W in [0, 1] at the original resolution."""
+    prompt: str
+    image_path: Path | None = None
+    _boxes: np.ndarray | None = field(default=None, repr=False)
+    ground_truth_allowed: bool = False
+
+    @property
+    def boxes(self) -> np.ndarray:
+        """Ground-truth boxes, xyxy in original pixels (only for models whose card says uses_ground_truth)."""
+        if not self.ground_truth_allowed:
+            raise GroundTruthAccessError(
+                "this model read the ground-truth boxes but its card does not declare uses_ground_truth",
+                hint="set uses_ground_truth=True in the ModelCard if the model is an oracle")
+        if self._boxes is None:
+            raise CxrgError("this sample has no ground-truth boxes")
+        return self._boxes
+
+
+def make_query(card: ModelCard, image: np.ndarray, prompt: str, boxes: np.ndarray | None = None,
+               image_path: Path | None = None) -> Query:
+    """Build the query the way the harness does: boxes handed over only when the card asks for them."""
+    return Query(image=image, prompt=prompt, image_path=image_path, _boxes=boxes,
+                 ground_truth_allowed=card.uses_ground_truth)
+
+
+@runtime_checkable
+class HeatmapModel(Protocol):
+    """A phrase-grounding model: construction is cheap, `load` finds weights, `heatmap` does the work.
+
+    `heatmap` returns float32 H x W at the query image's size, NaN where the model saw no pixel. The
+    harness, not the model, min-max normalises before scoring.
+    """
+
+    card: ModelCard
+
+    def load(self, weights_dir: Path | None = None, device: str = "cpu") -> None: ...
+
+    def heatmap(self, query: Query) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class PluginEntry:
+    """A discovered model: its id, where it comes from, and how to import it. Nothing imported yet."""
+
+    name: str
+    value: str
+    distribution: str
+    version: str
+
+    def load_factory(self) -> Callable[[], HeatmapModel]:
+        try:
+            factory = metadata.EntryPoint(self.name, self.value, ENTRY_POINT_GROUP).load()
+        except Exception as exc:  # a plugin's import error is its own, never the CLI's
+            raise PluginLoadError(f"model '{self.name}' failed to import: {type(exc).__name__}: {exc}",
+                                  where=f"{self.value} from {self.distribution} {self.version}",
+                                  hint="reinstall the plugin or check its dependencies") from exc
+        return factory
+
+
+def discover() -> dict[str, PluginEntry]:
+    """All models installed in this environment, by name; two distributions with one name is an error."""
+    found: dict[str, PluginEntry] = {}
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        dist = ep.dist
+        entry = PluginEntry(ep.name, ep.value, dist.name if dist else "?", dist.version if dist else "?")
+        previous = found.get(ep.name)
+        if previous is not None and previous.distribution != entry.distribution:
+            raise UsageError(
+                f"two plugins register the model name '{ep.name}': "
+                f"{previous.distribution} {previous.version} and {entry.distribution} {entry.version}",
+                hint="uninstall one of them")
+        found.setdefault(ep.name, entry)
+    return dict(sorted(found.items()))
+
+
+def create_model(name: str, entries: dict[str, PluginEntry] | None = None) -> HeatmapModel:
+    """Import and construct a model by id (weights are not loaded yet)."""
+    entries = discover() if entries is None else entries
+    if name not in entries:
+        known = ", ".join(entries) or "none"
+        raise UsageError(f"unknown model '{name}'", hint=f"installed models: {known}; see `cxrg models list`")
+    entry = entries[name]
+    factory = entry.load_factory()
+    try:
+        model = factory()
+    except CxrgError:
+        raise
+    except Exception as exc:
+        raise PluginLoadError(f"model '{name}' failed to construct: {type(exc).__name__}: {exc}",
+                              where=f"{entry.value} from {entry.distribution}") from exc
+    card = getattr(model, "card", None)
+    if not isinstance(card, ModelCard) or not callable(getattr(model, "heatmap", None)):
+        raise PluginLoadError(f"model '{name}' does not follow the HeatmapModel protocol",
+                              where=f"{entry.value} from {entry.distribution}",
+                              hint="it needs a `card` (cxrg.registry.ModelCard), `load()` and `heatmap()`")
+    return model
+
+
+def load_model(name: str, weights_dir: Path | None = None, device: str = "cpu",
+               entries: dict[str, PluginEntry] | None = None) -> HeatmapModel:
+    """Construct and load a model; any failure becomes a PluginLoadError naming the model."""
+    model = create_model(name, entries)
+    try:
+        model.load(weights_dir=weights_dir, device=device)
+    except CxrgError:
+        raise
+    except Exception as exc:
+        raise PluginLoadError(f"model '{name}' failed to load: {type(exc).__name__}: {exc}") from exc
+    return model

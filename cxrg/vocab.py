@@ -1,0 +1,184 @@
+"""The fixed vocabulary: 27 locations, 8 pathologies, their synonyms, and the structured prompt.
+
+Locations
+    ``{left, right, bilateral} x {"", apical, upper, middle, lower, costophrenic, pleural, base}`` with
+    "bilateral base" written "bibasilar", then ``lingular``, ``cardiomegaly`` and ``pulmonary``: 27 in all.
+    ``LOCATIONS`` lists them side by side (all "left ..." first, then "right ...", then "bilateral ...",
+    each in the zone order above), then the three unpaired ones. The order is fixed: code and files may
+    index by it. Sides are the *patient's*: on a frontal radiograph the patient's left is the image's right.
+
+Pathologies
+    ``PATHOLOGIES`` holds the 8 canonical names (CheXpert/MS-CXR spelling, e.g. "Pleural Effusion");
+    ``PATHOLOGY_TEXT`` the lowercase words used in prompts ("pleural effusion"); ``SYNONYMS`` the surface
+    forms (plurals, synonyms) that count as a mention of the label when curating reports.
+
+Prompt grammar
+    ``prompt := [location (" and " location)* " "] pathology_text``
+
+    * the locations keep the order they were given in; a location may not repeat;
+    * zero locations are allowed ("cardiomegaly" is ``Prompt((), "Cardiomegaly")``), so the paper's
+      location "cardiomegaly" with the pathology Cardiomegaly reads "cardiomegaly cardiomegaly";
+    * parsing strips the pathology text from the end (no pathology text is a suffix of another), then splits
+      the rest on " and " (no location contains the word "and"), so "left pleural pleural effusion" is
+      (left pleural) + Pleural Effusion and "left pleural effusion" is (left) + Pleural Effusion.
+
+    ``Prompt.parse`` is the exact inverse of ``Prompt.format`` for every valid prompt; it also accepts any
+    letter case and runs of whitespace, but no other spelling (use the canonical location names).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from cxrg.errors import InputError
+
+SIDES: tuple[str, ...] = ("left", "right", "bilateral")
+ZONES: tuple[str, ...] = ("", "apical", "upper", "middle", "lower", "costophrenic", "pleural", "base")
+UNPAIRED: tuple[str, ...] = ("lingular", "cardiomegaly", "pulmonary")
+
+
+def location_name(side: str, zone: str) -> str:
+    """Side + zone as a location: ("left", "lower") -> "left lower"; ("bilateral", "base") -> "bibasilar"."""
+    if side not in SIDES or zone not in ZONES:
+        raise InputError(f"no location for side {side!r} and zone {zone!r}",
+                         hint=f"sides: {', '.join(SIDES)}; zones: {', '.join(z or '(none)' for z in ZONES)}")
+    if side == "bilateral" and zone == "base":
+        return "bibasilar"
+    return f"{side} {zone}".strip()
+
+
+LOCATIONS: tuple[str, ...] = tuple(location_name(s, z) for s in SIDES for z in ZONES) + UNPAIRED
+
+_SIDE_ZONE: dict[str, tuple[str, str]] = {location_name(s, z): (s, z) for s in SIDES for z in ZONES}
+
+
+def split_location(location: str) -> tuple[str | None, str]:
+    """(side, zone) of a location: "bibasilar" -> ("bilateral", "base"); unpaired ones -> (None, location)."""
+    if location in _SIDE_ZONE:
+        return _SIDE_ZONE[location]
+    if location in UNPAIRED:
+        return None, location
+    raise _unknown_location(location)
+
+
+PATHOLOGIES: tuple[str, ...] = (
+    "Pneumonia", "Pneumothorax", "Pleural Effusion", "Lung Opacity",
+    "Atelectasis", "Cardiomegaly", "Consolidation", "Edema",
+)
+PATHOLOGY_TEXT: dict[str, str] = {name: name.lower() for name in PATHOLOGIES}
+
+# Words that count as a mention of the label in a report sentence (lowercase, whole words or phrases).
+SYNONYMS: dict[str, tuple[str, ...]] = {
+    "Pneumonia": ("pneumonia", "pneumonias", "opacity", "opacities", "consolidation", "consolidations",
+                  "infiltrate", "infiltrates"),
+    "Pneumothorax": ("pneumothorax", "pneumothoraces", "pneumothoraxes"),
+    "Pleural Effusion": ("pleural effusion", "pleural effusions", "effusion", "effusions", "pleural fluid"),
+    "Lung Opacity": ("lung opacity", "lung opacities", "opacity", "opacities", "opacification",
+                     "opacifications"),
+    "Atelectasis": ("atelectasis", "atelectases", "atelectatic"),
+    "Cardiomegaly": ("cardiomegaly", "enlarged heart", "heart is enlarged", "enlarged cardiac silhouette",
+                     "cardiac silhouette is enlarged", "cardiac enlargement"),
+    "Consolidation": ("consolidation", "consolidations", "consolidative"),
+    "Edema": ("edema", "oedema", "pulmonary edema", "pulmonary oedema", "vascular congestion",
+              "pulmonary congestion", "interstitial edema"),
+}
+
+# Dataset spellings of the labels (CheXpert, MIMIC-CXR, MS-CXR, VinDr-CXR, NIH) -> canonical name.
+_PATHOLOGY_ALIASES: dict[str, str] = {
+    **{name.lower(): name for name in PATHOLOGIES},
+    "effusion": "Pleural Effusion",
+    "opacity": "Lung Opacity",
+    "oedema": "Edema",
+    "pulmonary edema": "Edema",
+}
+
+
+def _norm(text: str) -> str:
+    return " ".join(re.sub(r"[_\-]+", " ", text).lower().split())
+
+
+def canonical_pathology(name: str) -> str:
+    """The canonical name of a pathology label, whatever the dataset's spelling.
+
+    Case, underscores and hyphens do not matter: "pleural_effusion", "Pleural effusion" (VinDr),
+    "PLEURAL EFFUSION" and "Effusion" (NIH) all give "Pleural Effusion".
+    """
+    key = _norm(str(name))
+    if key not in _PATHOLOGY_ALIASES:
+        raise InputError(f"unknown pathology {name!r}", hint=f"valid pathologies: {', '.join(PATHOLOGIES)}")
+    return _PATHOLOGY_ALIASES[key]
+
+
+def _unknown_location(text: str, where: str | None = None) -> InputError:
+    return InputError(f"unknown location {text!r}", where=where,
+                      hint=f"valid locations: {', '.join(LOCATIONS)}")
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A structured prompt: where (0..n distinct locations, order kept) and what (a canonical pathology)."""
+
+    locations: tuple[str, ...]
+    pathology: str
+
+    def __post_init__(self) -> None:
+        locations = tuple(self.locations) if not isinstance(self.locations, str) else (self.locations,)
+        for loc in locations:
+            if loc not in LOCATIONS:
+                raise _unknown_location(loc)
+        if len(set(locations)) != len(locations):
+            raise InputError(f"repeated location in {locations}", hint="name each location once")
+        object.__setattr__(self, "locations", locations)
+        object.__setattr__(self, "pathology", canonical_pathology(self.pathology))
+
+    def format(self) -> str:
+        """The prompt text, e.g. "left lower and right apical pleural effusion"."""
+        words = " and ".join(self.locations)
+        return f"{words} {PATHOLOGY_TEXT[self.pathology]}".strip()
+
+    def __str__(self) -> str:
+        return self.format()
+
+    @classmethod
+    def parse(cls, text: str) -> Prompt:
+        """The Prompt whose ``format()`` is ``text`` (letter case and whitespace runs aside)."""
+        norm = " ".join(str(text).lower().split())
+        for name, words in PATHOLOGY_TEXT.items():
+            if norm == words:
+                return cls((), name)
+            if norm.endswith(" " + words):
+                head = norm[: -len(words) - 1]
+                locations = tuple(head.split(" and "))
+                for loc in locations:
+                    if loc not in LOCATIONS:
+                        raise _unknown_location(loc, where=f"prompt {text!r}")
+                return cls(locations, name)
+        raise InputError(f"prompt {text!r} does not end with a pathology",
+                         hint="write '<location> [and <location> ...] <pathology>' with a pathology among: "
+                              + ", ".join(PATHOLOGY_TEXT.values()))
+
+
+def merge_bilateral(locations: Iterable[str]) -> tuple[str, ...]:
+    """Merge symmetric pairs: {left X, right X} -> bilateral X ("bilateral base" is "bibasilar").
+
+    The merged location takes the place of the first of the pair; repeats are dropped, and so is a one-sided
+    location whose bilateral counterpart is already in the list. Other locations keep their order.
+    """
+    given = [loc for loc in locations]
+    for loc in given:
+        if loc not in LOCATIONS:
+            raise _unknown_location(loc)
+    present = set(given)
+    out: list[str] = []
+    for loc in given:
+        side, zone = split_location(loc)
+        if side in ("left", "right"):
+            other = location_name("right" if side == "left" else "left", zone)
+            bilateral = location_name("bilateral", zone)
+            if other in present or bilateral in present:
+                loc = bilateral
+        if loc not in out:
+            out.append(loc)
+    return tuple(out)
