@@ -27,7 +27,7 @@ from PIL import Image, UnidentifiedImageError
 
 from cxrg.errors import InputError
 
-__all__ = ["CropGeometry", "ResizeCenterCrop", "read_image", "to_xywh", "to_xyxy"]
+__all__ = ["CropGeometry", "ResizeCenterCrop", "image_size", "read_image", "to_xywh", "to_xyxy"]
 
 DICOM_SUFFIXES = (".dcm", ".dicom", ".dic")
 _LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, the weights Pillow's convert("L") uses
@@ -44,6 +44,26 @@ _DECODER_PACKAGES = {
 
 
 # --------------------------------------------------------------------------------------------- reading
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(height, width) of an image file from its header only (no pixel decoding): for datasets that must
+    map boxes to the model frame before any image is read."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError("image file not found", where=str(p), hint="check the path")
+    try:
+        with p.open("rb") as f:
+            head = f.read(132)
+        if head[128:132] == b"DICM" or p.suffix.lower() in DICOM_SUFFIXES:
+            import pydicom
+
+            ds = pydicom.dcmread(p, stop_before_pixels=True, force=True)
+            return int(ds.Rows), int(ds.Columns)
+        with Image.open(p) as im:
+            return im.height, im.width
+    except (OSError, AttributeError, ValueError, UnidentifiedImageError) as exc:
+        raise InputError(f"cannot read the image size: {exc}", where=str(p)) from exc
 
 
 def read_image(path: str | Path) -> np.ndarray:

@@ -66,6 +66,12 @@ def test_average_row_is_mean_of_class_means():
     assert (result[AVERAGE].low, result[AVERAGE].high) == percentile_interval(average)
 
 
+def test_a_class_without_values_is_left_out_of_the_average():
+    result = bootstrap_classes({"A": np.array([0.2, 0.4]), "B": np.array([np.nan, np.nan])}, resamples=100)
+    assert np.isnan(result["B"].mean) and result["B"].n == 0
+    assert result[AVERAGE].mean == pytest.approx(0.3) and result[AVERAGE].n == 2
+
+
 def test_constant_values_collapse_the_interval_and_nan_is_counted_out():
     result = bootstrap_classes({"A": np.array([0.3, 0.3, np.nan, 0.3])}, resamples=200, seed=0)
     assert result["A"].mean == pytest.approx(0.3)

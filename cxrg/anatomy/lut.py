@@ -27,6 +27,7 @@ JSON file (schema_version 1)::
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
@@ -194,6 +195,21 @@ class Lut:
         text = resources.files("cxrg.anatomy").joinpath(DEFAULT_LUT_FILE).read_text(encoding="utf-8")
         return cls.from_dict(json.loads(text), where=f"cxrg/anatomy/{DEFAULT_LUT_FILE}")
 
+
+
+def active_lut(weights_dir: str | Path | None = None) -> Lut:
+    """The LUT in force: $CXRG_LUT (set by --lut), else lut.json in the weights folder or $CXRG_HOME,
+    else the shipped approximation."""
+    explicit = os.environ.get("CXRG_LUT")
+    if explicit:
+        return Lut.load(explicit)
+    folders = [Path(weights_dir)] if weights_dir else []
+    if os.environ.get("CXRG_HOME"):
+        folders.append(Path(os.environ["CXRG_HOME"]))
+    for folder in folders:
+        if (folder / "lut.json").is_file():
+            return Lut.load(folder / "lut.json")
+    return Lut.default()
 
 
 def lut_from_regions(regions: Mapping[str, Gaussian2D], metadata: Mapping[str, Any] | None = None,

@@ -5,11 +5,13 @@ for every model and metric, so that differences between models are paired compar
 (a failed sample, or an undefined CNR) is left out of that resample's mean: the indices stay shared, the
 mean is over the finite values drawn. The "Average" row resamples every class with its own indices and
 averages the per-class means of the same resample, like the paper's Average row (the mean of the per-class
-means).
+means); a class in which the model has no value at all (every sample failed) is left out of its Average,
+and the report says so.
 """
 
 from __future__ import annotations
 
+import warnings
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -80,10 +82,13 @@ def bootstrap_classes(values_by_class: Mapping[str, np.ndarray], resamples: int 
         point = float(np.mean(values[np.isfinite(values)])) if n_finite else float("nan")
         low, high = percentile_interval(means, level)
         result[category] = Interval(point, low, high, n_finite)
-        class_means.append(means)
-        point_means.append(point)
+        if n_finite:  # a class with no value at all cannot enter the Average
+            class_means.append(means)
+            point_means.append(point)
     if class_means:
-        average_means = np.mean(np.stack(class_means), axis=0)
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a resample that drew only NaN values
+            average_means = np.nanmean(np.stack(class_means), axis=0)
         low, high = percentile_interval(average_means, level)
         total = sum(interval.n for interval in result.values())
         result[AVERAGE] = Interval(float(np.mean(point_means)), low, high, total)

@@ -41,6 +41,8 @@ class Dataset:
     name: str
     source: Path
     samples: list[Sample]
+    notes: list[str] = field(default_factory=list)
+    """What the reader did with rows that are not samples (other classes, ...), for the run's log."""
 
     @property
     def categories(self) -> list[str]:
@@ -177,14 +179,22 @@ def read_generic(annotations: Path, images: Path) -> Dataset:
     return Dataset("generic", Path(annotations), samples)
 
 
-DATASET_READERS = {"ms-cxr": read_ms_cxr, "generic": read_generic}
+DATASETS = ("ms-cxr", "vindr-cxr", "generic")
 
 
 def read_dataset(name: str, annotations: Path, images: Path, split: str | None = None) -> Dataset:
-    if name not in DATASET_READERS:
-        raise UsageError(f"unknown dataset '{name}'", hint=f"choose one of: {', '.join(DATASET_READERS)}")
-    if split is not None:
-        if name != "ms-cxr":
-            raise UsageError("--split applies to --dataset ms-cxr only")
+    """Read a dataset by name; VinDr-CXR's prompts use the LUT in force (see anatomy.lut.active_lut)."""
+    if name not in DATASETS:
+        raise UsageError(f"unknown dataset '{name}'", hint=f"choose one of: {', '.join(DATASETS)}")
+    if split is not None and name != "ms-cxr":
+        raise UsageError("--split applies to --dataset ms-cxr only")
+    if name == "ms-cxr":
         return read_ms_cxr(annotations, images, split=split)
-    return DATASET_READERS[name](annotations, images)
+    if name == "vindr-cxr":
+        from cxrg.anatomy.lut import active_lut
+        from cxrg.bench.vindr import read_vindr
+
+        dataset, notes = read_vindr(annotations, images, active_lut())
+        dataset.notes.extend(notes)
+        return dataset
+    return read_generic(annotations, images)

@@ -45,6 +45,13 @@ def markdown_table(summary: dict[str, Any]) -> str:
              + (f", CNR undefined for {c['cnr_undefined']}" if c.get("cnr_undefined") else "")
              for model, c in counts.items()]
     notes += [f"- {model}: not run: {error}" for model, error in summary.get("model_errors", {}).items()]
+    for model in models:
+        for m in metrics:
+            empty = [c for c in summary["categories"]
+                     if (model, c, m) in index and math.isnan(index[(model, c, m)]["mean"])]
+            if empty:
+                notes.append(f"- {model} {METRIC_TITLES[m]}: no value in {', '.join(empty)}; its Average is "
+                             f"over the other {len(summary['categories']) - len(empty)} classes")
     level = int(round(summary["level"] * 100))
     return ("\n".join(lines) + f"\n\nMean with {level} % percentile bootstrap CI ({summary['resamples']} "
             f"resamples, seed {summary['seed']}); Average = mean of the per-class means.\n\n"

@@ -12,7 +12,7 @@ import typer
 
 def bench(
     models: Annotated[str, typer.Option(help="Comma-separated model ids, e.g. oracle,prior.")],
-    dataset: Annotated[str, typer.Option(help="ms-cxr or generic (see the README for the generic CSV).")],
+    dataset: Annotated[str, typer.Option(help="ms-cxr, vindr-cxr or generic (see the README).")],
     annotations: Annotated[Path, typer.Option(help="The dataset's annotations CSV.")],
     images: Annotated[Path, typer.Option(help="Root folder the CSV's image paths are relative to.")],
     out: Annotated[Path | None, typer.Option(help="Run folder; rerunning with the same folder resumes. "
@@ -24,6 +24,8 @@ def bench(
     weights: Annotated[Path | None, typer.Option(help="Weights folder (default $CXRG_HOME).")] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, ...")] = "cpu",
     strict: Annotated[bool, typer.Option(help="Stop if any model fails to load.")] = False,
+    lut: Annotated[Path | None, typer.Option(help="Anatomical LUT JSON for the prior and the VinDr prompts "
+                                             "(same as $CXRG_LUT; default: the shipped one).")] = None,
 ) -> None:
     """Score models on a phrase-grounding dataset: per_sample.csv, summary.csv/json, results.md/png."""
     from rich.console import Console
@@ -32,6 +34,7 @@ def bench(
     from cxrg.bench.datasets import read_dataset
     from cxrg.bench.harness import run_benchmark
     from cxrg.bench.reports import rich_table, write_reports
+    from cxrg.cli import say
     from cxrg.errors import CxrgError, UsageError
     from cxrg.registry import discover, load_model
     from cxrg.runs import RunDir
@@ -44,6 +47,11 @@ def bench(
     if not images.is_dir():
         raise UsageError(f"images folder not found: {images}", hint="check --images")
     weights = weights or (Path(os.environ["CXRG_HOME"]) if os.environ.get("CXRG_HOME") else None)
+    if lut is not None:
+        from cxrg.anatomy.lut import Lut
+
+        Lut.load(lut)  # a bad file fails here, before any work
+        os.environ["CXRG_LUT"] = str(lut.resolve())
     data = read_dataset(dataset, annotations, images, split=split)
     if not data.samples:
         raise UsageError("the dataset has no samples", where=str(annotations))
@@ -58,15 +66,18 @@ def bench(
             if strict:
                 raise
             model_errors[name] = exc.one_line()
-            err.print(f"cxrg: warning: model {name} not run: {exc.one_line()}", markup=False, highlight=False)
+            say(f"cxrg: warning: model {name} not run: {exc.one_line()}")
     if not loaded:
         raise UsageError("no model could be loaded", hint="see `cxrg models check`")
 
     out = out or Path("runs") / f"bench-{dataset}"
     config = {"models": names, "dataset": dataset, "annotations": str(annotations.resolve()),
               "images": str(images.resolve()), "split": split, "limit": limit, "resamples": resamples,
-              "seed": seed, "device": device}
-    run = RunDir(out, "bench", config, resume_keys=("dataset", "annotations", "split"))
+              "seed": seed, "device": device, "lut": os.environ.get("CXRG_LUT", "default")}
+    run = RunDir(out, "bench", config, resume_keys=("dataset", "annotations", "split", "lut"))
+    for note in data.notes:
+        run.logger.info("dataset: %s", note)
+        say(f"dataset: {note}")
     total = len(data.samples[:limit] if limit else data.samples)
     with Progress(TextColumn("bench"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=err, transient=True, disable=not err.is_terminal) as bar:
@@ -77,8 +88,10 @@ def bench(
     Console(file=sys.stdout).print(rich_table(result.summary))
     for name, count in result.summary["counts"].items():
         line = f"{name}: {count['scored']} of {count['samples']} samples scored, {count['failed']} failed"
+        if count["failed"]:
+            line += " (reasons in per_sample.csv and log.txt)"
         if count.get("cnr_undefined"):
             line += f", CNR undefined for {count['cnr_undefined']}"
-        err.print(line, markup=False, highlight=False)
-    err.print(f"results in {run.path}", markup=False, highlight=False)
+        say(line)
+    say(f"results in {run.path}")
     run.close()

@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from cxrg.cli import bench, models, pending
+from cxrg.cli import bench, ground, lut, models, pending
 from cxrg.errors import CxrgError
 
 app = typer.Typer(
@@ -25,7 +25,10 @@ app = typer.Typer(
 )
 app.add_typer(models.app, name="models")
 app.command("bench")(bench.bench)
-pending.register(app)
+app.command("ground")(ground.ground)
+app.add_typer(lut.app, name="lut")
+app.command("demo-image")(ground.demo_image)
+pending.register(app, skip=("lut", "ground"))
 
 
 def _debug() -> bool:

@@ -1,0 +1,114 @@
+"""Ground a phrase on images: heatmap file, overlay picture and a JSON summary per image.
+
+Outputs per image, in the output folder: `<stem>.heatmap.npy` (float32, the image's size, NaN where the
+model saw no pixel; raw, not normalised), `<stem>.overlay.png` (the radiograph with the min-max normalised
+heatmap blended over it and the prompt as caption; drawn at most 1024 px on the long side), and
+`<stem>.json`: model, prompt, image size, the peak (x, y) in original pixels, and a box: the bounding box
+(x, y, w, h) of the largest connected region where the normalised heatmap is >= 0.5.
+"""
+
+from __future__ import annotations
+
+import glob
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cxrg.bench.metrics import normalise
+from cxrg.errors import InputError
+from cxrg.images import DICOM_SUFFIXES, read_image
+from cxrg.registry import HeatmapModel, make_query
+from cxrg.runs import atomic_write_bytes, atomic_write_json
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", *DICOM_SUFFIXES)
+BOX_THRESHOLD = 0.5
+OVERLAY_MAX_SIDE = 1024
+
+
+def collect_images(spec: str) -> list[Path]:
+    """A file, a folder (its image files, sorted) or a glob pattern -> image paths."""
+    path = Path(spec)
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        if not found:
+            raise InputError("no image files in the folder", where=spec,
+                             hint=f"expected files ending in {', '.join(IMAGE_SUFFIXES)}")
+        return found
+    if glob.has_magic(spec):
+        found = sorted(Path(p) for p in glob.glob(spec, recursive=True) if Path(p).is_file())
+        if not found:
+            raise InputError("the pattern matches no file", where=spec)
+        return found
+    raise InputError("image not found", where=spec, hint="give an image file, a folder or a glob pattern")
+
+
+def heatmap_summary(heatmap: np.ndarray) -> dict[str, Any]:
+    """Peak location and the box of the largest region at or above half the normalised maximum."""
+    from scipy import ndimage
+
+    norm = normalise(heatmap)
+    if np.isnan(norm).all():
+        return {"peak": None, "box": None}
+    filled = np.nan_to_num(norm, nan=-1.0)
+    peak_y, peak_x = np.unravel_index(int(np.argmax(filled)), filled.shape)
+    labels, count = ndimage.label(filled >= BOX_THRESHOLD)
+    box = None
+    if count:
+        sizes = ndimage.sum_labels(np.ones_like(labels), labels, index=np.arange(1, count + 1))
+        region = ndimage.find_objects(labels)[int(np.argmax(sizes))]
+        rows, cols = region
+        box = {"x": cols.start, "y": rows.start, "w": cols.stop - cols.start, "h": rows.stop - rows.start,
+               "threshold": BOX_THRESHOLD}
+    return {"peak": {"x": int(peak_x), "y": int(peak_y)}, "box": box}
+
+
+def overlay_png(image: np.ndarray, heatmap: np.ndarray, caption: str, out: Path) -> None:
+    """The radiograph in grey with the normalised heatmap over it (jet; opacity grows with the value, up to
+    60 %, so the radiograph stays readable) and a caption."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    step = max(1, int(np.ceil(max(image.shape) / OVERLAY_MAX_SIDE)))
+    shown, heat = image[::step, ::step], normalise(heatmap)[::step, ::step]
+    height, width = shown.shape
+    fig = plt.figure(figsize=(width / 100, height / 100 + 0.4), dpi=100)
+    ax = fig.add_axes((0, 0, 1, height / (height + 40)))
+    ax.imshow(shown, cmap="gray", vmin=0, vmax=1, interpolation="antialiased")
+    colours = plt.get_cmap("jet")(np.nan_to_num(heat, nan=0.0))
+    colours[..., 3] = 0.6 * np.nan_to_num(heat, nan=0.0)  # low values see-through, the finding stands out
+    ax.imshow(colours)
+    ax.set_axis_off()
+    fig.text(0.5, 1 - 20 / (height + 40), caption, ha="center", va="center", fontsize=11)
+    tmp = out.with_name(f".{out.name}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(out)
+
+
+def ground_image(model: HeatmapModel, image_path: Path, prompt: str, out_dir: Path,
+                 stem: str | None = None) -> dict[str, Any]:
+    """Run one model on one image and write the three outputs; returns the JSON summary."""
+    image = read_image(image_path)
+    heatmap = np.asarray(model.heatmap(make_query(model.card, image, prompt, None, image_path)),
+                         dtype=np.float32)
+    if heatmap.shape != image.shape:
+        raise InputError(f"model returned a {heatmap.shape} heatmap for a {image.shape} image",
+                         where=model.card.name)
+    stem = stem or image_path.name.split(".")[0]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    import io
+
+    buffer = io.BytesIO()
+    np.save(buffer, heatmap)
+    atomic_write_bytes(out_dir / f"{stem}.heatmap.npy", buffer.getvalue())
+    overlay_png(image, heatmap, f"{prompt}  ({model.card.name})", out_dir / f"{stem}.overlay.png")
+    summary = {"image": str(image_path), "model": model.card.name, "model_version": model.card.version,
+               "prompt": prompt, "image_size": {"height": image.shape[0], "width": image.shape[1]},
+               "seen_fraction": float(np.mean(~np.isnan(heatmap))), **heatmap_summary(heatmap)}
+    atomic_write_json(out_dir / f"{stem}.json", summary)
+    return summary

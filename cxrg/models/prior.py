@@ -1,0 +1,60 @@
+"""The prior: the atlas Gaussian(s) of the prompt's location(s), image-blind.
+
+It shows what knowing only *where the phrase says* is worth: every real model must beat it. The LUT lives
+in the LDM's 512 x 512 input frame (shortest side resized to 512, centre crop); the map is drawn there and
+brought back to the image through the transform's exact inverse, so pixels outside the crop are NaN, as for
+the LDM itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from cxrg import __version__
+from cxrg.anatomy.lut import Lut, active_lut
+from cxrg.errors import InputError
+from cxrg.images import ResizeCenterCrop
+from cxrg.registry import ModelCard, Query, WeightFile
+from cxrg.vocab import Prompt
+
+
+def prompt_locations(text: str) -> tuple[str, ...]:
+    """The atlas locations a prompt names; "cardiomegaly" alone means the cardiac silhouette."""
+    prompt = Prompt.parse(text)
+    if prompt.locations:
+        return prompt.locations
+    if prompt.pathology == "Cardiomegaly":
+        return ("cardiomegaly",)
+    raise InputError(f"prompt {text!r} names no location",
+                     hint="the prior needs '<location> <pathology>', e.g. 'left lower pleural effusion'")
+
+
+class PriorModel:
+    card = ModelCard(
+        name="prior",
+        version=__version__,
+        licence="Apache-2.0",
+        description="Image-blind floor: the atlas (LUT) Gaussian(s) of the prompt's location(s), placed "
+                    "through the inverse of the 512 resize/centre-crop; NaN outside the crop.",
+        weights=(WeightFile("lut.json", "optional anatomical LUT (the shipped approximation is used "
+                            "otherwise; --lut or $CXRG_LUT take precedence)",
+                            "cxrg lut build --imagenome gold_bbox_coordinate_annotations_1000images.csv "
+                            "--out lut.json"),),
+        notes="Prompts must be in the '{location} {pathology}' format (see cxrg.vocab.Prompt).",
+    )
+
+    def __init__(self) -> None:
+        self.lut: Lut | None = None
+
+    def load(self, weights_dir: Path | None = None, device: str = "cpu") -> None:
+        self.lut = active_lut(weights_dir)
+
+    def heatmap(self, query: Query) -> np.ndarray:
+        if self.lut is None:
+            self.load()
+        assert self.lut is not None
+        model_map = self.lut.render(prompt_locations(query.prompt), shape=self.lut.size)
+        height, width = query.image.shape[:2]
+        return ResizeCenterCrop(self.lut.size).heatmap_to_image(model_map, height, width)
