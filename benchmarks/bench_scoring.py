@@ -24,6 +24,17 @@ CLASSES = ("Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Lung Opacit
            "Pneumonia", "Pneumothorax")
 
 
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
 def make_data(n: int, size: int, distinct: int, seed: int = 0):
     """`distinct` smooth random heatmaps (reused round-robin, some with a NaN border) and n box sets."""
     rng = np.random.default_rng(seed)
@@ -71,7 +82,7 @@ def main() -> None:
     parser.add_argument("--resamples", type=int, default=10_000)
     args = parser.parse_args()
 
-    print(f"machine: {platform.machine()} {platform.processor() or ''} cpus={os.cpu_count()} "
+    print(f"machine: {platform.machine()} {cpu_model()} cpus={os.cpu_count()} "
           f"python={platform.python_version()} numpy={np.__version__}")
     print(f"settings: {args.heatmaps} heatmaps of {args.size}x{args.size} ({args.distinct} distinct, 1 in 4 "
           f"with NaN), {len(CLASSES)} classes x 2 metrics x {args.resamples} resamples")
