@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from cxrg.cli import bench, ground, lut, models, pending
+from cxrg.cli import bench, curate, ground, lut, models, pending
 from cxrg.errors import CxrgError
 
 app = typer.Typer(
@@ -28,7 +28,8 @@ app.command("bench")(bench.bench)
 app.command("ground")(ground.ground)
 app.add_typer(lut.app, name="lut")
 app.command("demo-image")(ground.demo_image)
-pending.register(app, skip=("lut", "ground"))
+curate.register(app)
+pending.register(app, skip=("lut", "ground", "curate"))
 
 
 def _debug() -> bool:
