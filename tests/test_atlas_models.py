@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from test_anatomy import GOLD_HEADER, gold_rows, write_gold_csv
 
 from cxrg.anatomy import Lut
 from cxrg.bench.vindr import read_vindr
@@ -24,7 +25,6 @@ from cxrg.images import ResizeCenterCrop
 from cxrg.models.prior import PriorModel
 from cxrg.registry import Query
 from cxrg.testing import check_model
-from tests.test_anatomy import GOLD_HEADER, gold_rows, write_gold_csv
 
 
 def cli(*args: str) -> int:
@@ -224,7 +224,7 @@ def test_ground_refuses_the_oracle_and_bad_prompts(tmp_path, capsys):
     Image.fromarray(np.zeros((40, 40), np.uint8)).save(image)
     assert cli("ground", str(image), "left pneumonia", "--model", "oracle") == 2
     assert "needs ground-truth boxes" in capsys.readouterr().err
-    assert cli("ground", str(image), "small effusion", "--out", str(tmp_path)) == 1
+    assert cli("ground", str(image), "small effusion", "--model", "prior", "--out", str(tmp_path)) == 1
     err = capsys.readouterr().err
     assert err.startswith("cxrg: error: prompt 'small effusion' does not end with a pathology")
     assert err.count("\n") == 1

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cxrg_test_support import MS_CXR_SAMPLES, mimic_path
 from PIL import Image
 
 from cxrg.bench.bootstrap import class_indices, percentile_interval
 from cxrg.bench.datasets import read_generic, read_ms_cxr
 from cxrg.cli.main import run
-from tests.conftest import MS_CXR_SAMPLES, mimic_path
 
 
 def bench(*args: str) -> int:

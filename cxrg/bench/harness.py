@@ -99,12 +99,18 @@ def run_benchmark(models: dict[str, HeatmapModel], dataset: Dataset, run: RunDir
     def flush() -> None:
         atomic_write_csv(per_sample_path, PER_SAMPLE_FIELDS, rows.values())
 
+    cached: tuple[object, np.ndarray] | None = None
     try:
-        for sample in samples:
+        for sample in by_image(samples):
             todo = [m for name, m in models.items() if (name, sample.sample_id) not in done]
             if todo:
                 try:
-                    image = _load_image(sample)
+                    key = (sample.image_path, sample.image_size, sample.error)
+                    if cached is not None and cached[0] == key:
+                        image = cached[1]  # the same image as the previous sample: read once
+                    else:
+                        image = _load_image(sample)
+                        cached = (key, image)
                 except CxrgError as exc:
                     image, error = None, exc.one_line()
                 except Exception as exc:
@@ -128,6 +134,15 @@ def run_benchmark(models: dict[str, HeatmapModel], dataset: Dataset, run: RunDir
         flush()
     summary = summarise(list(models), samples, rows, resamples, seed, model_errors or {})
     return BenchResult(run, rows, summary, model_errors or {})
+
+
+def by_image(samples: Sequence[Sample]) -> list[Sample]:
+    """Samples grouped by image (in order of first appearance), so an image is read once and a model that
+    caches per-image work (the LDM's inversion) does it once for all of the image's prompts."""
+    groups: dict[object, list[Sample]] = {}
+    for sample in samples:
+        groups.setdefault(sample.image_path or sample.sample_id, []).append(sample)
+    return [s for group in groups.values() for s in group]
 
 
 def summarise(model_names: Sequence[str], samples: Sequence[Sample], rows: dict[tuple[str, str], dict],

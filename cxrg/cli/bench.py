@@ -9,6 +9,8 @@ from typing import Annotated
 
 import typer
 
+RESUME_KEYS = ("dataset", "annotations", "split", "lut", "dtype", "embeddings")
+
 
 def bench(
     models: Annotated[str, typer.Option(help="Comma-separated model ids, e.g. oracle,prior.")],
@@ -26,6 +28,8 @@ def bench(
     strict: Annotated[bool, typer.Option(help="Stop if any model fails to load.")] = False,
     lut: Annotated[Path | None, typer.Option(help="Anatomical LUT JSON for the prior and the VinDr prompts "
                                              "(same as $CXRG_LUT; default: the shipped one).")] = None,
+    dtype: Annotated[str, typer.Option(help="LDM precision: float32, bfloat16 or float16.")] = "float32",
+    embeddings: Annotated[Path | None, typer.Option(help="Tuned embeddings for the ldm model.")] = None,
 ) -> None:
     """Score models on a phrase-grounding dataset: per_sample.csv, summary.csv/json, results.md/png."""
     from rich.console import Console
@@ -52,6 +56,9 @@ def bench(
 
         Lut.load(lut)  # a bad file fails here, before any work
         os.environ["CXRG_LUT"] = str(lut.resolve())
+    from cxrg.cli.ground import set_model_options
+
+    set_model_options(dtype, embeddings)
     data = read_dataset(dataset, annotations, images, split=split)
     if not data.samples:
         raise UsageError("the dataset has no samples", where=str(annotations))
@@ -73,8 +80,9 @@ def bench(
     out = out or Path("runs") / f"bench-{dataset}"
     config = {"models": names, "dataset": dataset, "annotations": str(annotations.resolve()),
               "images": str(images.resolve()), "split": split, "limit": limit, "resamples": resamples,
-              "seed": seed, "device": device, "lut": os.environ.get("CXRG_LUT", "default")}
-    run = RunDir(out, "bench", config, resume_keys=("dataset", "annotations", "split", "lut"))
+              "seed": seed, "device": device, "lut": os.environ.get("CXRG_LUT", "default"),
+              "dtype": dtype, "embeddings": os.environ.get("CXRG_EMBEDDINGS")}
+    run = RunDir(out, "bench", config, resume_keys=RESUME_KEYS)
     for note in data.notes:
         run.logger.info("dataset: %s", note)
         say(f"dataset: {note}")

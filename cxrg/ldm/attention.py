@@ -1,0 +1,91 @@
+"""Capture cross-attention probabilities softmax(QK^T / sqrt(d)) from chosen layers of the U-Net.
+
+`capture(unet, layers)` swaps the chosen CrossAttentionBlocks' forward for an explicit-softmax one that
+records the probabilities (detached, or with gradients when asked), and restores the modules on exit,
+exceptions included. Layers not captured keep whatever attention path they had (the fused one by default).
+`stop_after_last` ends the U-Net's forward right after the last captured layer: the rest of the network
+cannot change what was captured, so it is not computed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from cxrg.errors import UsageError
+
+
+class StopForward(Exception):
+    """Raised after the last captured layer to end the forward pass early."""
+
+
+@dataclass
+class Captured:
+    """Per layer name, the list of probability tensors (B, heads, positions, tokens), one per call."""
+
+    maps: dict[str, list[torch.Tensor]] = field(default_factory=dict)
+
+    def stacked(self, layer: str) -> torch.Tensor:
+        return torch.cat(self.maps[layer], dim=0)
+
+
+def cross_attention_layers(unet: torch.nn.Module) -> list[str]:
+    """Names of every cross-attention block, in execution order."""
+    from monai.networks.blocks import CrossAttentionBlock
+
+    return [name for name, module in unet.named_modules()
+            if isinstance(module, CrossAttentionBlock) and name.endswith("attn2")]
+
+
+def _explicit_forward(block, store: list[torch.Tensor], keep_grad: bool):
+    def forward(x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        q = block.input_rearrange(block.to_q(x))
+        kv = context if context is not None else x
+        k = block.input_rearrange(block.to_k(kv))
+        v = block.input_rearrange(block.to_v(kv))
+        if block.attention_dtype is not None:
+            q, k = q.to(block.attention_dtype), k.to(block.attention_dtype)
+        probs = (torch.einsum("blxd,blyd->blxy", q, k) * block.scale).softmax(dim=-1)
+        store.append(probs if keep_grad else probs.detach())
+        out = torch.einsum("bhxy,bhyd->bhxd", block.drop_weights(probs).to(v.dtype), v)
+        return block.drop_output(block.out_proj(block.out_rearrange(out)))
+    return forward
+
+
+@contextlib.contextmanager
+def capture(unet: torch.nn.Module, layers: Sequence[str], keep_grad: bool = False,
+            stop_after_last: bool = False) -> Iterator[Captured]:
+    """Record the attention probabilities of `layers` during every forward pass inside the block."""
+    modules = dict(unet.named_modules())
+    unknown = [name for name in layers if name not in modules]
+    if unknown:
+        raise UsageError(f"no cross-attention layer named {unknown[0]!r} in the U-Net",
+                         hint=f"layers: {', '.join(cross_attention_layers(unet))}")
+    captured = Captured({name: [] for name in layers})
+    order = cross_attention_layers(unet)
+    last = max(layers, key=order.index)
+    handles = []
+    try:
+        for name in layers:
+            modules[name].forward = _explicit_forward(modules[name], captured.maps[name], keep_grad)
+        if stop_after_last:
+            def stop(module, inputs, output):
+                raise StopForward
+            handles.append(modules[last].register_forward_hook(stop))
+        yield captured
+    finally:
+        for name in layers:
+            modules[name].__dict__.pop("forward", None)
+        for handle in handles:
+            handle.remove()
+
+
+def run_until_captured(unet: torch.nn.Module, *args, **kwargs) -> None:
+    """Call the U-Net inside `capture(..., stop_after_last=True)`; the early stop is expected."""
+    try:
+        unet(*args, **kwargs)
+    except StopForward:
+        return

@@ -1,0 +1,120 @@
+"""The CXR LDM's architecture and the heatmap settings, as plain data.
+
+Architecture: the MONAI model-zoo bundle `cxr_image_synthesis_latent_diffusion_model` (Pinaya et al.,
+Apache-2.0), configs/inference.json, checked against Project-MONAI/GenerativeModels. One difference from
+the values quoted in our issue tracker: the bundle's autoencoder has `with_encoder_nonlocal_attn` and
+`with_decoder_nonlocal_attn` set to **true**; we follow the bundle (its checkpoint carries those weights).
+When a bundle folder holds configs/inference.json, the architecture is read from it instead.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from cxrg.errors import InputError
+
+BUNDLE_AUTOENCODER: dict[str, Any] = {
+    "spatial_dims": 2, "in_channels": 1, "out_channels": 1, "latent_channels": 3,
+    "channels": [64, 128, 128, 128], "num_res_blocks": 2, "norm_num_groups": 32, "norm_eps": 1e-6,
+    "attention_levels": [False, False, False, False],
+    "with_encoder_nonlocal_attn": True, "with_decoder_nonlocal_attn": True,
+}
+BUNDLE_UNET: dict[str, Any] = {
+    "spatial_dims": 2, "in_channels": 3, "out_channels": 3, "channels": [256, 512, 768],
+    "num_res_blocks": 2, "attention_levels": [False, True, True], "norm_num_groups": 32, "norm_eps": 1e-6,
+    "resblock_updown": False, "num_head_channels": [0, 512, 768], "with_conditioning": True,
+    "transformer_num_layers": 1, "cross_attention_dim": 1024,
+}
+BUNDLE_SCHEDULER: dict[str, Any] = {
+    "num_train_timesteps": 1000, "schedule": "scaled_linear_beta", "beta_start": 0.0015, "beta_end": 0.0205,
+    "prediction_type": "v_prediction", "clip_sample": False,
+}
+LATENT_SCALE = 0.3
+IMAGE_SIZE = 512
+
+# The bottleneck and the first three decoder cross-attentions: all 16 x 16 at a 512 input.
+DEFAULT_LAYERS = (
+    "middle_block.attention.transformer_blocks.0.attn2",
+    "up_blocks.0.attentions.0.transformer_blocks.0.attn2",
+    "up_blocks.0.attentions.1.transformer_blocks.0.attn2",
+    "up_blocks.0.attentions.2.transformer_blocks.0.attn2",
+)
+
+
+@dataclass(frozen=True)
+class LdmArchitecture:
+    autoencoder: dict[str, Any] = field(default_factory=lambda: dict(BUNDLE_AUTOENCODER))
+    unet: dict[str, Any] = field(default_factory=lambda: dict(BUNDLE_UNET))
+    scheduler: dict[str, Any] = field(default_factory=lambda: dict(BUNDLE_SCHEDULER))
+    latent_scale: float = LATENT_SCALE
+    image_size: int = IMAGE_SIZE
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LdmArchitecture:
+        return cls(**{k: data[k] for k in ("autoencoder", "unet", "scheduler", "latent_scale", "image_size")
+                      if k in data})
+
+
+@dataclass(frozen=True)
+class HeatmapSettings:
+    """Every number of the heatmap pipeline (Vilouras et al. 2024, with the paper's settings)."""
+
+    inference_steps: int = 100
+    """DDIM steps of the inversion (1000 training steps / 100 = one every 10)."""
+    capture_steps: tuple[int, ...] = tuple(range(30, 60))
+    """Step indices in inversion order (image -> noise): with 100 'leading' steps, t = 300, 310, ..., 590."""
+    layers: tuple[str, ...] = DEFAULT_LAYERS
+    smoothing_sigma: float = 2.5
+    """Gaussian filter sigma, in pixels of the 512 map."""
+    otsu: bool = True
+    """Keep only the pixels above the Otsu threshold (the frozen model's default; off for the tuned one)."""
+    timestep_spacing: str = "leading"
+
+    def with_changes(self, **changes: Any) -> HeatmapSettings:
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "capture_steps": list(self.capture_steps), "layers": list(self.layers)}
+
+
+def architecture_from_bundle(bundle: Path) -> LdmArchitecture:
+    """The architecture written in a bundle's configs/inference.json, or the built-in bundle values.
+
+    A tiny test model written by `cxrg weights tiny` carries configs/cxrg_architecture.json instead.
+    """
+    ours = bundle / "configs" / "cxrg_architecture.json"
+    if ours.is_file():
+        return LdmArchitecture.from_dict(json.loads(ours.read_text()))
+    inference = bundle / "configs" / "inference.json"
+    if not inference.is_file():
+        return LdmArchitecture()
+    try:
+        config = json.loads(inference.read_text())
+        autoencoder = _network_params(config["autoencoder_def"])
+        unet = _network_params(config["diffusion_def"])
+        sched = config.get("scheduler", {})
+    except (KeyError, json.JSONDecodeError, TypeError) as exc:
+        raise InputError(f"cannot read the bundle's network definitions: {exc}",
+                         where=str(inference)) from exc
+    scheduler = dict(BUNDLE_SCHEDULER)
+    for key in ("num_train_timesteps", "beta_start", "beta_end", "prediction_type", "clip_sample"):
+        if key in sched:
+            scheduler[key] = sched[key]
+    if "beta_schedule" in sched:
+        scheduler["schedule"] = {"scaled_linear": "scaled_linear_beta", "linear": "linear_beta"}.get(
+            sched["beta_schedule"], sched["beta_schedule"])
+    return LdmArchitecture(autoencoder, unet, scheduler)
+
+
+def _network_params(definition: dict[str, Any]) -> dict[str, Any]:
+    """GenerativeModels' constructor arguments -> MONAI core's (num_channels was renamed channels)."""
+    params = {k: v for k, v in definition.items() if not k.startswith("_")}
+    if "num_channels" in params:
+        params["channels"] = params.pop("num_channels")
+    return params
