@@ -150,7 +150,8 @@ def test_v_to_eps_is_the_scheduler_definition():
 
 def test_timestep_grids():
     assert inversion_timesteps(100)[30:33] == [300, 310, 320] and inversion_timesteps(100)[-1] == 990
-    assert inversion_timesteps(300, spacing="trailing")[120] == 462  # Vilouras 2024's t at index 120
+    assert inversion_timesteps(100, spacing="trailing")[:2] == [9, 19]
+    assert inversion_timesteps(100, spacing="trailing")[-1] == 999
 
 
 def test_otsu_against_brute_force():
@@ -274,3 +275,73 @@ def test_ldm_tuned_conforms_and_checks_prompts_and_files(tiny, ldm, tmp_path, mo
     monkeypatch.setenv("CXRG_EMBEDDINGS", str(other))
     with pytest.raises(InputError, match="made for another text encoder"):
         LdmTunedModel().load(weights)
+
+
+# ------------------------------------------------------------------------------------ commands
+
+
+def cli(*args: str) -> int:
+    from cxrg.cli.main import run
+
+    try:
+        run(list(args))
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+def test_weights_tiny_and_status(tmp_path, capsys):
+    assert cli("weights", "status", "--weights", str(tmp_path / "none")) == 1
+    out = capsys.readouterr().out
+    assert out.count("MISSING") == 4 and "get it:" in out
+    assert cli("weights", "tiny", str(tmp_path / "tiny"), "--seed", "3") == 0
+    assert cli("weights", "status", "--weights", str(tmp_path / "tiny")) == 0
+    out = capsys.readouterr().out
+    assert out.count("ok     ") == 4 and "absent  tuned embeddings" in out
+
+
+def test_weights_fetch_from_a_local_fake_repository(tiny, tmp_path, monkeypatch, capsys):
+    import cxrg.ldm.fetch as fetch
+
+    bundle = "cxr_image_synthesis_latent_diffusion_model"
+    hub = {f"MONAI/{bundle}": tiny / bundle,
+           "stabilityai/stable-diffusion-2-1-base": tiny / "stable-diffusion-2-1-base"}
+    asked = []
+
+    def fake_snapshot(repo_id, local_dir, patterns):
+        asked.append((repo_id, patterns))
+        shutil.copytree(hub[repo_id], local_dir, dirs_exist_ok=True)
+
+    monkeypatch.setattr(fetch, "snapshot", fake_snapshot)
+    assert cli("weights", "fetch", "--weights", str(tmp_path / "w")) == 0
+    assert [a[0] for a in asked] == list(hub)
+    assert asked[1][1] == ["text_encoder/*", "tokenizer/*"]
+    assert "weights ready" in capsys.readouterr().out
+    assert cli("weights", "fetch", "--weights", str(tmp_path / "w")) == 0 and len(asked) == 2  # nothing to do
+
+
+def test_weights_fetch_offline_fails_fast_with_one_line(tmp_path, monkeypatch, capsys):
+    import time
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    started = time.perf_counter()
+    assert cli("weights", "fetch", "--weights", str(tmp_path)) == 1
+    assert time.perf_counter() - started < 30
+    err = capsys.readouterr().err
+    assert err.startswith("cxrg: error: could not download MONAI/") and err.count("\n") == 1
+
+
+def test_ground_and_bench_run_the_ldm(tiny, tmp_path, ms_cxr, capsys):
+    from cxrg.cli.ground import demo_image_path
+
+    assert cli("ground", str(demo_image_path()), "small left effusion", "--model", "ldm-frozen",
+               "--weights", str(tiny), "--out", str(tmp_path / "g")) == 0
+    heat = np.load(tmp_path / "g" / "RG1_UNCR.heatmap.npy")
+    assert heat.shape == (1955, 1841) and np.isnan(heat[:50]).all() and np.isfinite(heat[100:1800]).all()
+    annotations, images = ms_cxr
+    assert cli("bench", "--models", "ldm-frozen,oracle", "--dataset", "ms-cxr", "--annotations",
+               str(annotations), "--images", str(images), "--weights", str(tiny),
+               "--out", str(tmp_path / "b"), "--resamples", "200", "--limit", "3") == 0
+    rows = (tmp_path / "b" / "per_sample.csv").read_text().splitlines()
+    assert len(rows) == 7 and all(row.endswith(",") for row in rows[1:])  # no error column filled
+    assert json.loads((tmp_path / "b" / "config.json").read_text())["config"]["dtype"] == "float32"

@@ -9,7 +9,8 @@ level "-r" with alpha = 1), and moves it to level t_i (Mokady et al. 2023; Vilou
     x_next = sqrt(a') x0_hat + sqrt(1 - a') eps_hat                             (a' at t_i)
 
 With 100 'leading' steps the captured step indices 30..59 are t = 300..590 (the paper's "about 300 to
-600 of 1000"; Vilouras 2024 used 300 'trailing' steps and indices 120..179, t = 462..639).
+600 of 1000"). Vilouras 2024 asked for 300 'trailing' steps; their grid, np.arange(1000, 0, -3) - 1, has
+334 steps of 3, so their indices 120..179 are t = 360..537: the same stretch of the noise schedule.
 """
 
 from __future__ import annotations

@@ -41,23 +41,41 @@ def tiny_text_config():
                           projection_dim=TEXT_WIDTH, bos_token_id=49406, eos_token_id=49407, pad_token_id=0)
 
 
-def write_tiny(folder: Path, seed: int = 0, old_layout: bool = True) -> Path:
-    """Write a random tiny LDM under `folder` in the layout of weights.py; returns the folder."""
+def sd21_text_config():
+    """The shape of SD 2.1-base's text encoder (OpenCLIP ViT-H/14 text tower cut at its 23rd layer)."""
+    from transformers import CLIPTextConfig
+
+    return CLIPTextConfig(vocab_size=49408, hidden_size=1024, intermediate_size=4096, num_hidden_layers=23,
+                          num_attention_heads=16, max_position_embeddings=77, hidden_act="gelu",
+                          projection_dim=512, bos_token_id=49406, eos_token_id=49407, pad_token_id=1)
+
+
+def build_random(architecture: LdmArchitecture, text_config, seed: int = 0):
+    """Autoencoder, U-Net and CLIP text encoder of the given shapes with seeded random weights."""
     from transformers import CLIPTextModel
 
-    paths = WeightPaths(Path(folder))
     torch.manual_seed(seed)
-    autoencoder = build_autoencoder(TINY)
-    unet = build_unet(TINY)
-    text_encoder = CLIPTextModel(tiny_text_config())
+    return build_autoencoder(architecture), build_unet(architecture), CLIPTextModel(text_config)
+
+
+def write_random(folder: Path, architecture: LdmArchitecture, text_config, seed: int = 0,
+                 old_layout: bool = True, note: str = "random weights") -> Path:
+    """Write random weights of the given shapes under `folder` in the layout of weights.py."""
+    paths = WeightPaths(Path(folder))
+    autoencoder, unet, text_encoder = build_random(architecture, text_config, seed)
     (paths.bundle / "models").mkdir(parents=True, exist_ok=True)
     (paths.bundle / "configs").mkdir(parents=True, exist_ok=True)
     convert = to_old_layout if old_layout else dict
     torch.save(convert(autoencoder.state_dict()), paths.autoencoder)
     torch.save(convert(unet.state_dict()), paths.unet)
     (paths.bundle / "configs" / "cxrg_architecture.json").write_text(
-        json.dumps({**TINY.to_dict(), "note": f"tiny random LDM, seed {seed}: not the real weights"},
+        json.dumps({**architecture.to_dict(), "note": f"{note}, seed {seed}: not the real weights"},
                    indent=2))
     text_encoder.save_pretrained(str(paths.text_encoder), safe_serialization=True)
     write_tokenizer_files(paths.tokenizer)
     return Path(folder)
+
+
+def write_tiny(folder: Path, seed: int = 0, old_layout: bool = True) -> Path:
+    """Write a random tiny LDM under `folder` in the layout of weights.py; returns the folder."""
+    return write_random(folder, TINY, tiny_text_config(), seed, old_layout, note="tiny random LDM")

@@ -1,0 +1,168 @@
+"""LDM heatmap speed: the fast path against the reference path, with the real-size architecture.
+
+Random weights of the real shapes (MONAI bundle U-Net 263.6 M parameters, autoencoder, SD 2.1-size text
+encoder); the paper's settings (100 DDIM steps, 30 captured steps, 4 layers) at a reduced input size
+(`--size`, default 256: the full 512 takes about 4 minutes per reference heatmap on 2 cores). Prints seconds
+per heatmap for both paths and their ratio, U-Net GFLOPs per heatmap for each path, achieved GFLOP/s
+against this machine's measured matrix-multiply peak, bfloat16's speed and agreement with float32, and
+(with --ground-rss) the peak resident memory of `cxrg ground` at the full 512 size.
+
+    python benchmarks/bench_ldm.py [--size 256] [--ground-rss]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from cxrg.ldm.config import HeatmapSettings, LdmArchitecture
+from cxrg.ldm.ddim import alphas_cumprod
+from cxrg.ldm.heatmap import LdmEngine, reference_maps
+from cxrg.ldm.loading import LoadedLdm, text_encoder_fingerprint
+from cxrg.ldm.tiny import build_random, sd21_text_config, write_random
+from cxrg.ldm.tokenizer import load_tokenizer
+
+PROMPT = "left lower pleural effusion"
+
+
+def cpu_model() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def matmul_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b
+    started = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * n ** 3 * repeats / (time.perf_counter() - started) / 1e9
+
+
+def make_ldm(size: int, dtype: torch.dtype) -> LoadedLdm:
+    arch = LdmArchitecture(image_size=size)
+    autoencoder, unet, text = build_random(arch, sd21_text_config(), seed=0)
+    for module in (autoencoder, unet, text):
+        module.to(dtype=dtype).eval().requires_grad_(False)
+    return LoadedLdm(autoencoder, unet, text, load_tokenizer(), arch, alphas_cumprod(arch.scheduler),
+                     torch.device("cpu"), dtype, text_encoder_fingerprint(text))
+
+
+def unet_gflops(ldm: LoadedLdm, size: int, truncated: bool) -> float:
+    """GFLOPs of one U-Net forward at batch 1 (full, or stopped after the last captured layer)."""
+    from cxrg.ldm.attention import capture, run_until_captured
+    from cxrg.ldm.config import DEFAULT_LAYERS
+
+    side = size // 8
+    latent = torch.zeros(1, 3, side, side, dtype=ldm.dtype)
+    ctx = torch.zeros(1, 77, 1024, dtype=ldm.dtype)
+    t = torch.tensor([300])
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        if truncated:
+            with capture(ldm.unet, DEFAULT_LAYERS, stop_after_last=True):
+                run_until_captured(ldm.unet, latent, timesteps=t, context=ctx)
+        else:
+            ldm.unet(latent, timesteps=t, context=ctx)
+    return counter.get_total_flops() / 1e9
+
+
+def otsu_iou(a: np.ndarray, b: np.ndarray) -> float:
+    from cxrg.ldm.heatmap import otsu_threshold
+
+    ma, mb = a > otsu_threshold(a), b > otsu_threshold(b)
+    return float((ma & mb).sum() / max((ma | mb).sum(), 1))
+
+
+def ground_peak_rss(tmp: Path) -> tuple[float, float]:
+    """Peak RSS (GiB) and seconds of `cxrg ground --model ldm-frozen` at 512 on real-size random weights."""
+    weights = write_random(tmp / "weights", LdmArchitecture(), sd21_text_config(), note="real-size random")
+    from cxrg.cli.ground import demo_image_path
+
+    command = [sys.executable, "-m", "cxrg", "ground", str(demo_image_path()), PROMPT,
+               "--model", "ldm-frozen", "--weights", str(weights), "--out", str(tmp / "out")]
+    started = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True)
+    seconds = time.perf_counter() - started
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 ** 2, seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--ground-rss", action="store_true")
+    args = parser.parse_args()
+    settings = HeatmapSettings(otsu=False)
+    image = np.random.default_rng(0).random((300, 260)).astype(np.float32)
+
+    print(f"machine: {platform.machine()} {cpu_model()} cpus={os.cpu_count()} torch={torch.__version__} "
+          f"threads={torch.get_num_threads()}")
+    print(f"settings: image {args.size}x{args.size} (latent {args.size // 8}), "
+          f"{settings.inference_steps} DDIM steps, captured steps "
+          f"{settings.capture_steps[0]}..{settings.capture_steps[-1]}, "
+          f"{len(settings.layers)} layers, real-size architecture with random weights")
+    peak32, peak16 = matmul_peak(torch.float32), matmul_peak(torch.bfloat16)
+    print(f"matmul peak: float32 {peak32:.0f} GFLOP/s, bfloat16 {peak16:.0f} GFLOP/s")
+
+    ldm = make_ldm(args.size, torch.float32)
+    engine = LdmEngine(ldm, settings)
+    started = time.perf_counter()
+    reference = reference_maps(engine, image, [PROMPT])[0]
+    t_ref = time.perf_counter() - started
+    started = time.perf_counter()
+    fast = engine.maps(image, [PROMPT])[0]
+    t_fast = time.perf_counter() - started
+    rel = float(np.abs(fast - reference).max() / np.abs(reference).max())
+
+    full, trunc = unet_gflops(ldm, args.size, False), unet_gflops(ldm, args.size, True)
+    steps, captured = settings.inference_steps, len(settings.capture_steps)
+    last = max(settings.capture_steps)
+    gf_ref = steps * 2 * full
+    gf_fast = last * full + captured * trunc
+    print(f"U-Net forward at batch 1: {full:.1f} GFLOP full, {trunc:.1f} GFLOP stopped after the last "
+          f"captured layer ({trunc / full:.1%})")
+    print(f"{'path':<22}{'s/heatmap':>10}{'U-Net GFLOP':>13}{'GFLOP/s':>9}{'of fp32 peak':>14}")
+    for name, seconds, gflop in (("reference float32", t_ref, gf_ref), ("fast float32", t_fast, gf_fast)):
+        rate = gflop / seconds
+        print(f"{name:<22}{seconds:>10.1f}{gflop:>13.0f}{rate:>9.0f}{rate / peak32:>14.0%}")
+    print(f"fast vs reference: {t_ref / t_fast:.2f}x faster (U-Net work alone allows "
+          f"{gf_ref / gf_fast:.2f}x); max relative difference {rel:.1e}")
+
+    ldm16 = make_ldm(args.size, torch.bfloat16)
+    engine16 = LdmEngine(ldm16, settings)
+    started = time.perf_counter()
+    fast16 = engine16.maps(image, [PROMPT])[0]
+    t16 = time.perf_counter() - started
+    pearson = float(np.corrcoef(fast16.ravel(), fast.ravel())[0, 1])
+    rate16 = gf_fast / t16
+    print(f"{'fast bfloat16':<22}{t16:>10.1f}{gf_fast:>13.0f}{rate16:>9.0f}{rate16 / peak16:>14.0%}"
+          "  (of bf16 peak)")
+    print(f"bfloat16 fast vs float32 reference: {t_ref / t16:.2f}x faster; vs float32 fast: "
+          f"{t_fast / t16:.2f}x; agreement with float32: Pearson {pearson:.4f}, Otsu-mask IoU "
+          f"{otsu_iou(fast16, fast):.3f}")
+
+    if args.ground_rss:
+        del ldm, ldm16, engine, engine16
+        with tempfile.TemporaryDirectory() as tmp:
+            rss, seconds = ground_peak_rss(Path(tmp))
+        print(f"cxrg ground --model ldm-frozen at 512 (real-size random weights, float32): peak RSS "
+              f"{rss:.2f} GiB, {seconds:.0f} s wall")
+
+
+if __name__ == "__main__":
+    main()
