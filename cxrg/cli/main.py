@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from cxrg.cli import bench, curate, ground, lut, models, pending, weights
+from cxrg.cli import bench, curate, ground, lut, models, pending, tune, weights
 from cxrg.errors import CxrgError
 
 app = typer.Typer(
@@ -26,11 +26,12 @@ app = typer.Typer(
 app.add_typer(models.app, name="models")
 app.command("bench")(bench.bench)
 app.command("ground")(ground.ground)
+app.command("tune")(tune.tune)
 app.add_typer(lut.app, name="lut")
 app.add_typer(weights.app, name="weights")
 app.command("demo-image")(ground.demo_image)
 curate.register(app)
-pending.register(app, skip=("lut", "ground", "curate"))
+pending.register(app, skip=("lut", "ground", "curate", "tune"))
 
 
 def _debug() -> bool:

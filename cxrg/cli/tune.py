@@ -1,0 +1,97 @@
+"""`cxrg tune`: prompt-tune the anatomy token embeddings of the LDM on a curated manifest."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def tune(
+    manifest: Annotated[Path, typer.Option(help="manifest.csv or manifest.jsonl from `cxrg curate`.")],
+    images: Annotated[Path, typer.Option(help="Folder the manifest's image_path values are relative to.")],
+    out: Annotated[Path, typer.Option(help="Run folder (checkpoints, losses, the tuned embeddings).")],
+    weights: Annotated[Path | None, typer.Option(help="Weights folder (default $CXRG_HOME).")] = None,
+    lut: Annotated[Path | None, typer.Option(help="Anatomical LUT JSON (default: the one in force).")] = None,
+    steps: Annotated[int | None, typer.Option(min=1, help="Tuning steps (one sample each).")] = None,
+    epochs: Annotated[float | None, typer.Option(min=0.01, help="Or: passes over the manifest.")] = None,
+    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-4,
+    alpha: Annotated[float, typer.Option(help="Weight of the Gaussian in the target (eq. 3).")] = 0.1,
+    epsilon: Annotated[float, typer.Option(help="Support threshold of the Gaussian (eq. 3).")] = 1e-5,
+    jitter: Annotated[float, typer.Option(help="mu/sigma jitter, fraction of the image size.")] = 0.05,
+    seed: Annotated[int, typer.Option(help="Seed of the sample order and the jitter.")] = 0,
+    checkpoint_every: Annotated[int, typer.Option(min=1, help="Checkpoint every N steps.")] = 50,
+    chunk: Annotated[int, typer.Option(min=1, help="Captured timesteps per U-Net call.")] = 10,
+    cache: Annotated[Path | None, typer.Option(help="Trajectory cache folder (default OUT/trajectories).")]
+    = None,
+    cache_dtype: Annotated[str, typer.Option(help="float32 or float16 for the cached latents.")] = "float32",
+    device: Annotated[str, typer.Option(help="cpu, cuda, ...")] = "cpu",
+    autocast: Annotated[str, typer.Option(help="Mixed precision of the U-Net passes: none, bfloat16, "
+                                          "float16 (GPU).")] = "none",
+    resume: Annotated[bool, typer.Option(help="Continue the run in OUT from its checkpoint.")] = False,
+    install: Annotated[bool, typer.Option(help="Also install the result as the default tuned embeddings "
+                                          "(<weights>/tuned_embeddings.safetensors).")] = False,
+) -> None:
+    """Tune the anatomy rows of the codebook (L_div + L_loc, paper eq. 2-4); writes OUT/tuned_embeddings."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from cxrg.anatomy.lut import Lut, active_lut
+    from cxrg.cli import say
+    from cxrg.errors import UsageError
+    from cxrg.ldm.loading import load_ldm
+    from cxrg.ldm.weights import WeightPaths, weights_root
+    from cxrg.runs import RunDir
+    from cxrg.tuning.data import read_manifest
+    from cxrg.tuning.trainer import Distributed, Trainer, TuneConfig
+
+    if (steps is None) == (epochs is None):
+        raise UsageError("give exactly one of --steps and --epochs")
+    if cache_dtype not in ("float32", "float16") or autocast not in ("none", "bfloat16", "float16"):
+        raise UsageError("--cache-dtype is float32 or float16; --autocast none, bfloat16 or float16")
+    data = read_manifest(manifest, images)
+    dist = Distributed.from_environment(device)
+    total = steps if steps is not None else max(1, round(epochs * len(data.samples) / dist.world))
+    config = TuneConfig(steps=total, lr=lr, alpha=alpha, epsilon=epsilon, jitter=jitter, seed=seed,
+                        checkpoint_every=checkpoint_every, chunk=chunk, cache_dtype=cache_dtype,
+                        autocast=autocast)
+    table = Lut.load(lut) if lut else active_lut(weights)
+    ldm = load_ldm(weights, device=device)
+    if dist.world > 1 and device == "cuda":
+        ldm = load_ldm(weights, device=f"cuda:{dist.accelerator.local_process_index}")
+    run = RunDir(out, "tune", {"manifest": str(manifest.resolve()), "images": str(images.resolve()),
+                               "weights": str(weights_root(weights)), "lut": table.metadata.get("source"),
+                               "processes": dist.world, **config.to_dict()})
+    if not resume and run.file("checkpoint.json").exists():
+        raise UsageError(f"{out} already holds a tuning run",
+                         hint="add --resume to continue it, or use a new --out")
+    for sample_id, reason in data.skipped:
+        run.logger.warning("skipped %s: %s", sample_id, reason)
+    if dist.main:
+        say(f"manifest: {data.rows} rows, {len(data.samples)} samples, {len(data.skipped)} skipped"
+            + (" (reasons in log.txt)" if data.skipped else ""))
+    trainer = Trainer(ldm, table, data, config, run, cache or out / "trajectories", dist)
+    if resume and trainer.resume() and dist.main:
+        say(f"resuming at step {trainer.step} of {config.steps}")
+    err = Console(stderr=True)
+    with Progress(TextColumn("tune"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("loss {task.fields[loss]}"), TimeRemainingColumn(), console=err, transient=True,
+                  disable=not (err.is_terminal and dist.main)) as bar:
+        task = bar.add_task("steps", total=config.steps, completed=trainer.step, loss="-")
+        result = trainer.train(
+            progress=lambda step, loss: bar.update(task, completed=step, loss=f"{loss:.4f}"))
+    if dist.main:
+        say(f"tuned embeddings: {result}; losses in {run.file('losses.csv')} and loss_curve.png; trajectory "
+            f"cache {trainer.cache.hits} hits, {trainer.cache.misses} computed")
+        if install:
+            target = WeightPaths(weights_root(weights)).tuned_embeddings
+            target.parent.mkdir(parents=True, exist_ok=True)
+            from cxrg.runs import atomic_write_bytes
+
+            atomic_write_bytes(target, result.read_bytes())
+            say(f"installed as the default tuned embeddings: {target}")
+    run.close()
+    if os.environ.get("WORLD_SIZE", "1") != "1" and dist.accelerator is not None:
+        dist.accelerator.end_training()

@@ -1,0 +1,1 @@
+"""Prompt tuning of the anatomy token embeddings (paper Section 3.3, eq. 2-4)."""

@@ -1,0 +1,69 @@
+"""Tuning samples from a curated manifest (`cxrg curate`'s manifest.csv or manifest.jsonl)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from cxrg.bench.datasets import resolve_image
+from cxrg.errors import InputError
+from cxrg.models.prior import prompt_locations
+
+
+@dataclass(frozen=True)
+class TuningSample:
+    sample_id: str
+    image_path: Path
+    prompt: str
+    locations: tuple[str, ...]
+
+
+@dataclass
+class Manifest:
+    samples: list[TuningSample]
+    skipped: list[tuple[str, str]]
+    """(sample id or row, reason) for every row that cannot be used; rows = samples + skipped."""
+    rows: int
+
+
+def read_manifest(path: Path, images: Path) -> Manifest:
+    """Rows need sample_id, image_path (relative to `images`, or absolute inside it) and prompt."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("manifest not found", where=str(path), hint="make one with `cxrg curate`")
+    rows = _rows(path)
+    samples, skipped = [], []
+    for k, row in enumerate(rows, start=1):
+        sample_id = str(row.get("sample_id") or f"row {k}")
+        try:
+            if not row.get("image_path"):
+                raise ValueError("no image_path")
+            image = resolve_image(images, str(row["image_path"]))
+            if not image.is_file():
+                raise ValueError(f"image not found: {image}")
+            prompt = str(row.get("prompt") or "")
+            samples.append(TuningSample(sample_id, image, prompt, prompt_locations(prompt)))
+        except (ValueError, InputError) as exc:
+            skipped.append((sample_id, exc.one_line() if isinstance(exc, InputError) else str(exc)))
+    if not samples:
+        reason = skipped[0][1] if skipped else "it has no rows"
+        raise InputError(f"no usable sample in the manifest ({len(skipped)} skipped; first: {reason})",
+                         where=str(path), hint="check --images and the manifest's image_path column")
+    return Manifest(samples, skipped, len(rows))
+
+
+def _rows(path: Path) -> list[dict]:
+    try:
+        if path.suffix == ".jsonl":
+            lines = path.read_text(encoding="utf-8").splitlines()
+            return [json.loads(line) for line in lines if line.strip()]
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            missing = {"sample_id", "image_path", "prompt"} - set(reader.fieldnames or [])
+            if missing:
+                raise InputError(f"manifest lacks column(s) {', '.join(sorted(missing))}", where=str(path))
+            return list(reader)
+    except (UnicodeDecodeError, json.JSONDecodeError, csv.Error) as exc:
+        raise InputError(f"cannot read the manifest: {exc}", where=str(path)) from exc

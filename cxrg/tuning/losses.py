@@ -1,0 +1,66 @@
+"""The tuning losses, eq. 2-4 of the paper, on captured cross-attention with gradients.
+
+Shapes: `maps` is (T, L, D, S): T captured timesteps, L layers, D spatial positions (16 x 16 = 256), S the
+prompt's non-special tokens (begin, end and padding excluded), values softmax(QK^T / sqrt(d)).
+
+- eq. 2, L_div: each token's map l2-normalised over D; the mean over (t, l) and over the S (S - 1) ordered
+  pairs i != j of the squared cosine cos(a_i, a_j)^2. Zero when S = 1 (no pair).
+- A_sp = the mean over the S tokens, a D-vector per (t, l).
+- eq. 3, target: trg = 1[G > epsilon] * stopgrad(A_sp) + alpha * G, G the prompt's Gaussian at the maps'
+  resolution (D positions), jittered per step.
+- eq. 4, L_loc: the mean over (t, l) of 1 - cos(A_sp, trg).
+- L = L_div + L_loc.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+EPS = 1e-12
+
+
+@dataclass(frozen=True)
+class Losses:
+    total: torch.Tensor
+    div: torch.Tensor
+    loc: torch.Tensor
+
+
+def diversity_loss(maps: torch.Tensor) -> torch.Tensor:
+    """eq. 2: mean squared cosine between different tokens' l2-normalised maps."""
+    s = maps.shape[-1]
+    if s < 2:
+        return maps.sum() * 0.0
+    unit = maps / maps.norm(dim=-2, keepdim=True).clamp_min(EPS)  # normalise over D
+    gram = torch.einsum("tldi,tldj->tlij", unit, unit)  # cosines, (T, L, S, S)
+    off_diagonal = ~torch.eye(s, dtype=torch.bool, device=maps.device)
+    return gram[..., off_diagonal].square().mean()
+
+
+def spatial_mean(maps: torch.Tensor) -> torch.Tensor:
+    """A_sp: the mean over the prompt's tokens, (T, L, D)."""
+    return maps.mean(dim=-1)
+
+
+def target(a_sp: torch.Tensor, gaussian: torch.Tensor, alpha: float = 0.1, epsilon: float = 1e-5
+           ) -> torch.Tensor:
+    """eq. 3: keep the model's own attention inside the Gaussian's support, nudged towards the Gaussian."""
+    support = (gaussian > epsilon).to(a_sp.dtype)
+    return support * a_sp.detach() + alpha * gaussian.to(a_sp.dtype)
+
+
+def localisation_loss(a_sp: torch.Tensor, trg: torch.Tensor) -> torch.Tensor:
+    """eq. 4: mean over (t, l) of 1 - cos(A_sp, trg)."""
+    cos = torch.nn.functional.cosine_similarity(a_sp, trg.expand_as(a_sp), dim=-1, eps=EPS)
+    return (1 - cos).mean()
+
+
+def tuning_losses(maps: torch.Tensor, gaussian: torch.Tensor, alpha: float = 0.1, epsilon: float = 1e-5
+                  ) -> Losses:
+    """L = L_div + L_loc for one sample; `gaussian` is (D,) or broadcastable to (T, L, D)."""
+    a_sp = spatial_mean(maps)
+    div = diversity_loss(maps)
+    loc = localisation_loss(a_sp, target(a_sp, gaussian, alpha, epsilon))
+    return Losses(div + loc, div, loc)

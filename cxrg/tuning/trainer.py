@@ -1,0 +1,315 @@
+"""`cxrg tune`: weakly supervised tuning of the anatomy rows of the codebook (paper Section 3.3).
+
+One step = one sample (batch 1): its cached trajectory latents at the captured steps, the prompt encoded
+through the codebook, the conditional U-Net passes of the captured steps batched (in chunks; the losses
+are means over (t, l), so chunk gradients weighted by chunk size add up to the full batch's exactly), the
+U-Net stopped after the last captured layer, L = L_div + L_loc (losses.py) against the prompt's Gaussian
+rendered at the attention resolution with mu and sigma jittered by +-5 % of the image size. Gradients are
+masked to the anatomy rows, so pathology and special rows stay bit-identical; Adam updates.
+
+Randomness (sample order per epoch, jitter) is drawn from generators seeded by (seed, step), never from
+a running global state, so `--resume` continues exactly: N steps + resume + N steps equals 2N straight.
+Several processes (`accelerate launch -m cxrg tune` or `torchrun -m cxrg tune`) split each step's samples
+and average the gradients (data parallel); one process needs no launcher.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cxrg.anatomy.lut import Lut
+from cxrg.errors import CxrgError, UsageError
+from cxrg.images import read_image
+from cxrg.ldm.attention import capture, run_until_captured
+from cxrg.ldm.config import HeatmapSettings
+from cxrg.ldm.heatmap import LdmEngine
+from cxrg.ldm.loading import LoadedLdm
+from cxrg.ldm.text import Codebook, encode, tokenize
+from cxrg.runs import RunDir, atomic_write_bytes, atomic_write_csv, atomic_write_json
+from cxrg.tuning.data import Manifest, TuningSample
+from cxrg.tuning.losses import tuning_losses
+from cxrg.tuning.trajectories import TrajectoryCache
+
+LOSS_FIELDS = ("step", "sample_id", "loss", "l_div", "l_loc", "seconds")
+CHECKPOINT = "checkpoint.safetensors"
+CHECKPOINT_META = "checkpoint.json"
+OUTPUT = "tuned_embeddings.safetensors"
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    steps: int
+    lr: float = 1e-4
+    alpha: float = 0.1
+    epsilon: float = 1e-5
+    jitter: float = 0.05
+    seed: int = 0
+    checkpoint_every: int = 50
+    chunk: int = 10
+    cache_dtype: str = "float32"
+    autocast: str = "none"  # "bfloat16" or "float16": mixed precision for the U-Net passes
+    settings: HeatmapSettings = field(default_factory=lambda: HeatmapSettings(otsu=False))
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["settings"] = self.settings.to_dict()
+        return data
+
+
+@dataclass
+class Distributed:
+    """This process's place among the data-parallel workers (one worker when not launched)."""
+
+    rank: int = 0
+    world: int = 1
+    accelerator: Any = None
+
+    @classmethod
+    def from_environment(cls, device: str) -> Distributed:
+        if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+            return cls()
+        from accelerate import Accelerator
+
+        accelerator = Accelerator(cpu=device == "cpu")
+        return cls(accelerator.process_index, accelerator.num_processes, accelerator)
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def mean(self, tensor: torch.Tensor) -> torch.Tensor:
+        if self.world == 1:
+            return tensor
+        return self.accelerator.reduce(tensor, reduction="mean")
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            self.accelerator.wait_for_everyone()
+
+
+def sample_for(step: int, rank: int, world: int, n: int, seed: int) -> int:
+    """Which sample worker `rank` uses at `step`: a seeded permutation per epoch, split across workers."""
+    position = step * world + rank
+    epoch, offset = divmod(position, n)
+    order = np.random.default_rng([seed, epoch]).permutation(n)
+    return int(order[offset])
+
+
+class Trainer:
+    def __init__(self, ldm: LoadedLdm, lut: Lut, manifest: Manifest, config: TuneConfig, run: RunDir,
+                 cache_dir: Path, distributed: Distributed | None = None) -> None:
+        self.ldm = ldm
+        self.lut = lut
+        self.manifest = manifest
+        self.config = config
+        self.run = run
+        self.dist = distributed or Distributed()
+        self.engine = LdmEngine(ldm, config.settings)
+        self.cache = TrajectoryCache(self.engine, cache_dir, config.cache_dtype)
+        self.codebook = Codebook.from_vocabulary(ldm.tokenizer, ldm.text_encoder).to(ldm.device)
+        self.optimizer = torch.optim.Adam([self.codebook.rows], lr=config.lr)
+        self.step = 0
+        self.losses: list[dict[str, Any]] = []
+        self._pixels: dict[str, torch.Tensor] = {}
+        self.times = torch.tensor([self.engine.timesteps[i] for i in config.settings.capture_steps],
+                                  dtype=torch.long, device=ldm.device)
+
+    # -- one sample ---------------------------------------------------------------------------------------
+    def pixels(self, sample: TuningSample) -> torch.Tensor:
+        if sample.sample_id not in self._pixels:
+            self._pixels[sample.sample_id] = self.engine.model_input(read_image(sample.image_path)).cpu()
+        return self._pixels[sample.sample_id].to(self.ldm.device, self.ldm.dtype)
+
+    def gaussian(self, sample: TuningSample, side: int, step: int) -> torch.Tensor:
+        rng = np.random.default_rng([self.config.seed, step, self.dist.rank, 7])
+        target = self.lut.render(sample.locations, shape=side, jitter=rng if self.config.jitter > 0 else None,
+                                 jitter_fraction=self.config.jitter)
+        return torch.from_numpy(np.ascontiguousarray(target)).reshape(-1).to(self.ldm.device)
+
+    def sample_gradients(self, sample: TuningSample, step: int,
+                         loss_hook: Callable | None = None) -> tuple[float, float, float]:
+        """Accumulate d L / d codebook for one sample into `codebook.rows.grad`; returns (L, L_div, L_loc)."""
+        latents = self.cache.latents(self.pixels(sample))
+        ids, spans = tokenize(self.ldm.tokenizer, [sample.prompt])
+        span = spans[0]
+        layers = self.config.settings.layers
+        total = len(self.config.settings.capture_steps)
+        sums = [0.0, 0.0, 0.0]
+        for start in range(0, total, self.config.chunk):
+            stop = min(start + self.config.chunk, total)
+            k = stop - start
+            with self._autocast():
+                context = encode(self.ldm.text_encoder, ids, self.codebook).to(self.ldm.dtype)
+                with capture(self.ldm.unet, layers, keep_grad=True, stop_after_last=True) as got:
+                    run_until_captured(self.ldm.unet, latents[start:stop], timesteps=self.times[start:stop],
+                                       context=context.expand(k, -1, -1))
+            per_layer = [got.stacked(name).float().mean(dim=1)[..., span.start:span.stop] for name in layers]
+            maps = torch.stack(per_layer, dim=1)  # (k, L, D, S)
+            side = int(round(math.sqrt(maps.shape[2])))
+            losses = tuning_losses(maps, self.gaussian(sample, side, step), self.config.alpha,
+                                   self.config.epsilon)
+            if loss_hook is not None:
+                losses = loss_hook(losses, step)
+            (losses.total * (k / total)).backward()
+            for i, value in enumerate((losses.total, losses.div, losses.loc)):
+                sums[i] += float(value.detach()) * k / total
+        return sums[0], sums[1], sums[2]
+
+    def _autocast(self):
+        import contextlib
+
+        if self.config.autocast == "none":
+            return contextlib.nullcontext()
+        dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16}[self.config.autocast]
+        return torch.autocast(device_type=self.ldm.device.type, dtype=dtype)
+
+    # -- the loop -------------------------------------------------------------------------------------------
+    def train(self, progress: Callable[[int, float], None] | None = None,
+              loss_hook: Callable | None = None) -> Path:
+        samples = self.manifest.samples
+        mask = self.codebook.gradient_mask().to(self.ldm.device)
+        while self.step < self.config.steps:
+            started = time.perf_counter()
+            step = self.step
+            index = sample_for(step, self.dist.rank, self.dist.world, len(samples), self.config.seed)
+            sample = samples[index]
+            self.optimizer.zero_grad(set_to_none=False)
+            if self.codebook.rows.grad is None:
+                self.codebook.rows.grad = torch.zeros_like(self.codebook.rows)
+            loss, div, loc = self.sample_gradients(sample, step, loss_hook)
+            grad = self.dist.mean(self.codebook.rows.grad)
+            values = self.dist.mean(torch.tensor([loss, div, loc], device=self.ldm.device))
+            loss, div, loc = (float(v) for v in values)
+            if not (math.isfinite(loss) and bool(torch.isfinite(grad).all())):
+                kept = self._last_checkpoint_step()
+                raise CxrgError(f"the loss became {loss} at step {step + 1} (sample {sample.sample_id}); "
+                                f"stopped without applying it",
+                                where=str(self.run.path),
+                                hint=(f"the last good checkpoint (step {kept}) is kept; " if kept else "")
+                                + "lower --lr or check that sample, then rerun with --resume")
+            self.codebook.rows.grad = grad * mask  # only anatomy rows move
+            self.optimizer.step()
+            self.step += 1
+            self.losses.append({"step": self.step, "sample_id": sample.sample_id, "loss": repr(loss),
+                                "l_div": repr(div), "l_loc": repr(loc),
+                                "seconds": f"{time.perf_counter() - started:.3f}"})
+            if progress is not None:
+                progress(self.step, loss)
+            if self.step % self.config.checkpoint_every == 0 or self.step == self.config.steps:
+                self.save_checkpoint()
+        return self.finish()
+
+    # -- files ----------------------------------------------------------------------------------------------
+    def _last_checkpoint_step(self) -> int | None:
+        meta = self.run.file(CHECKPOINT_META)
+        return json.loads(meta.read_text())["step"] if meta.is_file() else None
+
+    def save_checkpoint(self) -> None:
+        from safetensors.torch import save_file
+
+        if self.dist.main:
+            state = self.optimizer.state[self.codebook.rows]
+            tensors = {"rows": self.codebook.rows.detach().cpu().contiguous()}
+            if state:
+                tensors["exp_avg"] = state["exp_avg"].cpu().contiguous()
+                tensors["exp_avg_sq"] = state["exp_avg_sq"].cpu().contiguous()
+            tmp = self.run.file(f".{CHECKPOINT}.tmp")
+            save_file(tensors, str(tmp))
+            atomic_write_bytes(self.run.file(CHECKPOINT), tmp.read_bytes())
+            tmp.unlink()
+            adam_step = float(state["step"]) if state else 0.0
+            atomic_write_csv(self.run.file("losses.csv"), LOSS_FIELDS, self.losses)
+            atomic_write_json(self.run.file(CHECKPOINT_META), {
+                "step": self.step, "adam_step": adam_step, "config": self.config.to_dict(),
+                "torch_rng": torch.get_rng_state().tolist()[:16],
+                "note": "randomness is drawn per step from (seed, step); nothing else to restore"})
+            self.run.logger.info("checkpoint at step %d", self.step)
+        self.dist.barrier()
+
+    def resume(self) -> bool:
+        """Continue from the run folder's checkpoint; False when there is none."""
+        from safetensors.torch import load_file
+
+        meta_path = self.run.file(CHECKPOINT_META)
+        if not meta_path.is_file():
+            return False
+        meta = json.loads(meta_path.read_text())
+        saved = {k: v for k, v in meta["config"].items() if k != "steps"}
+        now = {k: v for k, v in self.config.to_dict().items() if k != "steps"}
+        if json.loads(json.dumps(saved)) != json.loads(json.dumps(now)):
+            changed = sorted(k for k in now if saved.get(k) != json.loads(json.dumps(now[k])))
+            raise UsageError(f"--resume with different settings ({', '.join(changed)}) than the checkpoint's",
+                             where=str(meta_path), hint="resume with the same settings, or start a new --out")
+        tensors = load_file(str(self.run.file(CHECKPOINT)))
+        with torch.no_grad():
+            self.codebook.rows.copy_(tensors["rows"].to(self.codebook.rows.device))
+        if "exp_avg" in tensors:
+            self.optimizer.state[self.codebook.rows] = {
+                "step": torch.tensor(meta["adam_step"]),
+                "exp_avg": tensors["exp_avg"].to(self.ldm.device),
+                "exp_avg_sq": tensors["exp_avg_sq"].to(self.ldm.device)}
+        self.step = int(meta["step"])
+        losses_csv = self.run.file("losses.csv")
+        if losses_csv.is_file():
+            with losses_csv.open(newline="") as handle:
+                self.losses = [row for row in csv.DictReader(handle) if int(row["step"]) <= self.step]
+        self.run.logger.info("resumed at step %d", self.step)
+        return True
+
+    def data_fingerprint(self) -> str:
+        digest = hashlib.sha256()
+        for sample in self.manifest.samples:
+            digest.update(f"{sample.sample_id}\t{sample.image_path.name}\t{sample.prompt}\n".encode())
+        return digest.hexdigest()[:24]
+
+    def finish(self) -> Path:
+        """Write the tuned embeddings (with metadata), the loss CSV and the loss curve."""
+        out = self.run.file(OUTPUT)
+        if self.dist.main:
+            self.codebook.save(out, {
+                "text_encoder": self.ldm.fingerprint,
+                "vocabulary": self.ldm.tokenizer.convert_ids_to_tokens(self.codebook.token_ids.tolist()),
+                "lut": self.lut.metadata.get("source", "?"),
+                "hyperparameters": self.config.to_dict(), "data": self.data_fingerprint(),
+                "samples": len(self.manifest.samples), "steps": self.step})
+            atomic_write_csv(self.run.file("losses.csv"), LOSS_FIELDS, self.losses)
+            loss_curve(self.losses, self.run.file("loss_curve.png"))
+        self.dist.barrier()
+        return out
+
+
+def loss_curve(losses: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not losses:
+        return
+    steps = [int(r["step"]) for r in losses]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for key, label in (("loss", "L"), ("l_div", "L_div"), ("l_loc", "L_loc")):
+        values = np.array([float(r[key]) for r in losses])
+        window = max(1, len(values) // 50)
+        smooth = np.convolve(values, np.ones(window) / window, mode="valid")
+        ax.plot(steps[window - 1:], smooth, label=f"{label} (moving mean of {window})")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.legend()
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)

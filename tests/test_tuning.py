@@ -1,0 +1,151 @@
+"""`cxrg tune` on the tiny LDM and phantoms: files, frozen rows, resume, NaN, chunking, fast == naive."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from cxrg.anatomy.lut import Lut
+from cxrg.errors import CxrgError, InputError
+from cxrg.ldm.config import HeatmapSettings
+from cxrg.ldm.loading import load_ldm
+from cxrg.ldm.text import Codebook
+from cxrg.ldm.tiny import write_tiny
+from cxrg.runs import RunDir
+from cxrg.tuning.data import read_manifest
+from cxrg.tuning.losses import Losses
+from cxrg.tuning.naive import naive_sample_gradients
+from cxrg.tuning.phantoms import write_phantom_set
+from cxrg.tuning.trainer import Trainer, TuneConfig, sample_for
+
+QUICK = HeatmapSettings(inference_steps=20, capture_steps=tuple(range(6, 12)), otsu=False)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    return write_tiny(tmp_path_factory.mktemp("weights"), seed=0)
+
+
+@pytest.fixture(scope="module")
+def phantoms(tmp_path_factory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("phantoms")
+    return write_phantom_set(folder, 6, Lut.default()), folder / "images"
+
+
+def trainer(tiny, phantoms, out: Path, **changes) -> Trainer:
+    manifest, images = phantoms
+    config = TuneConfig(**{"steps": 4, "checkpoint_every": 2, "chunk": 6, "settings": QUICK, **changes})
+    run = RunDir(out, "tune", {"test": True})
+    return Trainer(load_ldm(tiny), Lut.default(), read_manifest(manifest, images), config, run, out / "cache")
+
+
+def cli(*args: str) -> int:
+    from cxrg.cli.main import run
+
+    try:
+        run(list(args))
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+def test_cli_tunes_only_anatomy_rows_and_ldm_uses_the_result(tiny, phantoms, tmp_path, capsys):
+    manifest, images = phantoms
+    out = tmp_path / "run"
+    assert cli("tune", "--manifest", str(manifest), "--images", str(images), "--out", str(out),
+               "--weights", str(tiny), "--steps", "3", "--lr", "0.05", "--checkpoint-every", "2") == 0
+    for name in ("tuned_embeddings.safetensors", "losses.csv", "loss_curve.png", "checkpoint.safetensors",
+                 "checkpoint.json", "config.json", "log.txt"):
+        assert (out / name).exists(), name
+    assert len((out / "losses.csv").read_text().splitlines()) == 4
+    ldm = load_ldm(tiny)
+    start = Codebook.from_vocabulary(ldm.tokenizer, ldm.text_encoder)
+    tuned, meta = Codebook.load(out / "tuned_embeddings.safetensors", fingerprint=ldm.fingerprint)
+    moved = (tuned.rows != start.rows).any(dim=1)
+    assert torch.equal(tuned.rows[~start.anatomy], start.rows[~start.anatomy])  # bit-identical
+    assert moved[start.anatomy].any()  # some anatomy row of the prompts moved
+    hyper = json.loads(meta["hyperparameters"])
+    assert hyper["lr"] == 0.05 and hyper["alpha"] == 0.1 and meta["samples"] == "6"
+    assert "manifest: 6 rows, 6 samples, 0 skipped" in capsys.readouterr().err
+    assert cli("ground", str(images / "phantom_0000.png"), "left lower lung opacity", "--model", "ldm",
+               "--weights", str(tiny), "--embeddings", str(out / "tuned_embeddings.safetensors"),
+               "--out", str(tmp_path / "g")) == 0
+    assert cli("tune", "--manifest", str(manifest), "--images", str(images), "--out", str(out),
+               "--weights", str(tiny), "--steps", "3") == 2  # refuses to overwrite without --resume
+
+
+def test_resume_is_exact(tiny, phantoms, tmp_path):
+    straight = trainer(tiny, phantoms, tmp_path / "a")
+    straight.train()
+    first = trainer(tiny, phantoms, tmp_path / "b", steps=2)
+    first.train()
+    second = trainer(tiny, phantoms, tmp_path / "b", steps=4)
+    assert second.resume() and second.step == 2
+    second.train()
+    a = load_file(str(tmp_path / "a" / "tuned_embeddings.safetensors"))["rows"]
+    b = load_file(str(tmp_path / "b" / "tuned_embeddings.safetensors"))["rows"]
+    assert torch.equal(a, b)
+    assert [r["loss"] for r in straight.losses] == [r["loss"] for r in second.losses]
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny, phantoms, tmp_path):
+    run = trainer(tiny, phantoms, tmp_path / "n", checkpoint_every=1)
+
+    def poison(losses: Losses, step: int) -> Losses:
+        return Losses(losses.total * float("nan"), losses.div, losses.loc) if step == 2 else losses
+
+    with pytest.raises(CxrgError, match=r"loss became nan at step 3 .* last good checkpoint \(step 2\)"):
+        run.train(loss_hook=poison)
+    meta = json.loads((tmp_path / "n" / "checkpoint.json").read_text())
+    kept = load_file(str(tmp_path / "n" / "checkpoint.safetensors"))["rows"]
+    assert meta["step"] == 2 and torch.isfinite(kept).all()
+
+
+def test_chunked_gradient_equals_one_batch_and_equals_the_naive_loop(tiny, phantoms, tmp_path):
+    grads = []
+    for chunk in (6, 4, 1):
+        t = trainer(tiny, phantoms, tmp_path / f"c{chunk}", chunk=chunk)
+        sample = t.manifest.samples[0]
+        t.codebook.rows.grad = None
+        t.sample_gradients(sample, step=0)
+        grads.append(t.codebook.rows.grad.clone())
+    naive = trainer(tiny, phantoms, tmp_path / "naive")
+    naive.codebook.rows.grad = None
+    naive_sample_gradients(naive, naive.manifest.samples[0], step=0)
+    for grad in (*grads[1:], naive.codebook.rows.grad):
+        assert (grad - grads[0]).abs().max() <= 1e-4 * grads[0].abs().max()  # relative error <= 1e-4
+    assert grads[0].abs().sum() > 0
+
+
+def test_trajectory_cache_is_reused_and_keyed_by_settings(tiny, phantoms, tmp_path):
+    t = trainer(tiny, phantoms, tmp_path / "t", steps=8)
+    t.train()
+    assert t.cache.misses == 6 and t.cache.hits == 2  # 8 steps over 6 samples: 2 from the cache
+    other = trainer(tiny, phantoms, tmp_path / "t2",
+                    settings=HeatmapSettings(inference_steps=20, capture_steps=(6, 7), otsu=False))
+    assert other.cache.model_key != t.cache.model_key
+
+
+def test_sample_order_is_a_seeded_permutation_split_over_workers():
+    order = [sample_for(step, 0, 1, 5, seed=3) for step in range(5)]
+    assert sorted(order) == list(range(5))
+    two = [sample_for(step, rank, 2, 6, seed=3) for step in range(3) for rank in (0, 1)]
+    assert sorted(two) == list(range(6))  # 3 steps x 2 workers = one epoch, no sample twice
+
+
+def test_manifest_problems_are_counted(tmp_path, phantoms):
+    manifest, images = phantoms
+    text = manifest.read_text().splitlines()
+    text.append("bad1,bad1,missing.png,Lung Opacity,left lower,left lower lung opacity")
+    text.append("bad2,bad2,phantom_0000.png,Pneumonia,,pneumonia")
+    (tmp_path / "m.csv").write_text("\n".join(text) + "\n")
+    data = read_manifest(tmp_path / "m.csv", images)
+    assert data.rows == 8 and len(data.samples) == 6 and len(data.skipped) == 2
+    assert "image not found" in data.skipped[0][1] and "names no location" in data.skipped[1][1]
+    (tmp_path / "bad.csv").write_text("sample_id,prompt\n1,x\n")
+    with pytest.raises(InputError, match="lacks column"):
+        read_manifest(tmp_path / "bad.csv", images)
