@@ -53,7 +53,11 @@ def tune(
         raise UsageError("--cache-dtype is float32 or float16; --autocast none, bfloat16 or float16")
     data = read_manifest(manifest, images)
     dist = Distributed.from_environment(device)
-    total = steps if steps is not None else max(1, round(epochs * len(data.samples) / dist.world))
+    if steps is not None:
+        total = steps
+    else:
+        assert epochs is not None
+        total = max(1, round(epochs * len(data.samples) / dist.world))
     config = TuneConfig(steps=total, lr=lr, alpha=alpha, epsilon=epsilon, jitter=jitter, seed=seed,
                         checkpoint_every=checkpoint_every, chunk=chunk, cache_dtype=cache_dtype,
                         autocast=autocast)
