@@ -149,3 +149,30 @@ def test_manifest_problems_are_counted(tmp_path, phantoms):
     (tmp_path / "bad.csv").write_text("sample_id,prompt\n1,x\n")
     with pytest.raises(InputError, match="lacks column"):
         read_manifest(tmp_path / "bad.csv", images)
+
+
+@pytest.mark.slow
+def test_two_cpu_processes_tune_data_parallel(tiny, phantoms, tmp_path):
+    """torchrun --nproc_per_node 2 (gloo): each step uses two samples and averages their gradients."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    manifest, images = phantoms
+    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
+    assert torchrun is not None
+    out = tmp_path / "dp"
+    result = subprocess.run([torchrun, "--nproc_per_node", "2", "-m", "cxrg", "tune", "--manifest",
+                             str(manifest), "--images", str(images), "--out", str(out), "--weights", str(tiny),
+                             "--steps", "2", "--checkpoint-every", "1"],
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert len((out / "losses.csv").read_text().splitlines()) == 3
+    config = json.loads((out / "config.json").read_text())["config"]
+    assert config["processes"] == 2
+    ldm = load_ldm(tiny)
+    start = Codebook.from_vocabulary(ldm.tokenizer, ldm.text_encoder)
+    tuned, _ = Codebook.load(out / "tuned_embeddings.safetensors", fingerprint=ldm.fingerprint)
+    assert torch.equal(tuned.rows[~start.anatomy], start.rows[~start.anatomy])
+    assert not torch.equal(tuned.rows, start.rows)
