@@ -38,7 +38,7 @@ def test_help_lists_every_subcommand():
         assert name in out
 
 
-@pytest.mark.parametrize("name", ["tune", "classify"])
+@pytest.mark.parametrize("name", ["classify"])
 def test_pending_commands_exit_2_with_one_line(name):
     result = subprocess.run([sys.executable, "-m", "cxrg", name], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2

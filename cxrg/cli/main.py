@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from cxrg.cli import bench, curate, ground, lut, models, pending, tune, weights
+from cxrg.cli import bench, classify, curate, ground, lut, models, pending, tune, weights
 from cxrg.errors import CxrgError
 
 app = typer.Typer(
@@ -31,7 +31,8 @@ app.add_typer(lut.app, name="lut")
 app.add_typer(weights.app, name="weights")
 app.command("demo-image")(ground.demo_image)
 curate.register(app)
-pending.register(app, skip=("lut", "ground", "curate", "tune"))
+classify.register(app)
+pending.register(app, skip=("lut", "ground", "curate", "tune", "classify"))
 
 
 def _debug() -> bool:
