@@ -1,0 +1,146 @@
+"""MS-CXR -> MS-CXR-loc: every phrase rewritten to "{location} {pathology}", phrases without one dropped.
+
+The output keeps the MS-CXR CSV format (same columns in the same order, one row per box), with
+`label_text` replaced by the prompt and the phrase kept in a new last column `original_label_text`, so
+that `cxrg bench --dataset ms-cxr --annotations <it>` reads it unchanged. The pathology is the row's
+`category_name`. A phrase's locations are those of its mention of the finding or, when it names the
+finding another way ("right lower lobe airspace process"), of the whole phrase. The paper dropped 117 of
+1,160 pairs this way; each drop here is counted by reason.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cxrg.curation.anatomy import groups as find_groups
+from cxrg.curation.extractors import Extractor, Query
+from cxrg.curation.rules import analyse
+from cxrg.curation.text import tokens
+from cxrg.errors import InputError
+from cxrg.runs import atomic_write_csv, atomic_write_text
+from cxrg.vocab import Prompt, canonical_pathology
+
+MS_CXR_COLUMNS = ("dicom_id", "category_name", "label_text", "path", "x", "y", "w", "h",
+                  "image_width", "image_height")
+NO_LOCATION_WORD = "no location word"
+NO_SIDE = "location without a side"
+UNKNOWN_CATEGORY = "category is not one of the 8 pathologies"
+
+
+@dataclass
+class Phrase:
+    dicom_id: str
+    category: str
+    text: str
+    rows: list[dict[str, str]]
+    prompt: str = ""
+    reason: str = ""
+
+
+@dataclass
+class LocResult:
+    header: list[str]
+    phrases: list[Phrase]
+    dropped: Counter[str] = field(default_factory=Counter)
+    shared_prompts: int = 0
+    """Kept phrases whose (image, prompt) equals another kept phrase's: `cxrg bench` reads them as one
+    sample with both phrases' boxes."""
+
+    @property
+    def kept(self) -> list[Phrase]:
+        return [p for p in self.phrases if p.prompt]
+
+
+def read_phrases(path: Path) -> tuple[list[str], list[Phrase]]:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"MS-CXR annotations not found: {path}")
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            header = [(name or "").strip() for name in (reader.fieldnames or [])]
+            missing = [name for name in MS_CXR_COLUMNS if name not in header]
+            if missing:
+                raise InputError(f"MS-CXR annotations lack column(s) {', '.join(missing)}", where=str(path),
+                                 hint=f"expected columns: {', '.join(MS_CXR_COLUMNS)}")
+            rows = [{(k or "").strip(): (v or "") for k, v in row.items() if k is not None} for row in reader]
+    except UnicodeDecodeError as exc:
+        raise InputError("MS-CXR annotations are not UTF-8 text", where=str(path)) from exc
+    except csv.Error as exc:
+        raise InputError(f"MS-CXR annotations are not valid CSV: {exc}", where=str(path)) from exc
+    phrases: dict[tuple[str, str], Phrase] = {}
+    for row in rows:
+        key = (row["dicom_id"].strip(), row["label_text"].strip())
+        if key not in phrases:
+            phrases[key] = Phrase(key[0], row["category_name"].strip(), key[1], [])
+        phrases[key].rows.append(row)
+    return header, list(phrases.values())
+
+
+def to_ms_cxr_loc(path: Path, extractor: Extractor) -> LocResult:
+    """Rewrite every phrase of an MS-CXR CSV; phrases without a location get a drop reason."""
+    header, phrases = read_phrases(path)
+    result = LocResult(header, phrases)
+    queries: list[Query] = []
+    todo: list[Phrase] = []
+    for phrase in phrases:
+        try:
+            pathology = canonical_pathology(phrase.category)
+        except InputError:
+            phrase.reason = UNKNOWN_CATEGORY
+            continue
+        phrase.category = pathology
+        queries.append(Query(phrase.text, pathology, analyse(phrase.text, pathology), whole=True))
+        todo.append(phrase)
+    for phrase, locations in zip(todo, extractor.locations(queries), strict=True):
+        if locations:
+            phrase.prompt = Prompt(locations, phrase.category).format()
+        else:
+            phrase.reason = NO_SIDE if find_groups(tokens(phrase.text)) else NO_LOCATION_WORD
+    result.dropped = Counter(p.reason for p in phrases if not p.prompt)
+    seen: Counter[tuple[str, str]] = Counter((p.dicom_id, p.prompt) for p in result.kept)
+    result.shared_prompts = sum(n for n in seen.values() if n > 1)
+    return result
+
+
+def write_ms_cxr_loc(result: LocResult, out: Path, source: Path) -> Path:
+    """The MS-CXR-loc CSV (next to dropped.csv and summary.md) in `out`; returns the CSV's path."""
+    out = Path(out)
+    columns = [c for c in result.header if c != "original_label_text"] + ["original_label_text"]
+    rows = []
+    for phrase in result.kept:
+        for row in phrase.rows:
+            rows.append({**row, "label_text": phrase.prompt, "original_label_text": phrase.text})
+    target = out / f"{Path(source).stem}_loc.csv"
+    atomic_write_csv(target, columns, rows)
+    dropped = [{"dicom_id": p.dicom_id, "category_name": p.category, "label_text": p.text, "reason": p.reason,
+                "boxes": len(p.rows)} for p in result.phrases if not p.prompt]
+    atomic_write_csv(out / "dropped.csv", ("dicom_id", "category_name", "label_text", "reason", "boxes"),
+                     dropped)
+    atomic_write_text(out / "summary.md", loc_markdown(result, source))
+    return target
+
+
+def loc_markdown(result: LocResult, source: Path) -> str:
+    buffer = io.StringIO()
+    total = len(result.phrases)
+    kept = len(result.kept)
+    buffer.write(f"# MS-CXR-loc\n\nFrom {source}: {total} phrases, {kept} kept, {total - kept} dropped.\n\n")
+    buffer.write("| dropped because | phrases |\n|---|---:|\n")
+    for reason, count in result.dropped.most_common():
+        buffer.write(f"| {reason} | {count} |\n")
+    per_class = Counter(p.category for p in result.kept)
+    buffer.write("\n| category | kept |\n|---|---:|\n")
+    for category, count in sorted(per_class.items()):
+        buffer.write(f"| {category} | {count} |\n")
+    if result.shared_prompts:
+        buffer.write(f"\n{result.shared_prompts} kept phrases share an image and a prompt with another one; "
+                     "`cxrg bench` reads each such group as one sample with all their boxes.\n")
+    buffer.write("\nExamples:\n\n")
+    for phrase in result.kept[:10]:
+        buffer.write(f"- \"{phrase.text}\" -> `{phrase.prompt}`\n")
+    return buffer.getvalue()
