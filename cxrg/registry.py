@@ -18,6 +18,13 @@ import numpy as np
 from cxrg.errors import CxrgError, UsageError
 
 ENTRY_POINT_GROUP = "cxrg.models"
+KNOWN_PLUGINS = {"biovil": "cxrg-biovil", "biovil-t": "cxrg-biovil", "maira-2": "cxrg-maira2"}
+PLUGIN_INSTALL = {
+    "cxrg-biovil": "it needs its own environment (torch 2.14.1 + torchvision), built in two steps as "
+                   "plugins/README.md shows (or `nox -s plugins`)",
+    "cxrg-maira2": "install it with `pip install -e plugins/cxrg-maira2` (see plugins/README.md)",
+}
+"""First-party models that live in their own distributions (plugins/), for a helpful message."""
 
 
 class PluginLoadError(CxrgError):
@@ -143,6 +150,10 @@ def create_model(name: str, entries: dict[str, PluginEntry] | None = None) -> He
     entries = discover() if entries is None else entries
     if name not in entries:
         known = ", ".join(entries) or "none"
+        if name in KNOWN_PLUGINS:
+            plugin = KNOWN_PLUGINS[name]
+            raise PluginLoadError(f"model '{name}' is not installed: it comes with the plugin {plugin}",
+                                  hint=f"{PLUGIN_INSTALL[plugin]}; installed models: {known}")
         raise UsageError(f"unknown model '{name}'", hint=f"installed models: {known}; see `cxrg models list`")
     entry = entries[name]
     factory = entry.load_factory()

@@ -8,8 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from cxrg_test_support import MS_CXR_HEADER, MS_CXR_SAMPLES, mimic_path
 from PIL import Image
+
+# The tests run tiny models, where a second thread costs more in hand-over than it saves, and a thread
+# that spins while another process holds the core can stall every small operation for milliseconds.
+torch.set_num_threads(1)
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 if os.environ.get("CXRG_SHARED_DATA"):

@@ -195,7 +195,8 @@ def test_bench_oracle_and_prior_on_vindr(vindr, tmp_path):
 
 def test_ground_on_the_real_radiograph(tmp_path, capsys):
     image = demo_image_path()
-    assert cli("ground", str(image), "left lower pleural effusion", "--out", str(tmp_path)) == 0
+    assert cli("ground", str(image), "left lower pleural effusion", "--model", "prior",
+               "--out", str(tmp_path)) == 0
     heatmap = np.load(tmp_path / "RG1_UNCR.heatmap.npy")
     assert heatmap.shape == (1955, 1841) and heatmap.dtype == np.float32
     assert np.isnan(heatmap[:40]).all() and np.isnan(heatmap[-40:]).all()  # portrait: crop top/bottom
@@ -213,7 +214,8 @@ def test_ground_folder_records_bad_files(tmp_path, capsys):
     folder.mkdir()
     Image.fromarray(np.full((80, 60), 128, np.uint8)).save(folder / "a.png")
     (folder / "b.png").write_bytes(b"not a png")
-    assert cli("ground", str(folder), "right upper pneumonia", "--out", str(tmp_path / "out")) == 1
+    assert cli("ground", str(folder), "right upper pneumonia", "--model", "prior",
+               "--out", str(tmp_path / "out")) == 1
     err = capsys.readouterr().err
     assert "skipped" in err and "b.png" in err and "1 of 2 images grounded, 1 skipped" in err
     assert (tmp_path / "out" / "a.json").exists() and not (tmp_path / "out" / "b.json").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -56,8 +57,12 @@ def cli(*args: str) -> int:
 def test_cli_tunes_only_anatomy_rows_and_ldm_uses_the_result(tiny, phantoms, tmp_path, capsys):
     manifest, images = phantoms
     out = tmp_path / "run"
+    weights = tmp_path / "weights"
+    shutil.copytree(tiny, weights)
     assert cli("tune", "--manifest", str(manifest), "--images", str(images), "--out", str(out),
-               "--weights", str(tiny), "--steps", "3", "--lr", "0.05", "--checkpoint-every", "2") == 0
+               "--weights", str(weights), "--steps", "3", "--lr", "0.05", "--checkpoint-every", "2") == 0
+    assert (weights / "tuned_embeddings.safetensors").read_bytes() == \
+        (out / "tuned_embeddings.safetensors").read_bytes()  # installed as the default
     for name in ("tuned_embeddings.safetensors", "losses.csv", "loss_curve.png", "checkpoint.safetensors",
                  "checkpoint.json", "config.json", "log.txt"):
         assert (out / name).exists(), name
@@ -75,7 +80,11 @@ def test_cli_tunes_only_anatomy_rows_and_ldm_uses_the_result(tiny, phantoms, tmp
                "--weights", str(tiny), "--embeddings", str(out / "tuned_embeddings.safetensors"),
                "--out", str(tmp_path / "g")) == 0
     assert cli("tune", "--manifest", str(manifest), "--images", str(images), "--out", str(out),
-               "--weights", str(tiny), "--steps", "3") == 2  # refuses to overwrite without --resume
+               "--weights", str(tiny), "--steps", "3", "--lr", "0.05", "--checkpoint-every", "2",
+               "--no-install") == 0  # the same run again: continued from its checkpoint, nothing to do
+    assert "continuing the run" in capsys.readouterr().err
+    assert cli("tune", "--manifest", str(manifest), "--images", str(images), "--out", str(out),
+               "--weights", str(tiny), "--steps", "3", "--lr", "0.01") == 2  # other settings: refused
 
 
 def test_resume_is_exact(tiny, phantoms, tmp_path):
@@ -164,8 +173,9 @@ def test_two_cpu_processes_tune_data_parallel(tiny, phantoms, tmp_path):
     assert torchrun is not None
     out = tmp_path / "dp"
     result = subprocess.run([torchrun, "--nproc_per_node", "2", "-m", "cxrg", "tune", "--manifest",
-                             str(manifest), "--images", str(images), "--out", str(out), "--weights", str(tiny),
-                             "--steps", "2", "--checkpoint-every", "1"],
+                             str(manifest), "--images", str(images), "--out", str(out),
+                             "--weights", str(tiny), "--steps", "2", "--checkpoint-every", "1",
+                             "--no-install"],
                             capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-2000:]
     assert len((out / "losses.csv").read_text().splitlines()) == 3

@@ -46,7 +46,7 @@ def test_total_is_div_plus_loc_averaged_over_steps_and_layers():
     losses = tuning_losses(maps, g)
     assert losses.total.item() == pytest.approx(losses.div.item() + losses.loc.item())
     # the (t, l) mean equals the mean of per-(t, l) losses
-    per = [tuning_losses(maps[t:t + 1, l:l + 1], g).loc.item() for t in range(3) for l in range(2)]
+    per = [tuning_losses(maps[t:t + 1, k:k + 1], g).loc.item() for t in range(3) for k in range(2)]
     assert losses.loc.item() == pytest.approx(sum(per) / 6)
     assert spatial_mean(maps).shape == (3, 2, 16)
 

@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from cxrg.cli import bench, classify, curate, ground, lut, models, pending, tune, weights
+from cxrg.cli import bench, classify, curate, datasets, ground, lut, models, pending, tune, weights
 from cxrg.errors import CxrgError
 
 app = typer.Typer(
@@ -27,6 +27,7 @@ app.add_typer(models.app, name="models")
 app.command("bench")(bench.bench)
 app.command("ground")(ground.ground)
 app.command("tune")(tune.tune)
+app.command("datasets")(datasets.datasets)
 app.add_typer(lut.app, name="lut")
 app.add_typer(weights.app, name="weights")
 app.command("demo-image")(ground.demo_image)

@@ -10,10 +10,16 @@ import typer
 
 
 def tune(
-    manifest: Annotated[Path, typer.Option(help="manifest.csv or manifest.jsonl from `cxrg curate`.")],
-    images: Annotated[Path, typer.Option(help="Folder the manifest's image_path values are relative to.")],
-    out: Annotated[Path, typer.Option(help="Run folder (checkpoints, losses, the tuned embeddings).")],
-    weights: Annotated[Path | None, typer.Option(help="Weights folder (default $CXRG_HOME).")] = None,
+    manifest: Annotated[Path | None, typer.Option(help="manifest.csv or .jsonl from `cxrg curate` (default: "
+                                                  "cxrg.toml [tune] manifest).")] = None,
+    images: Annotated[Path | None, typer.Option(help="Folder the manifest's image_path values are relative "
+                                                "to (default: cxrg.toml [tune] or [mimic-cxr] images).")]
+    = None,
+    out: Annotated[Path | None, typer.Option(help="Run folder (default: cxrg.toml [tune] out, else "
+                                             "runs/tune). A folder holding a checkpoint is continued.")]
+    = None,
+    weights: Annotated[Path | None, typer.Option(help="Weights folder (default: cxrg.toml, $CXRG_HOME).")]
+    = None,
     lut: Annotated[Path | None, typer.Option(help="Anatomical LUT JSON (default: the one in force).")] = None,
     steps: Annotated[int | None, typer.Option(min=1, help="Tuning steps (one sample each).")] = None,
     epochs: Annotated[float | None, typer.Option(min=0.01, help="Or: passes over the manifest.")] = None,
@@ -27,12 +33,13 @@ def tune(
     cache: Annotated[Path | None, typer.Option(help="Trajectory cache folder (default OUT/trajectories).")]
     = None,
     cache_dtype: Annotated[str, typer.Option(help="float32 or float16 for the cached latents.")] = "float32",
-    device: Annotated[str, typer.Option(help="cpu, cuda, ...")] = "cpu",
+    device: Annotated[str | None, typer.Option(help="cpu (default), cuda, ...")] = None,
     autocast: Annotated[str, typer.Option(help="Mixed precision of the U-Net passes: none, bfloat16, "
                                           "float16 (GPU).")] = "none",
-    resume: Annotated[bool, typer.Option(help="Continue the run in OUT from its checkpoint.")] = False,
-    install: Annotated[bool, typer.Option(help="Also install the result as the default tuned embeddings "
-                                          "(<weights>/tuned_embeddings.safetensors).")] = False,
+    restart: Annotated[bool, typer.Option(help="Start over even if OUT holds a checkpoint (it is replaced).")]
+    = False,
+    install: Annotated[bool, typer.Option(help="Install the result as the default tuned embeddings "
+                                          "(<weights>/tuned_embeddings.safetensors).")] = True,
 ) -> None:
     """Tune the anatomy rows of the codebook (L_div + L_loc, paper eq. 2-4); writes OUT/tuned_embeddings."""
     from rich.console import Console
@@ -40,15 +47,26 @@ def tune(
 
     from cxrg.anatomy.lut import Lut, active_lut
     from cxrg.cli import say
+    from cxrg.config import load_config, pick
     from cxrg.errors import UsageError
+    from cxrg.ldm.config import HeatmapSettings
     from cxrg.ldm.loading import load_ldm
     from cxrg.ldm.weights import WeightPaths, weights_root
     from cxrg.runs import RunDir
     from cxrg.tuning.data import read_manifest
     from cxrg.tuning.trainer import Distributed, Trainer, TuneConfig
 
-    if (steps is None) == (epochs is None):
-        raise UsageError("give exactly one of --steps and --epochs")
+    cfg = load_config()
+    manifest = Path(manifest or cfg.require("tune.manifest", "--manifest"))
+    images = Path(images or cfg.get("tune.images") or cfg.require("mimic-cxr.images", "--images"))
+    out = Path(out or cfg.get("tune.out") or Path("runs") / "tune")
+    weights = pick(weights, cfg, "weights")
+    lut = pick(lut, cfg, "lut")
+    device = pick(device, cfg, "device", "cpu")
+    if steps is not None and epochs is not None:
+        raise UsageError("give one of --steps and --epochs")
+    if steps is None and epochs is None:
+        epochs = 1.0
     if cache_dtype not in ("float32", "float16") or autocast not in ("none", "bfloat16", "float16"):
         raise UsageError("--cache-dtype is float32 or float16; --autocast none, bfloat16 or float16")
     data = read_manifest(manifest, images)
@@ -60,7 +78,8 @@ def tune(
         total = max(1, round(epochs * len(data.samples) / dist.world))
     config = TuneConfig(steps=total, lr=lr, alpha=alpha, epsilon=epsilon, jitter=jitter, seed=seed,
                         checkpoint_every=checkpoint_every, chunk=chunk, cache_dtype=cache_dtype,
-                        autocast=autocast)
+                        autocast=autocast, settings=HeatmapSettings(otsu=False).with_overrides(
+                            {k: v for k, v in (cfg.get("ldm") or {}).items() if k != "otsu"}))
     table = Lut.load(lut) if lut else active_lut(weights)
     ldm = load_ldm(weights, device=device)
     if dist.world > 1 and device == "cuda":
@@ -68,17 +87,17 @@ def tune(
     run = RunDir(out, "tune", {"manifest": str(manifest.resolve()), "images": str(images.resolve()),
                                "weights": str(weights_root(weights)), "lut": table.metadata.get("source"),
                                "processes": dist.world, **config.to_dict()})
-    if not resume and run.file("checkpoint.json").exists():
-        raise UsageError(f"{out} already holds a tuning run",
-                         hint="add --resume to continue it, or use a new --out")
+    if restart:
+        for name in ("checkpoint.json", "checkpoint.safetensors", "losses.csv"):
+            run.file(name).unlink(missing_ok=True)
     for sample_id, reason in data.skipped:
         run.logger.warning("skipped %s: %s", sample_id, reason)
     if dist.main:
         say(f"manifest: {data.rows} rows, {len(data.samples)} samples, {len(data.skipped)} skipped"
             + (" (reasons in log.txt)" if data.skipped else ""))
     trainer = Trainer(ldm, table, data, config, run, cache or out / "trajectories", dist)
-    if resume and trainer.resume() and dist.main:
-        say(f"resuming at step {trainer.step} of {config.steps}")
+    if trainer.resume() and dist.main:
+        say(f"continuing the run in {out} at step {trainer.step} of {config.steps} (--restart to start over)")
     err = Console(stderr=True)
     with Progress(TextColumn("tune"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("loss {task.fields[loss]}"), TimeRemainingColumn(), console=err, transient=True,

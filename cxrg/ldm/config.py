@@ -82,6 +82,23 @@ class HeatmapSettings:
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "capture_steps": list(self.capture_steps), "layers": list(self.layers)}
 
+    def with_overrides(self, table: dict[str, Any] | None) -> HeatmapSettings:
+        """Settings changed by an [ldm] table of cxrg.toml (capture_steps as [start, stop))."""
+        if not table:
+            return self
+        known = {"inference_steps", "capture_steps", "layers", "smoothing_sigma", "otsu", "timestep_spacing"}
+        unknown = sorted(set(table) - known)
+        if unknown:
+            raise InputError(f"unknown [ldm] setting(s) {', '.join(unknown)}",
+                             hint=f"known: {', '.join(sorted(known))}")
+        changes = dict(table)
+        if "capture_steps" in changes:
+            start, stop = changes["capture_steps"]
+            changes["capture_steps"] = tuple(range(int(start), int(stop)))
+        if "layers" in changes:
+            changes["layers"] = tuple(changes["layers"])
+        return replace(self, **changes)
+
 
 def architecture_from_bundle(bundle: Path) -> LdmArchitecture:
     """The architecture written in a bundle's configs/inference.json, or the built-in bundle values.

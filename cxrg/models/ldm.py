@@ -2,7 +2,8 @@
 
 Settings come from the command line through the environment, so that every model keeps the plain
 `load(weights_dir, device)` protocol: CXRG_DTYPE (float32, bfloat16, float16), CXRG_EMBEDDINGS (the tuned
-file; default <weights>/tuned_embeddings.safetensors), CXRG_LDM_BATCH (conditional passes per U-Net call).
+file; default <weights>/tuned_embeddings.safetensors), CXRG_LDM_BATCH (conditional passes per U-Net call),
+CXRG_LDM_SETTINGS (JSON of heatmap settings from cxrg.toml's [ldm] table; the tuned model never thresholds).
 """
 
 from __future__ import annotations
@@ -51,7 +52,12 @@ class LdmFrozenModel:
         from cxrg.ldm.loading import load_ldm
 
         ldm = load_ldm(weights_dir, device=device, dtype=os.environ.get("CXRG_DTYPE", "float32"))
-        settings = HeatmapSettings(otsu=self.otsu)
+        import json
+
+        overrides = json.loads(os.environ.get("CXRG_LDM_SETTINGS") or "{}")
+        if not self.otsu:
+            overrides.pop("otsu", None)  # the tuned model's maps are never thresholded
+        settings = HeatmapSettings(otsu=self.otsu).with_overrides(overrides)
         batch = int(os.environ.get("CXRG_LDM_BATCH", "10"))
         self.engine = LdmEngine(ldm, settings, self._codebook(ldm, weights_dir), batch_size=batch)
 

@@ -250,8 +250,10 @@ class Trainer:
         now = {k: v for k, v in self.config.to_dict().items() if k != "steps"}
         if json.loads(json.dumps(saved)) != json.loads(json.dumps(now)):
             changed = sorted(k for k in now if saved.get(k) != json.loads(json.dumps(now[k])))
-            raise UsageError(f"--resume with different settings ({', '.join(changed)}) than the checkpoint's",
-                             where=str(meta_path), hint="resume with the same settings, or start a new --out")
+            raise UsageError(f"this run folder holds a checkpoint made with other settings "
+                             f"({', '.join(changed)})",
+                             where=str(meta_path),
+                             hint="continue with the same settings, or pass --restart or a new --out")
         tensors = load_file(str(self.run.file(CHECKPOINT)))
         with torch.no_grad():
             self.codebook.rows.copy_(tensors["rows"].to(self.codebook.rows.device))
