@@ -48,6 +48,11 @@ class MissingWeightsError(CxrgError):
     """A weights file a model needs is not where we looked."""
 
 
+class NoPrediction(CxrgError):
+    """The model answered but located nothing (MAIRA-2's answer without a box): the harness records the
+    sample as "no prediction", leaves it out of the statistics and counts it per class."""
+
+
 class NotImplementedYet(CxrgError):
     """A subcommand whose capability has not been built yet."""
 

@@ -176,3 +176,41 @@ def test_ms_cxr_split_column(tmp_path):
         "b,Edema,edema,b.jpg,1,1,4,4,10,10,train\n")
     assert [s.sample_id for s in read_ms_cxr(tmp_path / "v11.csv", images, split="test").samples] == ["a:0"]
     assert len(read_ms_cxr(tmp_path / "v11.csv", images).samples) == 2
+
+
+class _Silent:
+    """A model that answers without locating anything for one class (like MAIRA-2 without a box)."""
+
+    from cxrg.registry import ModelCard
+
+    card = ModelCard(name="silent", version="1", licence="MIT", description="", metrics=("miou",))
+
+    def load(self, weights_dir=None, device="cpu"):
+        pass
+
+    def heatmap(self, query):
+        from cxrg.errors import NoPrediction
+
+        if "effusion" in query.prompt:
+            raise NoPrediction("no prediction: answered without a box")
+        return np.ones(query.image.shape, np.float32)
+
+
+def test_no_prediction_is_recorded_counted_per_class_and_cnr_left_empty(ms_cxr, tmp_path):
+    from cxrg.bench.datasets import read_ms_cxr
+    from cxrg.bench.harness import run_benchmark
+    from cxrg.bench.reports import markdown_table
+    from cxrg.runs import RunDir
+
+    annotations, images = ms_cxr
+    data = read_ms_cxr(annotations, images)
+    run = RunDir(tmp_path / "r", "bench", {})
+    result = run_benchmark({"silent": _Silent()}, data, run, resamples=200, seed=0)
+    counts = result.summary["counts"]["silent"]
+    assert counts["no_prediction"] == 2 and counts["no_prediction_by_class"] == {"Pleural Effusion": 2}
+    assert counts["failed"] == 2 and counts["scored"] == 6
+    rows = list(result.rows.values())
+    assert all(r["cnr"] == "" for r in rows)  # the card says mIoU only
+    assert {r["error"] for r in rows if r["error"]} == {"no prediction: answered without a box"}
+    assert "(2 of them no prediction: Pleural Effusion 2)" in markdown_table(result.summary)
+    assert {r["metric"] for r in result.summary["rows"]} == {"miou"}

@@ -20,12 +20,13 @@ import numpy as np
 
 from cxrg.bench import bootstrap, metrics
 from cxrg.bench.datasets import Dataset, Sample
-from cxrg.errors import CxrgError
+from cxrg.errors import CxrgError, NoPrediction
 from cxrg.registry import HeatmapModel, make_query
 from cxrg.runs import RunDir, atomic_write_csv
 
 PER_SAMPLE_FIELDS = ("model", "sample_id", "category", "prompt", "cnr", "miou", "seconds", "error")
 FLUSH_SECONDS = 5.0
+NO_PREDICTION = "no prediction"
 
 
 @dataclass
@@ -62,6 +63,9 @@ def score_sample(model: HeatmapModel, sample: Sample, image: np.ndarray) -> dict
             row["cnr"] = _format(cnr_value)
         if "miou" in model.card.metrics:
             row["miou"] = _format(miou_value)
+    except NoPrediction as exc:
+        text = exc.one_line()
+        row["error"] = text if text.startswith(NO_PREDICTION) else f"{NO_PREDICTION}: {text}"
     except CxrgError as exc:
         row["error"] = exc.one_line()
     except Exception as exc:  # one sample's failure must not stop the run
@@ -158,6 +162,11 @@ def summarise(model_names: Sequence[str], samples: Sequence[Sample], rows: dict[
         model_rows = [rows.get((name, s.sample_id)) for s in samples]
         failed = sum(1 for r in model_rows if r is None or r.get("error"))
         counts[name] = {"samples": len(samples), "scored": len(samples) - failed, "failed": failed}
+        silent = [s.category for s, r in zip(samples, model_rows, strict=True)
+                  if r is not None and r.get("error", "").startswith(NO_PREDICTION)]
+        if silent:
+            counts[name]["no_prediction"] = len(silent)
+            counts[name]["no_prediction_by_class"] = {c: silent.count(c) for c in sorted(set(silent))}
         for metric in ("cnr", "miou"):
             values = {c: np.array([_value(rows.get((name, s.sample_id)), metric) for s in members])
                       for c, members in by_class.items()}

@@ -42,6 +42,9 @@ def markdown_table(summary: dict[str, Any]) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     counts = summary["counts"]
     notes = [f"- {model}: {c['scored']} of {c['samples']} samples scored, {c['failed']} failed"
+             + (f" ({c['no_prediction']} of them no prediction: "
+                + ", ".join(f"{k} {v}" for k, v in c["no_prediction_by_class"].items()) + ")"
+                if c.get("no_prediction") else "")
              + (f", CNR undefined for {c['cnr_undefined']}" if c.get("cnr_undefined") else "")
              for model, c in counts.items()]
     notes += [f"- {model}: not run: {error}" for model, error in summary.get("model_errors", {}).items()]

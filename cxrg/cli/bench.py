@@ -120,6 +120,8 @@ def bench(
     Console(file=sys.stdout).print(rich_table(result.summary))
     for name, count in result.summary["counts"].items():
         line = f"{name}: {count['scored']} of {count['samples']} samples scored, {count['failed']} failed"
+        if count.get("no_prediction"):
+            line += f" ({count['no_prediction']} no prediction)"
         if count["failed"]:
             line += " (reasons in per_sample.csv and log.txt)"
         if count.get("cnr_undefined"):

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from cxrg.errors import CxrgError, InputError, MissingWeightsError
+from cxrg.errors import InputError, MissingWeightsError, NoPrediction
 from cxrg.registry import ModelCard, Query, WeightFile
 from cxrg_maira2 import __version__
 from cxrg_maira2.geometry import box_to_image, boxes_heatmap
@@ -26,7 +26,7 @@ MAX_NEW_TOKENS = 150  # as in the model card's phrase-grounding example
 NO_PREDICTION = "no prediction"
 
 
-class NoPredictionError(CxrgError):
+class NoPredictionError(NoPrediction):
     """MAIRA-2 answered without any box: recorded per sample as a 'no prediction', not scored."""
 
 
