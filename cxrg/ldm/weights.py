@@ -34,9 +34,14 @@ HOW_TO_GET_TEXT = (f"`cxrg weights fetch`, or `huggingface-cli download {TEXT_RE
 
 
 def weights_root(weights_dir: str | Path | None = None) -> Path:
-    """--weights, else $CXRG_HOME, else ~/.cache/cxrg."""
+    """--weights, else `weights` in cxrg.toml, else $CXRG_HOME, else ~/.cache/cxrg."""
     if weights_dir:
         return Path(weights_dir).expanduser()
+    from cxrg.config import load_config
+
+    configured = load_config().get("weights")
+    if configured is not None:
+        return Path(configured)
     if os.environ.get("CXRG_HOME"):
         return Path(os.environ["CXRG_HOME"]).expanduser()
     return Path.home() / ".cache" / "cxrg"
