@@ -186,3 +186,14 @@ def test_two_cpu_processes_tune_data_parallel(tiny, phantoms, tmp_path):
     tuned, _ = Codebook.load(out / "tuned_embeddings.safetensors", fingerprint=ldm.fingerprint)
     assert torch.equal(tuned.rows[~start.anatomy], start.rows[~start.anatomy])
     assert not torch.equal(tuned.rows, start.rows)
+
+
+@pytest.mark.slow
+def test_learnability_on_phantoms(tmp_path):
+    """Tuning moves attention towards the named location on held-out phantoms (tiny sharpened LDM)."""
+    from cxrg.tuning.learnability import run_experiment
+
+    result = run_experiment(tmp_path, steps=300, log=lambda *a: None)
+    print("\n".join(result.lines()))
+    assert result.loc_drop >= 0.10  # measured: 16.4 %
+    assert result.miou_tuned > result.miou_frozen  # measured: 0.033 against 0.024
