@@ -118,6 +118,8 @@ def load_ldm(weights_dir: str | Path | None = None, device: str = "cpu", dtype: 
 
     paths = WeightPaths(weights_root(weights_dir))
     paths.require()
+    if device == "cpu":
+        torch.set_flush_denormal(True)  # tiny values would otherwise take a slow path on CPUs
     torch_dtype = resolve_dtype(dtype)
     architecture = architecture_from_bundle(paths.bundle)
     autoencoder = build_autoencoder(architecture)

@@ -50,12 +50,26 @@ def sd21_text_config():
                           projection_dim=512, bos_token_id=49406, eos_token_id=49407, pad_token_id=1)
 
 
-def build_random(architecture: LdmArchitecture, text_config, seed: int = 0):
-    """Autoencoder, U-Net and CLIP text encoder of the given shapes with seeded random weights."""
+def build_random(architecture: LdmArchitecture, text_config, seed: int = 0,
+                 randomise_zero_layers: bool = True):
+    """Autoencoder, U-Net and CLIP text encoder of the given shapes with seeded random weights.
+
+    MONAI initialises the U-Net's output convolution, the transformer `proj_out` and every residual block's
+    second convolution to zero, so a freshly built U-Net outputs exactly 0 whatever its input: the DDIM
+    trajectory would be trivial. `randomise_zero_layers` gives those all-zero weights small seeded values.
+    """
     from transformers import CLIPTextModel
 
     torch.manual_seed(seed)
-    return build_autoencoder(architecture), build_unet(architecture), CLIPTextModel(text_config)
+    autoencoder, unet = build_autoencoder(architecture), build_unet(architecture)
+    text = CLIPTextModel(text_config)
+    if randomise_zero_layers:
+        generator = torch.Generator().manual_seed(seed + 1)
+        with torch.no_grad():
+            for parameter in unet.parameters():
+                if parameter.dim() > 1 and not parameter.any():
+                    parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.05)
+    return autoencoder, unet, text
 
 
 def write_random(folder: Path, architecture: LdmArchitecture, text_config, seed: int = 0,
