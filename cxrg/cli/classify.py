@@ -1,17 +1,206 @@
-"""`cxrg classify`: grounded diffusion classification (being built)."""
+"""`cxrg classify`: grounded diffusion classification (paper Appendix K): AUROC per heatmap strategy and in
+low/high mIoU bins. Heavy imports (torch, the LDM) happen inside the command."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
-from cxrg.errors import NotImplementedYet
+RESUME_KEYS = ("positives", "positives_format", "negatives", "chexpert_labels", "metadata", "views",
+               "max_negatives", "pathology", "healthy_prompt", "pathology_prompt", "fixed_prompt",
+               "negative_prompts", "strategies", "draws", "t_min", "t_max", "seed", "dtype", "embeddings",
+               "text_encoder")
+STRATEGY_HELP = ("Comma-separated heatmap strategies: none (plain classifier), fixed (frozen LDM, "
+                 "--fixed-prompt), location (frozen LDM, '{location} {pathology}'), tuned (tuned embeddings, "
+                 "same prompt). "
+                 "Default: all four, tuned skipped with a note when no tuned embeddings are found.")
+
+
+def classify(
+    positives: Annotated[Path, typer.Option(help="Positives: MS-CXR(-loc) or generic grounding CSV with "
+                                            "boxes and '{location} {pathology}' prompts.")],
+    images: Annotated[Path, typer.Option(help="Folder the positives' image paths are relative to.")],
+    out: Annotated[Path, typer.Option(help="Run folder; rerunning with the same folder resumes.")
+                   ] = Path("runs/classify"),
+    positives_format: Annotated[str, typer.Option(help="ms-cxr or generic.")] = "ms-cxr",
+    negatives: Annotated[Path | None, typer.Option(help="Healthy images: CSV with columns image[, image_id].")
+                         ] = None,
+    chexpert_labels: Annotated[Path | None, typer.Option(help="Or: mimic-cxr-2.0.0-chexpert.csv; negatives = "
+                                                         "studies with No Finding = 1.")] = None,
+    metadata: Annotated[Path | None, typer.Option(help="mimic-cxr-2.0.0-metadata.csv (with "
+                                                  "--chexpert-labels).")] = None,
+    negatives_images: Annotated[Path | None, typer.Option(help="Folder the negatives' paths are relative to "
+                                                          "(default: --images).")] = None,
+    views: Annotated[str, typer.Option(help="MIMIC-CXR views kept as negatives.")] = "PA,AP",
+    max_negatives: Annotated[int | None, typer.Option(min=1, help="A seeded random subset of N negatives.")
+                             ] = None,
+    pathology: Annotated[str, typer.Option(help="The positive class.")] = "Pneumothorax",
+    healthy_prompt: Annotated[str, typer.Option(help="The healthy class prompt.")
+                              ] = "No acute cardiopulmonary process",
+    pathology_prompt: Annotated[str | None, typer.Option(help="The pathology class prompt (default: the "
+                                                         "pathology's name, e.g. 'pneumothorax').")] = None,
+    fixed_prompt: Annotated[str | None, typer.Option(help="Heatmap prompt of the fixed strategy (default: "
+                                                     "the pathology class prompt).")] = None,
+    negative_locations: Annotated[str, typer.Option(help="Locations of the negatives' runs, one run each.")
+                                  ] = "left apical,right apical,left,right",
+    strategies: Annotated[str | None, typer.Option(help=STRATEGY_HELP)] = None,
+    draws: Annotated[int, typer.Option(min=1, help="(t, eps) draws per image, shared by the class prompts.")
+                     ] = 100,
+    t_min: Annotated[int, typer.Option(min=0, help="Smallest timestep drawn.")] = 0,
+    t_max: Annotated[int, typer.Option(min=0, help="Largest timestep drawn (inclusive).")] = 999,
+    batch_size: Annotated[int, typer.Option(min=1, help="U-Net passes per call.")] = 32,
+    resamples: Annotated[int, typer.Option(min=100, help="Bootstrap resamples.")] = 10_000,
+    seed: Annotated[int, typer.Option(help="Seed of the draws, the negatives subset and the bootstrap.")] = 0,
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N positive and N negative images.")
+                     ] = None,
+    weights: Annotated[Path | None, typer.Option(help="Weights folder (default $CXRG_HOME).")] = None,
+    embeddings: Annotated[Path | None, typer.Option(help="Tuned embeddings for the tuned strategy (default "
+                                                    "$CXRG_EMBEDDINGS or <weights>/tuned_embeddings."
+                                                    "safetensors).")] = None,
+    device: Annotated[str, typer.Option(help="cpu, cuda, ...")] = "cpu",
+    dtype: Annotated[str, typer.Option(help="float32, bfloat16 or float16.")] = "float32",
+) -> None:
+    """Heatmap-weighted diffusion classifier: scores.csv, summary.json, auroc/bins.csv, results.md/png."""
+    from cxrg.classify import data
+    from cxrg.classify.heatmaps import STRATEGIES, parse_strategies
+    from cxrg.errors import UsageError
+    from cxrg.vocab import PATHOLOGY_TEXT, canonical_pathology
+
+    if (negatives is None) == (chexpert_labels is None):
+        raise UsageError("give the negatives either as --negatives FILE or as --chexpert-labels FILE "
+                         "--metadata FILE")
+    if chexpert_labels is not None and metadata is None:
+        raise UsageError("--chexpert-labels needs --metadata (mimic-cxr-2.0.0-metadata.csv)")
+    pathology = canonical_pathology(pathology)
+    pathology_prompt = pathology_prompt or PATHOLOGY_TEXT[pathology]
+    fixed_prompt = fixed_prompt or pathology_prompt
+    if not healthy_prompt.strip() or not pathology_prompt.strip() or not fixed_prompt.strip():
+        raise UsageError("class and heatmap prompts must not be empty")
+    chosen = parse_strategies(strategies) if strategies is not None else list(STRATEGIES)
+    locations = [loc.strip() for loc in negative_locations.split(",") if loc.strip()]
+    if not locations:
+        raise UsageError("--negative-locations is empty", hint="e.g. 'left apical,right apical,left,right'")
+    negative_prompts = data.location_prompts(locations, pathology)
+    negatives_root = negatives_images or images
+    if not negatives_root.is_dir():
+        raise UsageError(f"negatives images folder not found: {negatives_root}",
+                         hint="check --negatives-images")
+
+    positive_jobs, notes = data.read_positives(positives, positives_format, images, pathology)
+    if negatives is not None:
+        negative_jobs = data.read_negatives_csv(negatives, negatives_root, negative_prompts)
+    else:
+        assert chexpert_labels is not None and metadata is not None
+        view_list = [v.strip() for v in views.split(",") if v.strip()]
+        negative_jobs, more = data.read_mimic_no_finding(chexpert_labels, metadata, negatives_root,
+                                                         negative_prompts, view_list)
+        notes += more
+    negative_jobs = data.subsample(negative_jobs, max_negatives, seed)
+    if limit is not None:
+        positive_jobs, negative_jobs = positive_jobs[:limit], negative_jobs[:limit]
+    if not positive_jobs:
+        raise UsageError(f"no {pathology} sample among the positives", where=str(positives))
+    if not negative_jobs:
+        raise UsageError("no negative image", where=str(negatives or chexpert_labels))
+
+    classifier, embeddings_used, chosen = _classifier(weights, device, dtype, embeddings, chosen,
+                                                      strategies is not None, fixed_prompt, healthy_prompt,
+                                                      pathology_prompt, draws, t_min, t_max, batch_size, seed)
+    config = {"positives": str(positives.resolve()), "positives_format": positives_format,
+              "images": str(images.resolve()), "negatives": str(negatives.resolve()) if negatives else None,
+              "chexpert_labels": str(chexpert_labels.resolve()) if chexpert_labels else None,
+              "metadata": str(metadata.resolve()) if metadata else None,
+              "negatives_images": str(negatives_root.resolve()), "views": views,
+              "max_negatives": max_negatives, "pathology": pathology, "healthy_prompt": healthy_prompt,
+              "pathology_prompt": pathology_prompt, "fixed_prompt": fixed_prompt,
+              "negative_prompts": negative_prompts, "strategies": chosen, "draws": draws, "t_min": t_min,
+              "t_max": t_max, "batch_size": batch_size, "resamples": resamples, "seed": seed, "limit": limit,
+              "device": device, "dtype": dtype, "embeddings": embeddings_used,
+              "text_encoder": classifier.engine.ldm.fingerprint}
+    _run(classifier, positive_jobs + negative_jobs, out, config, notes, resamples, seed, chosen)
+
+
+def _classifier(weights: Path | None, device: str, dtype: str, embeddings: Path | None, chosen: list[str],
+                explicit: bool, fixed_prompt: str, healthy_prompt: str, pathology_prompt: str, draws: int,
+                t_min: int, t_max: int, batch_size: int, seed: int):
+    """Load the LDM (and the tuned embeddings when the tuned strategy runs) and build the classifier."""
+    from cxrg.classify import heatmaps
+    from cxrg.classify.diffusion import DrawSettings
+    from cxrg.classify.runner import Classifier
+    from cxrg.cli import say
+    from cxrg.errors import UsageError
+    from cxrg.ldm.config import architecture_from_bundle
+    from cxrg.ldm.heatmap import LdmEngine
+    from cxrg.ldm.loading import load_ldm, resolve_dtype
+    from cxrg.ldm.text import Codebook
+    from cxrg.ldm.weights import WeightPaths, weights_root
+
+    resolve_dtype(dtype)
+    weights = weights or (Path(os.environ["CXRG_HOME"]) if os.environ.get("CXRG_HOME") else None)
+    settings = DrawSettings(draws, t_min, t_max, batch_size)
+    bundle = WeightPaths(weights_root(weights)).bundle
+    settings.check(int(architecture_from_bundle(bundle).scheduler["num_train_timesteps"]))  # before loading
+    tuned_path = embeddings or (Path(os.environ["CXRG_EMBEDDINGS"]) if os.environ.get("CXRG_EMBEDDINGS")
+                                else WeightPaths(weights_root(weights)).tuned_embeddings)
+    if "tuned" in chosen and not tuned_path.is_file():
+        if explicit:
+            raise UsageError("the tuned strategy needs tuned embeddings, not found", where=str(tuned_path),
+                             hint="make them with `cxrg tune`, pass --embeddings FILE, or leave tuned out of "
+                                  "--strategies")
+        say(f"cxrg: note: strategy tuned skipped: no tuned embeddings at {tuned_path} (pass --embeddings)")
+        chosen = [s for s in chosen if s != "tuned"]
+    ldm = load_ldm(weights, device=device, dtype=dtype)
+    if ldm.device.type == "cpu":
+        import torch
+
+        torch.set_flush_denormal(True)  # denormal floats can slow CPU U-Net passes down many times over
+    codebook = None
+    if "tuned" in chosen:
+        codebook, _ = Codebook.load(tuned_path, fingerprint=ldm.fingerprint)
+    engine = LdmEngine(ldm, heatmaps.HEATMAP_SETTINGS, batch_size=int(os.environ.get("CXRG_LDM_BATCH", "10")))
+    classifier = Classifier(engine, heatmaps.HeatmapSource(engine, fixed_prompt, codebook), healthy_prompt,
+                            pathology_prompt, settings, chosen, seed)
+    return classifier, str(Path(tuned_path).resolve()) if codebook is not None else None, chosen
+
+
+def _run(classifier, jobs: list, out: Path, config: dict, notes: list[str], resamples: int, seed: int,
+         strategies: list[str]) -> None:
+    import sys
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from cxrg.classify.report import markdown, summarise, write_reports
+    from cxrg.classify.runner import run_classification
+    from cxrg.cli import say
+    from cxrg.runs import RunDir
+
+    run = RunDir(out, "classify", config, resume_keys=RESUME_KEYS)
+    for note in notes:
+        run.logger.info("%s", note)
+        say(note)
+    err = Console(stderr=True)
+    with Progress(TextColumn("classify"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=err, transient=True, disable=not err.is_terminal) as bar:
+        task = bar.add_task("images", total=len(jobs))
+        rows = run_classification(classifier, jobs, run, progress=lambda k: bar.advance(task, k))
+    summary = summarise(rows, jobs, strategies, resamples, seed, notes)
+    write_reports(summary, run.path)
+    print(markdown(summary), file=sys.stdout, end="", flush=True)
+    for kind, count in summary["counts"].items():
+        line = (f"{kind}s: {count['runs_scored']} of {count['runs']} runs scored "
+                f"({count['images'] - count['images_failed']} of {count['images']} images), "
+                f"{count['runs_failed']} failed")
+        if count["runs_failed"]:
+            line += " (reasons in scores.csv and log.txt)"
+        say(line)
+    say(f"results in {run.path}")
+    run.close()
 
 
 def register(app: typer.Typer) -> None:
     """Add the classify command to the main app."""
-
-    @app.command("classify", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-    def classify(ctx: typer.Context) -> None:
-        """Grounded diffusion classification with AUROC and mIoU bins (not implemented yet)."""
-        raise NotImplementedYet("`cxrg classify` is not implemented yet",
-                                hint="see the README for what works today")
+    app.command("classify")(classify)

@@ -1,0 +1,183 @@
+"""Classify every image of the cohort, resumably: one scores.csv row per (run, strategy).
+
+Per image: read it, encode it, draw its (t, eps) pairs, run the U-Net for every (draw, class prompt) pair
+(batched) to get per-position error maps, then weight them with each strategy's heatmap of each run's
+location prompt. A row holds both class errors, the score (error of the healthy prompt minus error of the
+pathology prompt: higher = more likely positive) and, for positives, the mIoU of that strategy's heatmap
+against the boxes. Finished images are kept on a rerun; images that ended in an error are tried again.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cxrg.bench import metrics
+from cxrg.classify.data import Job, Run
+from cxrg.classify.diffusion import DrawSettings, draw_noise, error_maps, to_latent, weighted_error
+from cxrg.classify.heatmaps import HeatmapSource
+from cxrg.errors import CxrgError
+from cxrg.ldm.heatmap import LdmEngine
+from cxrg.ldm.text import encode, tokenize
+from cxrg.runs import RunDir, atomic_write_csv
+
+SCORE_FIELDS = ("unit", "kind", "label", "image", "prompt", "strategy", "error_healthy", "error_pathology",
+                "score", "miou", "note", "seconds", "error")
+FLUSH_SECONDS = 5.0
+EMPTY_HEATMAP = "empty heatmap: uniform weights"
+
+
+@dataclass
+class Classifier:
+    """The frozen LDM as a two-class diffusion classifier with heatmap-weighted errors."""
+
+    engine: LdmEngine
+    heatmaps: HeatmapSource
+    healthy_prompt: str
+    pathology_prompt: str
+    draws: DrawSettings
+    strategies: Sequence[str]
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        ldm = self.engine.ldm
+        self.draws.check(int(ldm.architecture.scheduler["num_train_timesteps"]))
+        # Class prompts always go through the frozen text encoder: a strategy changes only the weights.
+        with torch.inference_mode():
+            ids, _ = tokenize(ldm.tokenizer, [self.healthy_prompt, self.pathology_prompt])
+            self.contexts = encode(ldm.text_encoder, ids).to(ldm.dtype)
+
+    def error_maps(self, key: str, pixels: torch.Tensor) -> np.ndarray:
+        """(2, h, w): healthy and pathology prompts' per-position errors, averaged over the image's draws."""
+        ldm = self.engine.ldm
+        with torch.inference_mode():
+            latent = self.engine.encode_image(pixels)
+            t, eps = draw_noise(self.seed, key, self.draws, tuple(latent.shape[1:]))
+            return error_maps(ldm.unet, latent, self.contexts, t, eps, ldm.alphas,
+                              ldm.architecture.scheduler["prediction_type"], self.draws.batch_size)
+
+    def classify(self, job: Job, image: np.ndarray) -> list[dict[str, str]]:
+        """Every (run, strategy) row of one image."""
+        pixels = self.engine.model_input(image)
+        maps = self.error_maps(job.key, pixels)
+        heat = self.heatmaps.maps(pixels, [run.prompt for run in job.runs], self.strategies)
+        rows = []
+        for i, run in enumerate(job.runs):
+            for strategy in self.strategies:
+                model_map = heat[strategy][i]
+                weights = None if model_map is None else to_latent(model_map, maps.shape[-2:])
+                healthy, pathology = weighted_error(maps, weights)
+                row = _row(job, run.unit, run.label, run.prompt, strategy)
+                row.update(error_healthy=repr(float(healthy)), error_pathology=repr(float(pathology)),
+                           score=repr(float(healthy - pathology)))
+                if weights is not None and not np.any(weights > 0):
+                    row["note"] = EMPTY_HEATMAP
+                if model_map is not None and run.boxes is not None:
+                    full = self.engine.transform.heatmap_to_image(model_map, *image.shape[:2])
+                    row["miou"] = repr(metrics.score(metrics.normalise(full), run.boxes)[1])
+                rows.append(row)
+        return rows
+
+
+def _row(job: Job, unit: str, label: int, prompt: str, strategy: str) -> dict[str, str]:
+    return {"unit": unit, "kind": "positive" if label == 1 else "negative", "label": str(label),
+            "image": str(job.image_path or ""), "prompt": prompt, "strategy": strategy,
+            "error_healthy": "", "error_pathology": "", "score": "", "miou": "", "note": "", "seconds": "",
+            "error": ""}
+
+
+def read_scores(path: Path) -> dict[tuple[str, str, str, str], dict[str, str]]:
+    if not path.exists():
+        return {}
+    with path.open(newline="", encoding="utf-8") as handle:
+        return {(r["kind"], r["unit"], r["prompt"], r["strategy"]): r for r in csv.DictReader(handle)}
+
+
+def load_image(job: Job) -> np.ndarray:
+    from cxrg.images import read_image
+
+    if job.error or job.image_path is None:
+        raise CxrgError(job.error or "no image path")
+    image = read_image(job.image_path)
+    if job.image_size is not None and image.shape != job.image_size:
+        h, w = job.image_size
+        raise CxrgError(f"image is {image.shape[1]}x{image.shape[0]} but the annotations say {w}x{h}",
+                        where=str(job.image_path), hint="the boxes would not line up; check the file")
+    return image
+
+
+def run_keys(kind: str, run: Run, strategies: Sequence[str]) -> list[tuple[str, str, str, str]]:
+    """scores.csv keys of one run: (kind, unit, prompt, strategy)."""
+    return [(kind, run.unit, run.prompt, s) for s in strategies]
+
+
+def keys(job: Job, strategies: Sequence[str]) -> list[tuple[str, str, str, str]]:
+    return [k for run in job.runs for k in run_keys(job.kind, run, strategies)]
+
+
+def run_classification(classifier: Classifier, jobs: Sequence[Job], run: RunDir,
+                       progress: Callable[[int], Any] | None = None) -> dict[tuple[str, str, str, str], dict]:
+    """Classify every job not finished in an earlier run; write scores.csv as rows come (atomically)."""
+    path = run.file("scores.csv")
+    rows = read_scores(path)
+    strategies = classifier.strategies
+    wanted = {k for job in jobs for k in keys(job, strategies)}
+    rows = {k: r for k, r in rows.items() if k in wanted}  # e.g. after a smaller --limit
+    done = [job for job in jobs if all(k in rows and not rows[k]["error"] for k in keys(job, strategies))]
+    if done:
+        run.logger.info("resuming: %d of %d images already classified", len(done), len(jobs))
+    finished = {id(job) for job in done}
+    last_flush = time.monotonic()
+    try:
+        for job in jobs:
+            if id(job) not in finished:
+                started = time.perf_counter()
+                try:
+                    new = classifier.classify(job, load_image(job))
+                except CxrgError as exc:
+                    new = _failed(job, strategies, exc.one_line())
+                except Exception as exc:  # one image's failure must not stop the run
+                    new = _failed(job, strategies, f"{type(exc).__name__}: {exc}")
+                seconds = f"{time.perf_counter() - started:.3f}"
+                for row in new:
+                    row["seconds"] = seconds
+                    rows[(row["kind"], row["unit"], row["prompt"], row["strategy"])] = row
+                if new and new[0]["error"]:
+                    run.logger.warning("%s %s: %s", job.kind, job.key, new[0]["error"])
+            if progress is not None:
+                progress(1)
+            if time.monotonic() - last_flush > FLUSH_SECONDS:
+                atomic_write_csv(path, SCORE_FIELDS, _ordered(rows, jobs, strategies))
+                last_flush = time.monotonic()
+    finally:
+        atomic_write_csv(path, SCORE_FIELDS, _ordered(rows, jobs, strategies))
+    return rows
+
+
+def _failed(job: Job, strategies: Sequence[str], error: str) -> list[dict[str, str]]:
+    rows = []
+    for run in job.runs:
+        for strategy in strategies:
+            row = _row(job, run.unit, run.label, run.prompt, strategy)
+            row["error"] = error
+            rows.append(row)
+    return rows
+
+
+def _ordered(rows: dict, jobs: Sequence[Job], strategies: Sequence[str]) -> list[dict]:
+    """Rows in cohort order (positives, then negatives), whatever order they were computed in."""
+    return [rows[k] for job in jobs for k in keys(job, strategies) if k in rows]
+
+
+def value(row: dict[str, str] | None, column: str) -> float:
+    if row is None or row.get("error") or not row.get(column):
+        return math.nan
+    return float(row[column])
