@@ -97,5 +97,14 @@ capture_steps = [6, 12]
     # 6. Table 2
     assert cxrg("cxrg bench --models ldm,ldm-frozen,biovil,biovil-t,oracle,prior --dataset vindr-cxr") == 0
     assert (tmp_path / "runs/bench-vindr-cxr/results.md").is_file()
+    # 7. Table 6: grounded classification (MS-CXR-loc pneumothorax against healthy images)
+    positives = next((table1 / "ms-cxr-loc").glob("*_loc.csv"))
+    for k in range(3):
+        Image.fromarray(np.full((64, 64), 60 + 40 * k, np.uint8)).save(tmp_path / f"healthy{k}.png")
+    (tmp_path / "healthy.csv").write_text("image\nhealthy0.png\nhealthy1.png\nhealthy2.png\n")
+    assert cxrg(f"cxrg classify --positives {positives} --images {jpg_root} --negatives healthy.csv "
+                f"--negatives-images . --out runs/classify --draws 4 --resamples 200") == 0
+    assert (tmp_path / "runs/classify/results.md").is_file()
+    assert (tmp_path / "runs/classify/auroc.csv").is_file()
     assert cxrg('cxrg ground image.png "left pleural effusion"') == 1  # no image.png: one clear line
     assert "image not found" in capsys.readouterr().err

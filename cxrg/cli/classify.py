@@ -56,7 +56,8 @@ def classify(
     seed: Annotated[int, typer.Option(help="Seed of the draws, the negatives subset and the bootstrap.")] = 0,
     limit: Annotated[int | None, typer.Option(min=1, help="Only the first N positive and N negative images.")
                      ] = None,
-    weights: Annotated[Path | None, typer.Option(help="Weights folder (default $CXRG_HOME).")] = None,
+    weights: Annotated[Path | None, typer.Option(help="Weights folder (default: cxrg.toml, $CXRG_HOME).")]
+    = None,
     embeddings: Annotated[Path | None, typer.Option(help="Tuned embeddings for the tuned strategy (default "
                                                     "$CXRG_EMBEDDINGS or <weights>/tuned_embeddings."
                                                     "safetensors).")] = None,
@@ -139,7 +140,7 @@ def _classifier(weights: Path | None, device: str, dtype: str, embeddings: Path 
     from cxrg.ldm.weights import WeightPaths, weights_root
 
     resolve_dtype(dtype)
-    weights = weights or (Path(os.environ["CXRG_HOME"]) if os.environ.get("CXRG_HOME") else None)
+    weights = weights_root(weights)  # --weights, else cxrg.toml, else $CXRG_HOME, else ~/.cache/cxrg
     settings = DrawSettings(draws, t_min, t_max, batch_size)
     bundle = WeightPaths(weights_root(weights)).bundle
     settings.check(int(architecture_from_bundle(bundle).scheduler["num_train_timesteps"]))  # before loading
