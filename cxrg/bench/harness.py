@@ -157,7 +157,7 @@ def summarise(model_names: Sequence[str], samples: Sequence[Sample], rows: dict[
         by_class.setdefault(sample.category, []).append(sample)
     indices = bootstrap.shared_indices({c: len(v) for c, v in by_class.items()}, resamples, seed)
     table: list[dict[str, Any]] = []
-    counts: dict[str, dict[str, int]] = {}
+    counts: dict[str, dict[str, Any]] = {}
     for name in model_names:
         model_rows = [rows.get((name, s.sample_id)) for s in samples]
         failed = sum(1 for r in model_rows if r is None or r.get("error"))
