@@ -130,6 +130,27 @@ def test_chunked_gradient_equals_one_batch_and_equals_the_naive_loop(tiny, phant
     assert grads[0].abs().sum() > 0
 
 
+def test_gradient_checkpointing_gives_the_same_gradient(tiny, phantoms, tmp_path):
+    grads = []
+    for checkpointing in (False, True):
+        t = trainer(tiny, phantoms, tmp_path / f"k{checkpointing}", checkpointing=checkpointing)
+        t.codebook.rows.grad = None
+        t.sample_gradients(t.manifest.samples[1], step=0)
+        grads.append(t.codebook.rows.grad.clone())
+    assert (grads[1] - grads[0]).abs().max() <= 1e-5 * grads[0].abs().max()
+    assert all("forward" not in block.__dict__ for block in t.ldm.unet.down_blocks)  # restored
+
+
+def test_bfloat16_autocast_runs_and_agrees_roughly(tiny, phantoms, tmp_path):
+    grads = []
+    for autocast in ("none", "bfloat16"):
+        t = trainer(tiny, phantoms, tmp_path / f"a{autocast}", autocast=autocast)
+        t.codebook.rows.grad = None
+        t.sample_gradients(t.manifest.samples[1], step=0)
+        grads.append(t.codebook.rows.grad.clone().flatten())
+    assert torch.nn.functional.cosine_similarity(grads[0], grads[1], dim=0) > 0.9
+
+
 def test_trajectory_cache_is_reused_and_keyed_by_settings(tiny, phantoms, tmp_path):
     t = trainer(tiny, phantoms, tmp_path / "t", steps=8)
     t.train()

@@ -36,6 +36,8 @@ def tune(
     device: Annotated[str | None, typer.Option(help="cpu (default), cuda, ...")] = None,
     autocast: Annotated[str, typer.Option(help="Mixed precision of the U-Net passes: none, bfloat16, "
                                           "float16 (GPU).")] = "none",
+    checkpointing: Annotated[bool, typer.Option(help="Gradient checkpointing of the U-Net's encoder blocks "
+                                                "(less memory, more compute; for large GPUs runs).")] = False,
     restart: Annotated[bool, typer.Option(help="Start over even if OUT holds a checkpoint (it is replaced).")]
     = False,
     install: Annotated[bool, typer.Option(help="Install the result as the default tuned embeddings "
@@ -76,10 +78,11 @@ def tune(
     else:
         assert epochs is not None
         total = max(1, round(epochs * len(data.samples) / dist.world))
+    schedule = {k: v for k, v in (cfg.get("ldm") or {}).items() if k != "otsu"}
     config = TuneConfig(steps=total, lr=lr, alpha=alpha, epsilon=epsilon, jitter=jitter, seed=seed,
                         checkpoint_every=checkpoint_every, chunk=chunk, cache_dtype=cache_dtype,
-                        autocast=autocast, settings=HeatmapSettings(otsu=False).with_overrides(
-                            {k: v for k, v in (cfg.get("ldm") or {}).items() if k != "otsu"}))
+                        autocast=autocast, checkpointing=checkpointing,
+                        settings=HeatmapSettings(otsu=False).with_overrides(schedule))
     table = Lut.load(lut) if lut else active_lut(weights)
     ldm = load_ldm(weights, device=device)
     if dist.world > 1 and device == "cuda":

@@ -15,6 +15,7 @@ and average the gradients (data parallel); one process needs no launcher.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
@@ -60,6 +61,7 @@ class TuneConfig:
     chunk: int = 10
     cache_dtype: str = "float32"
     autocast: str = "none"  # "bfloat16" or "float16": mixed precision for the U-Net passes
+    checkpointing: bool = False  # recompute the encoder blocks in the backward pass to save memory
     settings: HeatmapSettings = field(default_factory=lambda: HeatmapSettings(otsu=False))
 
     def to_dict(self) -> dict[str, Any]:
@@ -170,10 +172,13 @@ class Trainer:
     def _autocast(self):
         import contextlib
 
-        if self.config.autocast == "none":
-            return contextlib.nullcontext()
-        dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16}[self.config.autocast]
-        return torch.autocast(device_type=self.ldm.device.type, dtype=dtype)
+        stack = contextlib.ExitStack()
+        if self.config.checkpointing:
+            stack.enter_context(checkpointed_down_blocks(self.ldm.unet, self.config.settings.layers))
+        if self.config.autocast != "none":
+            dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16}[self.config.autocast]
+            stack.enter_context(torch.autocast(device_type=self.ldm.device.type, dtype=dtype))
+        return stack
 
     # -- the loop -------------------------------------------------------------------------------------------
     def train(self, progress: Callable[[int, float], None] | None = None,
@@ -290,6 +295,27 @@ class Trainer:
             loss_curve(self.losses, self.run.file("loss_curve.png"))
         self.dist.barrier()
         return out
+
+
+@contextlib.contextmanager
+def checkpointed_down_blocks(unet: torch.nn.Module, captured: tuple[str, ...]):
+    """Gradient checkpointing of the U-Net's encoder blocks: their activations are recomputed during the
+    backward pass instead of kept. Only blocks without captured layers may be recomputed (a recomputed
+    captured layer would record its attention twice), so captured down-block layers are refused."""
+    if any(name.startswith("down_blocks") for name in captured):
+        raise UsageError("gradient checkpointing cannot be used when a down-block layer is captured")
+    from torch.utils.checkpoint import checkpoint
+
+    blocks = list(unet.down_blocks)
+    for block in blocks:
+        def wrapped(hidden_states, temb, context=None, _forward=block.forward):
+            return checkpoint(_forward, hidden_states, temb, context, use_reentrant=False)
+        block.forward = wrapped
+    try:
+        yield
+    finally:
+        for block in blocks:
+            block.__dict__.pop("forward", None)
 
 
 def loss_curve(losses: list[dict[str, Any]], path: Path) -> None:
