@@ -214,7 +214,7 @@ def test_learnability_on_phantoms(tmp_path):
     """Tuning moves attention towards the named location on held-out phantoms (tiny sharpened LDM)."""
     from cxrg.tuning.learnability import run_experiment
 
-    result = run_experiment(tmp_path, steps=300, log=lambda *a: None)
+    result = run_experiment(tmp_path, steps=600, log=lambda *a: None)
     print("\n".join(result.lines()))
-    assert result.loc_drop >= 0.10  # measured: 16.4 %
-    assert result.miou_tuned > result.miou_frozen  # measured: 0.033 against 0.024
+    assert result.loc_drop >= 0.10  # measured: 12.7 % (the issue's target of 20 % is not reached)
+    assert result.miou_tuned > result.miou_frozen  # measured: 0.046 against 0.032

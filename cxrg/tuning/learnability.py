@@ -110,7 +110,7 @@ def sharpen_cross_attention(unet: torch.nn.Module, factor: float) -> None:
             modules[name].to_k.weight.mul_(factor)
 
 
-def run_experiment(workdir: Path, steps: int = 300, train: int = 32, held_out: int = 16, lr: float = 0.1,
+def run_experiment(workdir: Path, steps: int = 600, train: int = 32, held_out: int = 16, lr: float = 0.1,
                    seed: int = 0, size: int = 128, sharpen: float = 10.0, log: Any = print) -> Result:
     import time
 
