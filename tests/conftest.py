@@ -41,3 +41,14 @@ def ms_cxr(tmp_path: Path) -> tuple[Path, Path]:
         writer.writerow(MS_CXR_HEADER)
         writer.writerows(rows)
     return annotations, images
+
+
+@pytest.fixture(autouse=True)
+def _restore_cxrg_environment():
+    """Commands pass model settings through CXRG_* variables; keep one test's from leaking into the next."""
+    saved = {k: v for k, v in os.environ.items() if k.startswith("CXRG_")}
+    yield
+    for key in [k for k in os.environ if k.startswith("CXRG_")]:
+        if key not in saved:
+            del os.environ[key]
+    os.environ.update(saved)

@@ -157,15 +157,15 @@ class LdmEngine:
             return self._trajectory
         wanted = set(self.settings.capture_steps)
         uncond = self.unconditional()
-        latent = self.encode_image(pixels)
+        latent = self.encode_image(pixels).float()  # the trajectory is kept in float32 whatever the dtype
         kept: dict[int, torch.Tensor] = {}
         for i in range(max(wanted) + 1):
             if i in wanted:
                 kept[i] = latent
             if i == max(wanted):
                 break
-            output = self.ldm.unet(latent, timesteps=self._t(i, 1), context=uncond)
-            latent = self._step(latent, output, i)
+            output = self.ldm.unet(latent.to(self.ldm.dtype), timesteps=self._t(i, 1), context=uncond)
+            latent = self._step(latent, output.float(), i)
         self._trajectory_key, self._trajectory = key, kept
         return kept
 
@@ -177,7 +177,7 @@ class LdmEngine:
         per_job: list[torch.Tensor] = []
         for start in range(0, len(jobs), self.batch_size):
             chunk = jobs[start:start + self.batch_size]
-            latents = torch.cat([trajectory[i] for _, i in chunk])
+            latents = torch.cat([trajectory[i] for _, i in chunk]).to(self.ldm.dtype)
             ctx = context[[p for p, _ in chunk]]
             times = torch.tensor([self.timesteps[i] for _, i in chunk], dtype=torch.long,
                                  device=self.ldm.device)
@@ -225,12 +225,14 @@ def reference_maps(engine: LdmEngine, image: np.ndarray, prompts: Sequence[str])
             uncond = engine.unconditional()
             for prompt in prompts:
                 context, spans = engine.contexts([prompt])
-                latent = engine.encode_image(pixels)
+                latent = engine.encode_image(pixels).float()
                 both = torch.cat([uncond, context])
                 with capture(unet, all_layers) as got:
                     for i in range(engine.settings.inference_steps):
-                        output = unet(torch.cat([latent, latent]), timesteps=engine._t(i, 2), context=both)
-                        latent = engine._step(latent, output[:1], i)
+                        model_input = latent.to(engine.ldm.dtype)
+                        output = unet(torch.cat([model_input, model_input]), timesteps=engine._t(i, 2),
+                                      context=both)
+                        latent = engine._step(latent, output[:1].float(), i)
                 selected = []
                 for layer in engine.settings.layers:
                     per_step = got.maps[layer]  # one (2, heads, positions, tokens) tensor per step

@@ -24,20 +24,20 @@ def naive_sample_gradients(trainer, sample: TuningSample, step: int) -> float:
     ids, spans = tokenize(ldm.tokenizer, [sample.prompt])
     span = spans[0]
     with torch.no_grad():
-        latent = engine.encode_image(trainer.pixels(sample))
+        latent = engine.encode_image(trainer.pixels(sample)).float()
         uncond = engine.unconditional()
     per_step = []
     for i in range(max(wanted) + 1):
         if i in wanted:
             context = encode(ldm.text_encoder, ids, trainer.codebook).to(ldm.dtype)
             with capture(ldm.unet, settings.layers, keep_grad=True) as got:
-                ldm.unet(latent, timesteps=engine._t(i, 1), context=context)
+                ldm.unet(latent.to(ldm.dtype), timesteps=engine._t(i, 1), context=context)
             per_step.append(torch.stack([got.stacked(name).float().mean(dim=1)[0, :, span.start:span.stop]
                                          for name in settings.layers]))  # (L, D, S)
         if i < max(wanted):
             with torch.no_grad():
-                output = ldm.unet(latent, timesteps=engine._t(i, 1), context=uncond)
-                latent = engine._step(latent, output, i)
+                output = ldm.unet(latent.to(ldm.dtype), timesteps=engine._t(i, 1), context=uncond)
+                latent = engine._step(latent, output.float(), i)
     maps = torch.stack(per_step)  # (T, L, D, S)
     side = int(round(math.sqrt(maps.shape[2])))
     losses = tuning_losses(maps, trainer.gaussian(sample, side, step), trainer.config.alpha,
