@@ -15,6 +15,10 @@ adds time). Also checks that the three give the same errors.
 
 from __future__ import annotations
 
+import sys as _sys
+from pathlib import Path as _Path
+
+_sys.path.insert(0, str(_Path(__file__).parent))
 import argparse
 import os
 import platform
@@ -22,6 +26,7 @@ import time
 
 import numpy as np
 import torch
+from machine import cpu_model  # noqa: E402
 
 from cxrg.classify.diffusion import DrawSettings
 from cxrg.classify.heatmaps import HeatmapSource
@@ -32,16 +37,6 @@ from cxrg.ldm.heatmap import LdmEngine
 from cxrg.ldm.loading import LoadedLdm, text_encoder_fingerprint
 from cxrg.ldm.tiny import TINY, build_random, sd21_text_config, tiny_text_config
 from cxrg.ldm.tokenizer import load_tokenizer
-
-
-def cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def make_ldm(arch_name: str, size: int, device: str) -> LoadedLdm:

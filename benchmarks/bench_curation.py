@@ -13,6 +13,10 @@
 
 from __future__ import annotations
 
+import sys as _sys
+from pathlib import Path as _Path
+
+_sys.path.insert(0, str(_Path(__file__).parent))
 import argparse
 import csv
 import platform
@@ -20,6 +24,8 @@ import random
 import tempfile
 import time
 from pathlib import Path
+
+from machine import cpu_model  # noqa: E402
 
 from cxrg.curation.extractors import RulesExtractor, make_extractor
 from cxrg.curation.goldset import GOLD, score_extractor
@@ -40,15 +46,6 @@ NORMAL = ["Heart size is normal.", "The mediastinal and hilar contours are withi
           "Lungs are well expanded and clear."]
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def write_corpus(root: Path, n: int, seed: int = 0) -> tuple[Path, Path, Path]:

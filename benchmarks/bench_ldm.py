@@ -12,6 +12,10 @@ against this machine's measured matrix-multiply peak, bfloat16's speed and agree
 
 from __future__ import annotations
 
+import sys as _sys
+from pathlib import Path as _Path
+
+_sys.path.insert(0, str(_Path(__file__).parent))
 import argparse
 import os
 import platform
@@ -24,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from machine import cpu_model  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode
 
 from cxrg.ldm.config import HeatmapSettings, LdmArchitecture
@@ -36,14 +41,6 @@ from cxrg.ldm.tokenizer import load_tokenizer
 PROMPT = "left lower pleural effusion"
 
 
-def cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def matmul_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:

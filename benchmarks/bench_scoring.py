@@ -10,12 +10,17 @@ vectorised bootstrap. Prints both times, the ratios, the machine and the setting
 
 from __future__ import annotations
 
+import sys as _sys
+from pathlib import Path as _Path
+
+_sys.path.insert(0, str(_Path(__file__).parent))
 import argparse
 import os
 import platform
 import time
 
 import numpy as np
+from machine import cpu_model  # noqa: E402
 
 from cxrg.bench import bootstrap, metrics
 
@@ -24,15 +29,6 @@ CLASSES = ("Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Lung Opacit
            "Pneumonia", "Pneumothorax")
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def make_data(n: int, size: int, distinct: int, seed: int = 0):

@@ -298,7 +298,7 @@ class Trainer:
 
 
 @contextlib.contextmanager
-def checkpointed_down_blocks(unet: torch.nn.Module, captured: tuple[str, ...]):
+def checkpointed_down_blocks(unet: Any, captured: tuple[str, ...]):
     """Gradient checkpointing of the U-Net's encoder blocks: their activations are recomputed during the
     backward pass instead of kept. Only blocks without captured layers may be recomputed (a recomputed
     captured layer would record its attention twice), so captured down-block layers are refused."""
