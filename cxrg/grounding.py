@@ -19,7 +19,7 @@ from cxrg.bench.metrics import normalise
 from cxrg.errors import InputError
 from cxrg.images import DICOM_SUFFIXES, read_image
 from cxrg.registry import HeatmapModel, make_query
-from cxrg.runs import atomic_write_bytes, atomic_write_json
+from cxrg.runs import atomic_write_bytes, atomic_write_json, save_figure
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", *DICOM_SUFFIXES)
 BOX_THRESHOLD = 0.5
@@ -84,10 +84,7 @@ def overlay_png(image: np.ndarray, heatmap: np.ndarray, caption: str, out: Path)
     ax.imshow(colours)
     ax.set_axis_off()
     fig.text(0.5, 1 - 20 / (height + 40), caption, ha="center", va="center", fontsize=11)
-    tmp = out.with_name(f".{out.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(out)
+    save_figure(fig, out, dpi=100)
 
 
 def ground_image(model: HeatmapModel, image_path: Path, prompt: str, out_dir: Path,

@@ -45,6 +45,16 @@ def _umask() -> int:
     return mask
 
 
+def save_figure(fig: Any, path: Path, **savefig: Any) -> None:
+    """Write a matplotlib figure as a PNG atomically (no half-written picture after a crash) and free it."""
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", **savefig)
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 

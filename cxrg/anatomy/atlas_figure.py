@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +9,7 @@ import numpy as np
 from cxrg.anatomy.lut import Lut
 from cxrg.errors import InputError
 from cxrg.images import ResizeCenterCrop
-from cxrg.runs import atomic_write_bytes
+from cxrg.runs import save_figure
 from cxrg.vocab import SIDES, UNPAIRED, ZONES, location_name
 
 COLUMNS = 8
@@ -62,8 +61,6 @@ def draw_atlas(lut: Lut, image: np.ndarray | None, out_png: str | Path, dpi: int
     approx = " (APPROXIMATION)" if lut.metadata.get("approximation") else ""
     fig.suptitle(f"cxrg anatomical atlas: {source}{approx}\n"
                  "radiological convention: the patient's left is on the image's right", fontsize=11)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
     out = Path(out_png)
-    atomic_write_bytes(out, buffer.getvalue())
+    save_figure(fig, out)
     return out

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from cxrg.bench.bootstrap import AVERAGE
-from cxrg.runs import atomic_write_csv, atomic_write_json, atomic_write_text
+from cxrg.runs import atomic_write_csv, atomic_write_json, atomic_write_text, save_figure
 
 SUMMARY_FIELDS = ("model", "category", "metric", "mean", "ci_low", "ci_high", "n")
 METRIC_TITLES = {"cnr": "CNR", "miou": "mIoU"}
@@ -103,10 +103,7 @@ def chart(summary: dict[str, Any], path: Path) -> None:
         ax.axhline(0, color="black", linewidth=0.5)
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path, dpi=120)
 
 
 def write_reports(summary: dict[str, Any], out: Path) -> None:

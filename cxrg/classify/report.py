@@ -13,7 +13,7 @@ import numpy as np
 from cxrg.classify.data import Job
 from cxrg.classify.runner import EMPTY_HEATMAP, keys, run_keys, value
 from cxrg.classify.stats import Pools, auroc_summary, bin_summary
-from cxrg.runs import atomic_write_csv, atomic_write_json, atomic_write_text
+from cxrg.runs import atomic_write_csv, atomic_write_json, atomic_write_text, save_figure
 
 AUROC_FIELDS = ("strategy", "value", "ci_low", "ci_high", "positives", "negatives", "positive_runs",
                 "negative_runs", "diff_vs", "diff", "diff_low", "diff_high", "diff_p")
@@ -148,10 +148,7 @@ def figure(summary: dict[str, Any], path: Path) -> None:
         ax.set_title("AUROC by mIoU bin")
         ax.legend(fontsize=8)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path, dpi=120)
 
 
 def write_reports(summary: dict[str, Any], out: Path) -> None:

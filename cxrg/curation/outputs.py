@@ -133,7 +133,6 @@ def write_location_table(samples: list[Sample], out: Path) -> None:
 
 def draw_location_figure(samples: list[Sample], path: Path, title: str = "") -> None:
     """Samples per location (rows) and pathology (columns), counts written in the cells."""
-    import io
 
     import matplotlib
 
@@ -163,12 +162,9 @@ def draw_location_figure(samples: list[Sample], path: Path, title: str = "") -> 
     fig.colorbar(image, ax=ax, fraction=0.03, pad=0.02, label="log10(samples + 1)")
     ax.set_title(title or f"Samples per location and pathology ({len(samples)} samples)", fontsize=11, pad=20)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    from cxrg.runs import atomic_write_bytes
+    from cxrg.runs import save_figure
 
-    atomic_write_bytes(path, buffer.getvalue())
+    save_figure(fig, path, dpi=110)
 
 
 def write_all(result: CurationResult, out: Path, source: dict[str, Any] | None = None) -> dict[str, Any]:

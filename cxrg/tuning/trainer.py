@@ -38,7 +38,7 @@ from cxrg.ldm.config import HeatmapSettings
 from cxrg.ldm.heatmap import LdmEngine
 from cxrg.ldm.loading import LoadedLdm
 from cxrg.ldm.text import Codebook, encode, tokenize
-from cxrg.runs import RunDir, atomic_write_bytes, atomic_write_csv, atomic_write_json
+from cxrg.runs import RunDir, atomic_write_bytes, atomic_write_csv, atomic_write_json, save_figure
 from cxrg.tuning.data import Manifest, TuningSample
 from cxrg.tuning.losses import tuning_losses
 from cxrg.tuning.trajectories import TrajectoryCache
@@ -337,7 +337,4 @@ def loss_curve(losses: list[dict[str, Any]], path: Path) -> None:
     ax.set_ylabel("loss")
     ax.legend()
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path, dpi=110)
