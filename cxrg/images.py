@@ -27,7 +27,8 @@ from PIL import Image, UnidentifiedImageError
 
 from cxrg.errors import InputError
 
-__all__ = ["CropGeometry", "ResizeCenterCrop", "image_size", "read_image", "to_xywh", "to_xyxy"]
+__all__ = ["CropGeometry", "ResizeCenterCrop", "image_size", "read_annotated_image", "read_image", "to_xywh",
+           "to_xyxy"]
 
 DICOM_SUFFIXES = (".dcm", ".dicom", ".dic")
 _LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, the weights Pillow's convert("L") uses
@@ -64,6 +65,17 @@ def image_size(path: str | Path) -> tuple[int, int]:
             return im.height, im.width
     except (OSError, AttributeError, ValueError, UnidentifiedImageError) as exc:
         raise InputError(f"cannot read the image size: {exc}", where=str(p)) from exc
+
+
+def read_annotated_image(path: str | Path, size: tuple[int, int] | None) -> np.ndarray:
+    """read_image, refusing a file whose (height, width) differs from the size its annotations state:
+    the annotations' boxes would not line up with it."""
+    image = read_image(path)
+    if size is not None and image.shape != size:
+        h, w = size
+        raise InputError(f"image is {image.shape[1]}x{image.shape[0]} but the annotations say {w}x{h}",
+                         where=str(path), hint="the boxes would not line up; check the file")
+    return image
 
 
 def read_image(path: str | Path) -> np.ndarray:

@@ -75,16 +75,11 @@ def score_sample(model: HeatmapModel, sample: Sample, image: np.ndarray) -> dict
 
 
 def _load_image(sample: Sample) -> np.ndarray:
-    from cxrg.images import read_image
+    from cxrg.images import read_annotated_image
 
     if sample.error or sample.image_path is None:
         raise CxrgError(sample.error or "the sample has no image path")
-    image = read_image(sample.image_path)
-    if sample.image_size is not None and image.shape != sample.image_size:
-        h, w = sample.image_size
-        raise CxrgError(f"image is {image.shape[1]}x{image.shape[0]} but the annotations say {w}x{h}",
-                        where=str(sample.image_path), hint="the boxes would not line up; check the file")
-    return image
+    return read_annotated_image(sample.image_path, sample.image_size)
 
 
 def run_benchmark(models: dict[str, HeatmapModel], dataset: Dataset, run: RunDir, resamples: int,

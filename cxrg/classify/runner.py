@@ -102,16 +102,11 @@ def read_scores(path: Path) -> dict[tuple[str, str, str, str], dict[str, str]]:
 
 
 def load_image(job: Job) -> np.ndarray:
-    from cxrg.images import read_image
+    from cxrg.images import read_annotated_image
 
     if job.error or job.image_path is None:
         raise CxrgError(job.error or "no image path")
-    image = read_image(job.image_path)
-    if job.image_size is not None and image.shape != job.image_size:
-        h, w = job.image_size
-        raise CxrgError(f"image is {image.shape[1]}x{image.shape[0]} but the annotations say {w}x{h}",
-                        where=str(job.image_path), hint="the boxes would not line up; check the file")
-    return image
+    return read_annotated_image(job.image_path, job.image_size)
 
 
 def run_keys(kind: str, run: Run, strategies: Sequence[str]) -> list[tuple[str, str, str, str]]:
