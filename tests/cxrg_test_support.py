@@ -22,3 +22,30 @@ MS_CXR_SAMPLES = [
 
 def mimic_path(dicom_id: str) -> str:
     return f"files/p10/p10000032/s50414267/{dicom_id}.jpg"
+
+
+def run_cli(*args: str) -> int:
+    """Run `cxrg ARGS...` in this process; its exit code (0 on success)."""
+    from cxrg.cli.main import run
+
+    try:
+        run(list(args))
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+def run_line(line: str) -> int:
+    """Run a command line as typed (`cxrg ...`, split like a shell does); its exit code."""
+    import shlex
+
+    words = shlex.split(line)
+    assert words[0] == "cxrg"
+    return run_cli(*words[1:])
+
+
+def read_csv(path) -> list[dict[str, str]]:
+    import csv
+
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))

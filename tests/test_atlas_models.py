@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from cxrg_test_support import run_cli as cli
 from PIL import Image
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
@@ -19,20 +20,11 @@ from test_anatomy import GOLD_HEADER, gold_rows, write_gold_csv
 from cxrg.anatomy import Lut
 from cxrg.bench.vindr import read_vindr
 from cxrg.cli.ground import demo_image_path
-from cxrg.cli.main import run
 from cxrg.errors import InputError
 from cxrg.images import ResizeCenterCrop
 from cxrg.models.prior import PriorModel
 from cxrg.registry import Query
 from cxrg.testing import check_model
-
-
-def cli(*args: str) -> int:
-    try:
-        run(list(args))
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 def prior_map(prompt: str, shape: tuple[int, int]) -> np.ndarray:

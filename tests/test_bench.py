@@ -5,29 +5,20 @@ from __future__ import annotations
 import csv
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
-from cxrg_test_support import MS_CXR_SAMPLES, mimic_path
+from cxrg_test_support import MS_CXR_SAMPLES, mimic_path, read_csv, run_cli
 from PIL import Image
 
 from cxrg.bench.bootstrap import class_indices, percentile_interval
 from cxrg.bench.datasets import read_generic, read_ms_cxr
-from cxrg.cli.main import run
 
 
 def bench(*args: str) -> int:
-    try:
-        run(["bench", *args])
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
+    return run_cli("bench", *args)
 
 
-def read_csv(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="") as handle:
-        return list(csv.DictReader(handle))
 
 
 def independent_scores(boxes_xywh, shape):

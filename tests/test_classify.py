@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cxrg_test_support import read_csv, run_cli
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 
@@ -33,7 +34,6 @@ from cxrg.classify.diffusion import (
     weighted_error,
 )
 from cxrg.classify.heatmaps import HeatmapSource
-from cxrg.cli.main import run
 from cxrg.errors import UsageError
 from cxrg.ldm.config import HeatmapSettings
 from cxrg.ldm.ddim import to_x0_and_eps
@@ -319,16 +319,9 @@ def test_negatives_from_a_csv_and_from_mimic_no_finding(tmp_path):
 
 
 def classify(*args: str) -> int:
-    try:
-        run(["classify", *args])
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
+    return run_cli("classify", *args)
 
 
-def read_csv(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="") as handle:
-        return list(csv.DictReader(handle))
 
 
 def test_classify_end_to_end(tiny, tuned_file, tmp_path, monkeypatch, capsys):

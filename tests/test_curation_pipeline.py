@@ -8,9 +8,9 @@ import json
 from pathlib import Path
 
 import pytest
+from cxrg_test_support import run_cli
 from PIL import Image
 
-from cxrg.cli.main import run
 from cxrg.curation.extractors import RulesExtractor
 from cxrg.curation.mscxr import to_ms_cxr_loc
 from cxrg.curation.pipeline import Curator
@@ -26,12 +26,7 @@ LABELS = ["Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Enlarged Car
 
 
 def cli(argv: list[str]) -> int:
-    """Run `cxrg` in this process; its exit code (0 on success)."""
-    try:
-        run(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
+    return run_cli(*argv)
 
 
 def report(findings: str | None, impression: str | None) -> str:

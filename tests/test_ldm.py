@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cxrg_test_support import run_cli as cli
 
 from cxrg.errors import InputError, MissingWeightsError
 from cxrg.ldm.attention import capture, cross_attention_layers, run_until_captured
@@ -280,14 +281,6 @@ def test_ldm_tuned_conforms_and_checks_prompts_and_files(tiny, ldm, tmp_path, mo
 # ------------------------------------------------------------------------------------ commands
 
 
-def cli(*args: str) -> int:
-    from cxrg.cli.main import run
-
-    try:
-        run(list(args))
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 def test_weights_tiny_and_status(tmp_path, capsys):

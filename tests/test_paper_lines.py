@@ -9,25 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cxrg_test_support import run_line as cxrg
 from PIL import Image
 
 from cxrg.anatomy.lut import Lut
-from cxrg.cli.main import run
 from cxrg.ldm.tiny import write_tiny
 from cxrg.tuning.phantoms import write_phantom_set
-
-
-def cxrg(line: str) -> int:
-    """Run a command line as typed (split on spaces, quotes honoured)."""
-    import shlex
-
-    words = shlex.split(line)
-    assert words[0] == "cxrg"
-    try:
-        run(words[1:])
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from cxrg_test_support import run_cli as cli
 from safetensors.torch import load_file
 
 from cxrg.anatomy.lut import Lut
@@ -44,14 +45,6 @@ def trainer(tiny, phantoms, out: Path, **changes) -> Trainer:
     return Trainer(load_ldm(tiny), Lut.default(), read_manifest(manifest, images), config, run, out / "cache")
 
 
-def cli(*args: str) -> int:
-    from cxrg.cli.main import run
-
-    try:
-        run(list(args))
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 def test_cli_tunes_only_anatomy_rows_and_ldm_uses_the_result(tiny, phantoms, tmp_path, capsys):

@@ -4,25 +4,14 @@ the real formats (slow: run with `pytest -m slow`)."""
 from __future__ import annotations
 
 import csv
-import shlex
 
 import numpy as np
 import pytest
+from cxrg_test_support import run_line as cxrg
 from PIL import Image
 from test_anatomy import gold_rows, write_gold_csv
 from test_atlas_models import vindr  # noqa: F401  (a fixture)
 from test_curation_pipeline import mimic  # noqa: F401  (a fixture)
-
-from cxrg.cli.main import run
-
-
-def cxrg(line: str) -> int:
-    words = shlex.split(line)
-    try:
-        run(words[1:])
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 @pytest.mark.slow
