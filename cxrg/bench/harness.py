@@ -20,6 +20,7 @@ import numpy as np
 
 from cxrg.bench import bootstrap, metrics
 from cxrg.bench.datasets import Dataset, Sample
+from cxrg.bench.heatmap_store import HeatmapStore
 from cxrg.errors import CxrgError, NoPrediction
 from cxrg.registry import HeatmapModel, make_query
 from cxrg.runs import RunDir, atomic_write_csv
@@ -48,8 +49,10 @@ def read_per_sample(path: Path) -> dict[tuple[str, str], dict[str, str]]:
         return {(row["model"], row["sample_id"]): row for row in csv.DictReader(handle)}
 
 
-def score_sample(model: HeatmapModel, sample: Sample, image: np.ndarray) -> dict[str, str]:
-    """One (model, sample) pair -> a per_sample row. A model error becomes the row's error."""
+def score_sample(model: HeatmapModel, sample: Sample, image: np.ndarray,
+                 store: HeatmapStore | None = None) -> dict[str, str]:
+    """One (model, sample) pair -> a per_sample row. A model error becomes the row's error. With a
+    `store`, the map as scored is kept (reduced) for the report and the reader study."""
     started = time.perf_counter()
     row = {"model": model.card.name, "sample_id": sample.sample_id, "category": sample.category,
            "prompt": sample.prompt, "cnr": "", "miou": "", "error": ""}
@@ -58,7 +61,10 @@ def score_sample(model: HeatmapModel, sample: Sample, image: np.ndarray) -> dict
         heatmap = np.asarray(model.heatmap(query))
         if heatmap.shape != image.shape:
             raise CxrgError(f"heatmap shape {heatmap.shape} differs from the image's {image.shape}")
-        cnr_value, miou_value = metrics.score(metrics.normalise(heatmap), sample.boxes)
+        scored = metrics.normalise(heatmap)
+        cnr_value, miou_value = metrics.score(scored, sample.boxes)
+        if store is not None:
+            store.save(model.card.name, sample.sample_id, scored)
         if "cnr" in model.card.metrics:
             row["cnr"] = _format(cnr_value)
         if "miou" in model.card.metrics:
@@ -84,8 +90,10 @@ def _load_image(sample: Sample) -> np.ndarray:
 
 def run_benchmark(models: dict[str, HeatmapModel], dataset: Dataset, run: RunDir, resamples: int,
                   seed: int, limit: int | None = None, model_errors: dict[str, str] | None = None,
-                  progress: Callable[[int], Any] | None = None) -> BenchResult:
-    """Score every model on every sample (resuming), write per_sample.csv and return the statistics."""
+                  progress: Callable[[int], Any] | None = None,
+                  store: HeatmapStore | None = None) -> BenchResult:
+    """Score every model on every sample (resuming), write per_sample.csv and return the statistics.
+    With a `store`, every scored map is also kept in RUN_DIR/heatmaps/ (see heatmap_store)."""
     samples = dataset.samples[:limit] if limit is not None else dataset.samples
     per_sample_path = run.file("per_sample.csv")
     rows = read_per_sample(per_sample_path)
@@ -120,7 +128,7 @@ def run_benchmark(models: dict[str, HeatmapModel], dataset: Dataset, run: RunDir
                                "category": sample.category, "prompt": sample.prompt, "cnr": "", "miou": "",
                                "seconds": "0", "error": error}
                     else:
-                        row = score_sample(model, sample, image)
+                        row = score_sample(model, sample, image, store)
                     if row["error"]:
                         run.logger.warning("%s %s: %s", row["model"], sample.sample_id, row["error"])
                     rows[(row["model"], sample.sample_id)] = row

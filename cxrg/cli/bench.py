@@ -38,6 +38,11 @@ def bench(
     extractor: Annotated[str, typer.Option(help="ms-cxr-loc: how phrases become prompts: auto (RadGraph-XL "
                                            "when its weights are present, else rules), rules, radgraph, "
                                            "hybrid.")] = "auto",
+    save_heatmaps: Annotated[bool, typer.Option(help="Keep every scored heatmap (float16, reduced to "
+                                                "--heatmap-size) in RUN/heatmaps/ for `cxrg report` and "
+                                                "`cxrg study`.")] = True,
+    heatmap_size: Annotated[int, typer.Option(min=16, help="Longer side of the saved heatmaps, pixels.")]
+    = 256,
 ) -> None:
     """Score models on a phrase-grounding dataset: per_sample.csv, summary.csv/json, results.md/png."""
     from rich.console import Console
@@ -45,6 +50,7 @@ def bench(
 
     from cxrg.bench.datasets import read_dataset
     from cxrg.bench.harness import run_benchmark
+    from cxrg.bench.heatmap_store import HeatmapStore
     from cxrg.bench.reports import rich_table, write_reports
     from cxrg.cli import say
     from cxrg.cli.ground import apply_model_settings
@@ -76,7 +82,8 @@ def bench(
               "images": str(images.resolve()), "split": split, "limit": limit, "resamples": resamples,
               "seed": seed, "device": settings.device, "lut": os.environ.get("CXRG_LUT", "default"),
               "dtype": settings.dtype, "embeddings": os.environ.get("CXRG_EMBEDDINGS"),
-              "config_file": str(cfg.path) if cfg.path else None}
+              "config_file": str(cfg.path) if cfg.path else None,
+              "save_heatmaps": save_heatmaps, "heatmap_size": heatmap_size}
     if dataset == "ms-cxr-loc":
         if not annotations.is_file():
             raise InputError("MS-CXR annotations file not found", where=str(annotations),
@@ -114,8 +121,9 @@ def bench(
     with Progress(TextColumn("bench"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=err, transient=True, disable=not err.is_terminal) as bar:
         task = bar.add_task("samples", total=total)
+        store = HeatmapStore(run.path, heatmap_size) if save_heatmaps else None
         result = run_benchmark(loaded, data, run, resamples, seed, limit, model_errors,
-                               progress=lambda k: bar.advance(task, k))
+                               progress=lambda k: bar.advance(task, k), store=store)
     write_reports(result.summary, run.path)
     Console(file=sys.stdout).print(rich_table(result.summary))
     for name, count in result.summary["counts"].items():
