@@ -16,14 +16,24 @@ Prompt grammar
     ``prompt := [location (" and " location)* " "] pathology_text``
 
     * the locations keep the order they were given in; a location may not repeat;
-    * zero locations are allowed ("cardiomegaly" is ``Prompt((), "Cardiomegaly")``), so the paper's
-      location "cardiomegaly" with the pathology Cardiomegaly reads "cardiomegaly cardiomegaly";
+    * zero locations are allowed ("pneumothorax" is ``Prompt((), "Pneumothorax")``);
+    * cardiomegaly has one location, the heart region ``cardiomegaly``, written once: the prompt
+      "cardiomegaly" is ``Prompt(("cardiomegaly",), "Cardiomegaly")``, and ``Prompt((), "Cardiomegaly")``
+      is the same prompt (its location is filled in). The older text "cardiomegaly cardiomegaly" still
+      parses, to the same prompt, so old manifests keep working;
     * parsing strips the pathology text from the end (no pathology text is a suffix of another), then splits
       the rest on " and " (no location contains the word "and"), so "left pleural pleural effusion" is
-      (left pleural) + Pleural Effusion and "left pleural effusion" is (left) + Pleural Effusion.
+      (left pleural) + Pleural Effusion and "left pleural effusion" is (left) + Pleural Effusion. Free text
+      goes through `cxrg.phrases.normalise` instead, which reads "left pleural effusion" as a radiologist
+      does (an effusion in the left pleural space).
 
     ``Prompt.parse`` is the exact inverse of ``Prompt.format`` for every valid prompt; it also accepts any
     letter case and runs of whitespace, but no other spelling (use the canonical location names).
+
+Canonical prompts
+    ``canonical(prompt)`` applies the location rules that hold for every producer of prompts (curation,
+    MS-CXR-loc, VinDr, phantoms; docs/curation.md, "Reading a phrase"), and ``format_prompt(locations,
+    pathology)`` is the one function they all write prompts with.
 """
 
 from __future__ import annotations
@@ -130,11 +140,16 @@ class Prompt:
                 raise _unknown_location(loc)
         if len(set(locations)) != len(locations):
             raise InputError(f"repeated location in {locations}", hint="name each location once")
+        pathology = canonical_pathology(self.pathology)
+        if pathology == "Cardiomegaly" and not locations:
+            locations = ("cardiomegaly",)  # the heart is cardiomegaly's only place
         object.__setattr__(self, "locations", locations)
-        object.__setattr__(self, "pathology", canonical_pathology(self.pathology))
+        object.__setattr__(self, "pathology", pathology)
 
     def format(self) -> str:
-        """The prompt text, e.g. "left lower and right apical pleural effusion"."""
+        """The prompt text, e.g. "left lower and right apical pleural effusion"; "cardiomegaly"."""
+        if self.pathology == "Cardiomegaly" and self.locations == ("cardiomegaly",):
+            return PATHOLOGY_TEXT["Cardiomegaly"]
         words = " and ".join(self.locations)
         return f"{words} {PATHOLOGY_TEXT[self.pathology]}".strip()
 
@@ -182,3 +197,72 @@ def merge_bilateral(locations: Iterable[str]) -> tuple[str, ...]:
         if loc not in out:
             out.append(loc)
     return tuple(out)
+
+
+_COVERS = {"left": ("left", "bilateral"), "right": ("right", "bilateral"), "bilateral": ("bilateral",)}
+
+
+def tidy_locations(locations: Iterable[str]) -> tuple[str, ...]:
+    """Locations as one finding's: repeats dropped, a side-only location dropped when a zone of that side is
+    named ("left" + "left lower" -> "left lower"), "left" dropped next to "lingular" (the lingula is on the
+    left), then symmetric pairs merged (`merge_bilateral`). Order is kept."""
+    given = list(locations)
+    parts = [split_location(loc) for loc in given]
+    zoned = {side for side, zone in parts if side is not None and zone}
+    names: list[str] = []
+    for loc, (side, zone) in zip(given, parts, strict=True):
+        if side is not None and not zone and any(s in zoned for s in _COVERS[side]):
+            continue
+        if loc not in names:
+            names.append(loc)
+    if "lingular" in names and "left" in names:
+        names.remove("left")
+    return merge_bilateral(names)
+
+
+_PLEURAL_SPACE = ("Pleural Effusion", "Pneumothorax")
+
+
+def canonical(prompt: Prompt) -> Prompt:
+    """The one reading of a structured prompt, shared by every producer and by `cxrg.phrases.normalise`.
+
+    * Cardiomegaly is located at the heart (``cardiomegaly``) and nowhere else; the location
+      ``cardiomegaly`` belongs to Cardiomegaly only.
+    * ``pulmonary`` belongs to Edema only; for Edema a side-less ``bilateral`` is ``pulmonary``.
+    * The zone ``pleural`` belongs to Pleural Effusion and Pneumothorax; elsewhere only its side is kept.
+    * An effusion named by its side only is in that side's pleural space: (left) -> (left pleural).
+      A pneumothorax named by its side only stays on that side (the atlas "pleural" is the lower zone,
+      where air does not collect).
+    * Then `tidy_locations` (side-only under a zone dropped, bilateral merge).
+
+    ``canonical(canonical(p)) == canonical(p)`` for every prompt.
+    """
+    pathology = prompt.pathology
+    if pathology == "Cardiomegaly":
+        return Prompt(("cardiomegaly",), pathology)
+    kept: list[str] = []
+    for loc in prompt.locations:
+        side, zone = split_location(loc)
+        if loc == "cardiomegaly" or (loc == "pulmonary" and pathology != "Edema"):
+            continue
+        if zone == "pleural" and pathology not in _PLEURAL_SPACE and side is not None:
+            loc = side
+        if pathology == "Edema" and loc == "bilateral":
+            loc = "pulmonary"
+        kept.append(loc)
+    names = tidy_locations(kept)
+    if pathology == "Edema" and "bilateral" in names:  # left + right merged into bilateral
+        names = tidy_locations("pulmonary" if loc == "bilateral" else loc for loc in names)
+    if pathology == "Pleural Effusion":
+        names = tidy_locations(location_name(side, "pleural") if side is not None and not zone else loc
+                               for loc, (side, zone) in ((n, split_location(n)) for n in names))
+    return Prompt(names, pathology)
+
+
+def format_prompt(locations: Iterable[str], pathology: str) -> str:
+    """THE prompt text for a finding at some locations: ``canonical(Prompt(...)).format()``.
+
+    Every producer of prompts (``cxrg curate``, MS-CXR-loc, VinDr synthetic prompts, phantoms) writes
+    through this function, so one finding is one prompt everywhere.
+    """
+    return canonical(Prompt(tuple(locations), pathology)).format()

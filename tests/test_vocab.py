@@ -13,9 +13,12 @@ from cxrg.vocab import (
     PATHOLOGY_TEXT,
     SYNONYMS,
     Prompt,
+    canonical,
     canonical_pathology,
+    format_prompt,
     merge_bilateral,
     split_location,
+    tidy_locations,
 )
 
 
@@ -73,8 +76,9 @@ def test_canonical_pathology_unknown_lists_the_valid_ones():
     ("bilateral pleural pleural effusion", ("bilateral pleural",), "Pleural Effusion"),
     ("bibasilar atelectasis", ("bibasilar",), "Atelectasis"),
     ("right lower and left apical lung opacity", ("right lower", "left apical"), "Lung Opacity"),
-    ("cardiomegaly", (), "Cardiomegaly"),
-    ("cardiomegaly cardiomegaly", ("cardiomegaly",), "Cardiomegaly"),
+    ("cardiomegaly", ("cardiomegaly",), "Cardiomegaly"),
+    ("cardiomegaly cardiomegaly", ("cardiomegaly",), "Cardiomegaly"),  # old manifests
+    ("left lower cardiomegaly", ("left lower",), "Cardiomegaly"),
     ("Left  Lower   PNEUMONIA", ("left lower",), "Pneumonia"),
 ])
 def test_parse_examples(text, locations, pathology):
@@ -146,3 +150,45 @@ def test_merge_bilateral(given_locations, merged):
 def test_merge_bilateral_rejects_unknown_locations():
     with pytest.raises(InputError, match="valid locations"):
         merge_bilateral(["left lower lobe"])
+
+
+def test_cardiomegaly_is_written_once_and_located_at_the_heart():
+    assert Prompt((), "Cardiomegaly") == Prompt(("cardiomegaly",), "Cardiomegaly")
+    assert Prompt(("cardiomegaly",), "Cardiomegaly").format() == "cardiomegaly"
+    assert Prompt.parse("cardiomegaly cardiomegaly").format() == "cardiomegaly"
+    assert Prompt(("cardiomegaly",), "Edema").format() == "cardiomegaly edema"
+
+
+@pytest.mark.parametrize("locations, pathology, prompt", [
+    (("left",), "Pleural Effusion", "left pleural pleural effusion"),
+    (("left", "right"), "Pleural Effusion", "bilateral pleural pleural effusion"),
+    (("left lower", "left"), "Pleural Effusion", "left lower pleural effusion"),
+    (("right",), "Pneumothorax", "right pneumothorax"),
+    ((), "Cardiomegaly", "cardiomegaly"),
+    (("left lower",), "Cardiomegaly", "cardiomegaly"),
+    (("bilateral",), "Edema", "pulmonary edema"),
+    (("bilateral pleural",), "Edema", "pulmonary edema"),
+    (("pulmonary", "cardiomegaly"), "Pneumonia", "pneumonia"),
+    (("right pleural",), "Lung Opacity", "right lung opacity"),
+    (("left", "lingular"), "Atelectasis", "lingular atelectasis"),
+    (("left lower", "right lower"), "Consolidation", "bilateral lower consolidation"),
+    ((), "Pneumothorax", "pneumothorax"),
+])
+def test_format_prompt_writes_the_canonical_prompt(locations, pathology, prompt):
+    assert format_prompt(locations, pathology) == prompt
+
+
+def test_canonical_is_idempotent_on_every_one_and_two_location_prompt():
+    for pathology in PATHOLOGIES:
+        for first in ("", *LOCATIONS):
+            for second in ("", *LOCATIONS):
+                locations = tuple(dict.fromkeys(loc for loc in (first, second) if loc))
+                once = canonical(Prompt(locations, pathology))
+                assert canonical(once) == once, (locations, pathology)
+                assert Prompt.parse(once.format()) == once
+
+
+def test_tidy_locations():
+    assert tidy_locations(["left", "left lower", "right"]) == ("left lower", "right")
+    assert tidy_locations(["left", "bilateral upper"]) == ("bilateral upper",)
+    assert tidy_locations(["left pleural", "right pleural"]) == ("bilateral pleural",)

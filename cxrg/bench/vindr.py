@@ -16,8 +16,10 @@ union). Prompt: each box goes to the model frame (512 resize, centre crop), beco
 and takes the nearest atlas location by squared 2-Wasserstein distance (eq. 7) among the one-sided lung
 locations (left/right x whole lung, apical, upper, middle, lower, costophrenic; "pleural", "base" and
 "lingular" share their Gaussians with "lower" and "left middle" and are not separate candidates); the
-locations of the boxes are de-duplicated, left/right pairs merged into bilateral ones, and joined by "and".
-Cardiomegaly boxes give the prompt "cardiomegaly". Laterality is radiological: a box on the image's right
+locations of the boxes are de-duplicated, left/right pairs merged into bilateral ones, and joined by "and",
+through `cxrg.vocab.format_prompt` like every other producer of prompts (so an effusion box nearest a whole
+lung is an effusion in that side's pleural space: "left pleural pleural effusion"). Cardiomegaly boxes give
+the prompt "cardiomegaly" (location: the heart). Laterality is radiological: a box on the image's right
 is the patient's left.
 """
 
@@ -32,7 +34,7 @@ from cxrg.anatomy.lut import Lut, locations_for_boxes
 from cxrg.bench.datasets import Dataset, Sample, read_csv_rows, resolve_image
 from cxrg.errors import CxrgError
 from cxrg.images import ResizeCenterCrop, image_size
-from cxrg.vocab import Prompt, location_name
+from cxrg.vocab import format_prompt, location_name
 
 VINDR_COLUMNS = ("image_id", "class_name", "x_min", "y_min", "x_max", "y_max")
 CLASS_MAP = {
@@ -54,9 +56,9 @@ IMAGE_SUFFIXES = (".dicom", ".dcm", ".png", ".jpg", ".jpeg")
 def prompt_for_boxes(pathology: str, boxes_xyxy: np.ndarray, height: int, width: int, lut: Lut) -> str:
     """The synthetic prompt for one sample's boxes (original pixels) in an image of height x width."""
     if pathology == "Cardiomegaly":
-        return Prompt((), pathology).format()
+        return format_prompt((), pathology)
     model_boxes = ResizeCenterCrop(lut.size).boxes_to_model(np.asarray(boxes_xyxy, float), height, width)
-    return Prompt(locations_for_boxes(model_boxes, lut, CANDIDATES), pathology).format()
+    return format_prompt(locations_for_boxes(model_boxes, lut, CANDIDATES), pathology)
 
 
 def pneumonia_images(labels_csv: Path) -> set[str]:

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from cxrg.curation.text import Token, tokens
-from cxrg.vocab import location_name, merge_bilateral, split_location
+from cxrg.vocab import location_name, split_location, tidy_locations
 
 L, R, B = "left", "right", "bilateral"
 
@@ -63,6 +63,10 @@ LEXICON: dict[str, Word] = {
     "perihilar": Word(zone=""), "parahilar": Word(zone=""), "hilar": Word(zone=""), "hilum": Word(zone=""),
     "juxtahilar": Word(zone=""),
     "hila": Word(zone="", plural=True),
+    # lobe abbreviations: RLL = right lower lobe, ...
+    "rul": Word(side=R, zone="upper", noun=True), "rml": Word(side=R, zone="middle", noun=True),
+    "rll": Word(side=R, zone="lower", noun=True), "lul": Word(side=L, zone="upper", noun=True),
+    "lll": Word(side=L, zone="lower", noun=True),
     "lung": Word(noun=True), "lungs": Word(noun=True, plural=True),
     "lobe": Word(noun=True), "lobes": Word(noun=True, plural=True),
     "zone": Word(noun=True), "zones": Word(noun=True, plural=True),
@@ -245,25 +249,9 @@ def resolve(parts: Iterable[tuple[str | None, str]], pathology: str) -> tuple[st
     return _finish(completed)
 
 
-_COVERS = {L: (L, B), R: (R, B), B: (B,)}
-
-
 def _finish(parts: Sequence[tuple[str | None, str]]) -> tuple[str, ...]:
-    """Names of (side, zone) parts in order: side-only ones dropped when a zone of that side is known."""
-    zoned = {(s, z) for s, z in parts if s is not None and z}
-    names: list[str] = []
-    for side, zone in parts:
-        if side is None:
-            name = zone
-        else:
-            if zone == "" and any(s in _COVERS[side] for s, _ in zoned):
-                continue
-            name = location_name(side, zone)
-        if name not in names:
-            names.append(name)
-    if "lingular" in names and L in names:
-        names.remove(L)  # "left lingular opacity": the lingula is on the left
-    return merge_bilateral(names)
+    """Names of (side, zone) parts in order, tidied as one finding's (`cxrg.vocab.tidy_locations`)."""
+    return tidy_locations(zone if side is None else location_name(side, zone) for side, zone in parts)
 
 
 def combine(found: Iterable[Sequence[str]]) -> tuple[str, ...]:

@@ -7,9 +7,11 @@ that name the finding without a usable location. `expected` is the prompt, or No
 sentence gives no sample.
 
 Conventions the expectations follow (docs/curation.md): the word "pleural" of "pleural effusion" is a
-location ("left pleural effusion" -> "left pleural pleural effusion"; "small left effusion" -> "left
-pleural effusion"); cardiomegaly is always located at "cardiomegaly"; for edema, "pulmonary", "lungs" and a
-side-less "bilateral" give "pulmonary"; a zone without a side ("apical pneumothorax") is no location.
+location ("left pleural effusion" -> "left pleural pleural effusion"), and an effusion named by its side
+only is in that side's pleural space too ("small left effusion" -> "left pleural pleural effusion");
+cardiomegaly is always located at "cardiomegaly" (prompt "cardiomegaly"); for edema, "pulmonary", "lungs"
+and a side-less "bilateral" give "pulmonary"; a zone without a side ("apical pneumothorax") is no location.
+Predictions are scored as curation writes them (`cxrg.vocab.canonical`).
 
 Score: per sentence, the predicted and expected location sets are compared; true positives are shared
 locations, false positives predicted ones not expected (every location predicted for a sentence that
@@ -85,12 +87,12 @@ GOLD: tuple[Gold, ...] = (
     _g(PE, "Small bilateral pleural effusions.", "bilateral pleural pleural effusion"),
     _g(PE, "Small pleural effusions are present bilaterally.", "bilateral pleural pleural effusion"),
     _g(PE, "Small pleural effusion is now present on the right.", "right pleural pleural effusion"),
-    _g(PE, "Small left effusion.", "left pleural effusion"),
-    _g(PE, "Layering right effusion is unchanged.", "right pleural effusion"),
+    _g(PE, "Small left effusion.", "left pleural pleural effusion"),
+    _g(PE, "Layering right effusion is unchanged.", "right pleural pleural effusion"),
     _g(PE, "Blunting of the left costophrenic angle likely reflects a small effusion.",
        "left costophrenic pleural effusion"),
     _g(PE, "Blunting of the right costophrenic angle.", "right costophrenic pleural effusion"),
-    _g(PE, "Bilateral effusions, right greater than left.", "bilateral pleural effusion"),
+    _g(PE, "Bilateral effusions, right greater than left.", "bilateral pleural pleural effusion"),
     _g(PE, "Effusions at both lung bases.", "bibasilar pleural effusion"),
     _g(PE, "There is a small right-sided pleural effusion with adjacent atelectasis.",
        "right pleural pleural effusion"),
@@ -105,14 +107,15 @@ GOLD: tuple[Gold, ...] = (
     _g(PE, "No change in the small left pleural effusion.", "left pleural pleural effusion"),
     _g(PE, "Pleural effusion at the right base.", "right base pleural effusion"),
     _g(PE, "Moderate to large left pleural effusion has increased.", "left pleural pleural effusion"),
-    _g(PE, "Small effusion on the left and trace effusion on the right.", "bilateral pleural effusion"),
+    _g(PE, "Small effusion on the left and trace effusion on the right.",
+       "bilateral pleural pleural effusion"),
     _g(PE, "Stable moderate left subpulmonic effusion.", "left pleural pleural effusion"),
     _g(PE, "Moderate cardiomegaly with small bilateral pleural effusions and mild pulmonary edema.",
        "bilateral pleural pleural effusion"),
     _g(PE, "Left chest tube in place with decreased left pleural effusion.", "left pleural pleural effusion"),
     _g(PE, "Right lower lobe atelectasis with a small left pleural effusion.",
        "left pleural pleural effusion"),
-    _g(PE, "Small left effusion; the right lung is clear.", "left pleural effusion"),
+    _g(PE, "Small left effusion; the right lung is clear.", "left pleural pleural effusion"),
     _g(PE, "No right effusion; small left pleural effusion is unchanged.", "left pleural pleural effusion"),
     _g(PE, "Left lower lobe opacity, without pleural effusion.", None, "negated"),
     _g(PE, "No pleural effusion.", None, "negated"),
@@ -230,19 +233,19 @@ GOLD: tuple[Gold, ...] = (
     _g(ATL, "Atelectasis.", None),
     _g(ATL, "Minimal basilar atelectasis.", None),
     # --- cardiomegaly ---
-    _g(CMG, "Cardiomegaly.", "cardiomegaly cardiomegaly"),
-    _g(CMG, "Mild cardiomegaly is stable.", "cardiomegaly cardiomegaly"),
-    _g(CMG, "The heart is mildly enlarged.", "cardiomegaly cardiomegaly"),
-    _g(CMG, "Moderate enlargement of the cardiac silhouette.", "cardiomegaly cardiomegaly"),
-    _g(CMG, "Heart size is enlarged.", "cardiomegaly cardiomegaly"),
-    _g(CMG, "The cardiac silhouette is enlarged.", "cardiomegaly cardiomegaly"),
+    _g(CMG, "Cardiomegaly.", "cardiomegaly"),
+    _g(CMG, "Mild cardiomegaly is stable.", "cardiomegaly"),
+    _g(CMG, "The heart is mildly enlarged.", "cardiomegaly"),
+    _g(CMG, "Moderate enlargement of the cardiac silhouette.", "cardiomegaly"),
+    _g(CMG, "Heart size is enlarged.", "cardiomegaly"),
+    _g(CMG, "The cardiac silhouette is enlarged.", "cardiomegaly"),
     _g(CMG, "Stable moderate cardiomegaly with mild pulmonary vascular congestion.",
-       "cardiomegaly cardiomegaly"),
-    _g(CMG, "The heart remains enlarged.", "cardiomegaly cardiomegaly"),
-    _g(CMG, "Enlarged cardiac silhouette.", "cardiomegaly cardiomegaly"),
-    _g(CMG, "Marked cardiomegaly is unchanged.", "cardiomegaly cardiomegaly"),
-    _g(CMG, "Borderline cardiomegaly.", "cardiomegaly cardiomegaly"),
-    _g(CMG, "Cardiomegaly with left lower lobe atelectasis.", "cardiomegaly cardiomegaly"),
+       "cardiomegaly"),
+    _g(CMG, "The heart remains enlarged.", "cardiomegaly"),
+    _g(CMG, "Enlarged cardiac silhouette.", "cardiomegaly"),
+    _g(CMG, "Marked cardiomegaly is unchanged.", "cardiomegaly"),
+    _g(CMG, "Borderline cardiomegaly.", "cardiomegaly"),
+    _g(CMG, "Cardiomegaly with left lower lobe atelectasis.", "cardiomegaly"),
     _g(CMG, "No cardiomegaly.", None, "negated"),
     _g(CMG, "Cardiomegaly is not present.", None, "negated"),
     _g(CMG, "Previously seen cardiomegaly is no longer present.", None, "resolved"),

@@ -22,7 +22,7 @@ from cxrg.curation.rules import analyse
 from cxrg.curation.text import tokens
 from cxrg.errors import InputError
 from cxrg.runs import atomic_write_csv, atomic_write_text
-from cxrg.vocab import Prompt, canonical_pathology
+from cxrg.vocab import canonical_pathology, format_prompt
 
 MS_CXR_COLUMNS = ("dicom_id", "category_name", "label_text", "path", "x", "y", "w", "h",
                   "image_width", "image_height")
@@ -98,7 +98,7 @@ def to_ms_cxr_loc(path: Path, extractor: Extractor) -> LocResult:
         todo.append(phrase)
     for phrase, locations in zip(todo, extractor.locations(queries), strict=True):
         if locations:
-            phrase.prompt = Prompt(locations, phrase.category).format()
+            phrase.prompt = format_prompt(locations, phrase.category)
         else:
             phrase.reason = NO_SIDE if find_groups(tokens(phrase.text)) else NO_LOCATION_WORD
     result.dropped = Counter(p.reason for p in phrases if not p.prompt)

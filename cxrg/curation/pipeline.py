@@ -24,7 +24,7 @@ from cxrg.curation.reports import Report, ReportError, Skip, read_text
 from cxrg.curation.rules import analyse, mentions_label
 from cxrg.curation.text import DEFAULT_SECTIONS, sections, sentences
 from cxrg.errors import UsageError
-from cxrg.vocab import Prompt
+from cxrg.vocab import Prompt, canonical
 
 LABEL_RULES = ("one", "all")
 UNITS = ("report", "sentence")
@@ -210,14 +210,14 @@ class Curator:
         self.labels.kept += 1
         groups = [kept] if self.unit == "report" else [[one] for one in kept]
         for group in groups:
-            locations = combine(locs for _, _, locs in group)
+            prompt = canonical(Prompt(combine(locs for _, _, locs in group), pathology))
             sample_id = f"{report.report_id}:{slug(pathology)}"
             if self.unit == "sentence":
                 sample_id += f":{group[0][0]}"
             self.samples.append(Sample(
                 sample_id=sample_id, report_id=report.report_id, image_id=report.image_id,
-                image_path=report.image_path, pathology=pathology, locations=locations,
-                prompt=Prompt(locations, pathology).format(), sentences=[s for _, s, _ in group],
+                image_path=report.image_path, pathology=pathology, locations=prompt.locations,
+                prompt=prompt.format(), sentences=[s for _, s, _ in group],
                 sentence_indices=[i for i, _, _ in group], extractor=self.extractor.name))
         return None
 
@@ -228,11 +228,13 @@ class Curator:
 
 
 def curate_sentence(sentence: str, pathology: str, extractor: Extractor) -> tuple[str, tuple[str, ...]]:
-    """(verdict, locations) of one sentence: "no mention", "negated", ..., or "present" with locations."""
+    """(verdict, locations) of one sentence: "no mention", "negated", ..., or "present" with locations
+    (canonical, as the pipeline writes them)."""
     if not mentions_label(sentence, pathology):
         return "no mention", ()
     analysis = analyse(sentence, pathology)
     verdict = analysis.verdict()
     if verdict != PRESENT:
         return verdict, ()
-    return verdict, extractor.locations([Query(sentence, pathology, analysis)])[0]
+    locations = extractor.locations([Query(sentence, pathology, analysis)])[0]
+    return verdict, canonical(Prompt(locations, pathology)).locations if locations else ()

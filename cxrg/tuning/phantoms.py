@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from cxrg.anatomy.lut import Lut
-from cxrg.vocab import Prompt
+from cxrg.vocab import format_prompt
 
 LOCATIONS = ("left lower", "right lower", "left apical", "right apical", "left upper", "right upper",
              "left middle", "right middle")
@@ -43,7 +43,7 @@ def write_phantom_set(folder: Path, count: int, lut: Lut, size: int = 64, seed: 
         image = phantom(location, lut, size, seed * 100_003 + k)
         name = f"phantom_{k:04d}.png"
         Image.fromarray((image * 65535).round().astype(np.uint16)).save(folder / "images" / name)
-        prompt = Prompt((location,), pathology).format()
+        prompt = format_prompt((location,), pathology)
         rows.append({"sample_id": f"phantom{k}", "image_id": f"phantom{k}", "image_path": name,
                      "pathology": pathology, "locations": location, "prompt": prompt})
     with (folder / "manifest.csv").open("w", newline="") as handle:
