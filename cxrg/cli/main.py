@@ -12,6 +12,7 @@ import sys
 import typer
 
 from cxrg.cli import bench, classify, curate, datasets, ground, lut, models, pending, tune, weights
+from cxrg.cli import study as study_cli
 from cxrg.errors import CxrgError
 
 app = typer.Typer(
@@ -30,6 +31,7 @@ app.command("tune")(tune.tune)
 app.command("datasets")(datasets.datasets)
 app.add_typer(lut.app, name="lut")
 app.add_typer(weights.app, name="weights")
+app.add_typer(study_cli.app, name="study")
 app.command("demo-image")(ground.demo_image)
 curate.register(app)
 classify.register(app)
