@@ -1,7 +1,16 @@
-"""The user's configuration file: where their datasets, weights and runs are, so commands need no flags.
+"""Settings: the one way in. Every command resolves every value here, and records where it came from.
 
-Looked up as ./cxrg.toml, else $CXRG_HOME/config.toml (TOML, read with the standard library). Relative paths
-are relative to the file's folder. Command-line options always win over the file. Keys:
+Precedence, first found wins:
+
+1. the command line (`--weights`, `-o key=value`, ...);
+2. ./cxrg.toml;
+3. $CXRG_HOME/config.toml;
+4. environment variables, one documented source of defaults (read here and nowhere else):
+   CXRG_WEIGHTS, CXRG_LUT, CXRG_EMBEDDINGS, CXRG_DEVICE, CXRG_DTYPE, CXRG_LDM_BATCH;
+5. the built-in default.
+
+CXRG_HOME (the default weights folder and where config.toml lives) and CXRG_DEBUG (tracebacks) are read
+here too. Relative paths in a file are relative to that file's folder. Keys (TOML):
 
     weights = "/data/cxrg-weights"        # the weights folder (as --weights)
     embeddings = "..."                    # tuned embeddings for `ldm` (default <weights>/tuned_embeddings...)
@@ -11,16 +20,17 @@ are relative to the file's folder. Command-line options always win over the file
 
     [ms-cxr]      annotations = ".../MS_CXR_Local_Alignment_v1.1.0.csv", images = ".../mimic-cxr-jpg"
     [vindr-cxr]   annotations = ".../annotations/annotations_test.csv", images = ".../test"
-    [mimic-cxr]   reports = ".../mimic-cxr-reports", chexpert = ".../mimic-cxr-2.0.0-chexpert.csv",
-                  metadata = ".../mimic-cxr-2.0.0-metadata.csv", images = ".../mimic-cxr-jpg"
+    [mimic-cxr]   reports, chexpert, metadata, split (mimic-cxr-2.0.0-split.csv), images
     [imagenome]   gold = ".../gold_bbox_coordinate_annotations_1000images.csv"
-    [tune]        manifest = "runs/curate/manifest.csv", images = ".../mimic-cxr-jpg", out = "runs/tune"
-    [ldm]         heatmap settings: inference_steps, capture_steps = [start, stop], layers, smoothing_sigma,
-                  otsu (ldm-frozen), timestep_spacing (defaults: the paper's, see docs/ldm.md)
+    [tune]        manifest, images, out
+    [ldm]         heatmap settings of ldm and ldm-frozen: inference_steps, capture_steps = [start, stop],
+                  capture_order, layers, smoothing_sigma, otsu (ldm-frozen), timestep_spacing, batch
+    [models.NAME] options of one model (`cxrg models info NAME` lists them), e.g. [models.ldm] dtype
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -30,7 +40,21 @@ from typing import Any
 from cxrg.errors import InputError, UsageError
 
 PATH_KEYS = {"weights", "embeddings", "lut", "annotations", "images", "reports", "chexpert", "metadata",
-             "gold", "manifest", "out"}
+             "gold", "manifest", "out", "split"}
+TOP_LEVEL = ("weights", "embeddings", "lut", "device", "dtype")
+SECTIONS: dict[str, tuple[str, ...]] = {
+    "ms-cxr": ("annotations", "images"),
+    "vindr-cxr": ("annotations", "images"),
+    "mimic-cxr": ("reports", "chexpert", "metadata", "split", "images"),
+    "imagenome": ("gold",),
+    "tune": ("manifest", "images", "out"),
+    "ldm": ("inference_steps", "capture_steps", "capture_order", "layers", "smoothing_sigma", "otsu",
+            "timestep_spacing", "batch"),
+}
+DATASETS = {name: keys for name, keys in SECTIONS.items() if name in ("ms-cxr", "vindr-cxr", "mimic-cxr",
+                                                                      "imagenome")}
+ENVIRONMENT = {"weights": "CXRG_WEIGHTS", "lut": "CXRG_LUT", "embeddings": "CXRG_EMBEDDINGS",
+               "device": "CXRG_DEVICE", "dtype": "CXRG_DTYPE", "ldm.batch": "CXRG_LDM_BATCH"}
 EXAMPLES = {
     "weights": 'weights = "/data/cxrg-weights"',
     "ms-cxr.annotations": '[ms-cxr]\nannotations = "/data/ms-cxr/MS_CXR_Local_Alignment_v1.1.0.csv"',
@@ -40,34 +64,78 @@ EXAMPLES = {
     "mimic-cxr.reports": '[mimic-cxr]\nreports = "/data/mimic-cxr-reports"',
     "mimic-cxr.chexpert": '[mimic-cxr]\nchexpert = "/data/mimic-cxr-jpg/2.0.0/mimic-cxr-2.0.0-chexpert.csv"',
     "mimic-cxr.metadata": '[mimic-cxr]\nmetadata = "/data/mimic-cxr-jpg/2.0.0/mimic-cxr-2.0.0-metadata.csv"',
+    "mimic-cxr.split": '[mimic-cxr]\nsplit = "/data/mimic-cxr-jpg/2.0.0/mimic-cxr-2.0.0-split.csv"',
     "mimic-cxr.images": '[mimic-cxr]\nimages = "/data/mimic-cxr-jpg/2.0.0"',
     "imagenome.gold": '[imagenome]\ngold = "/data/imagenome/gold_bbox_coordinate_annotations_1000images.csv"',
     "tune.manifest": '[tune]\nmanifest = "runs/curate/manifest.csv"',
     "tune.images": '[tune]\nimages = "/data/mimic-cxr-jpg/2.0.0"',
 }
-DATASETS = {
-    "ms-cxr": ("annotations", "images"),
-    "vindr-cxr": ("annotations", "images"),
-    "mimic-cxr": ("reports", "chexpert", "metadata", "images"),
-    "imagenome": ("gold",),
-}
+DEFAULT = "default"
+COMMAND_LINE = "command line"
+
+
+def env(name: str, default: str | None = None) -> str | None:
+    """A CXRG_* environment variable: the only place the package reads them."""
+    assert name.startswith("CXRG_"), name
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
+
+
+def debug() -> bool:
+    return env("CXRG_DEBUG", "0") != "0"
+
+
+def home() -> Path:
+    """$CXRG_HOME, else ~/.cache/cxrg: the default weights folder and the home of config.toml."""
+    value = env("CXRG_HOME")
+    return Path(value).expanduser() if value else Path.home() / ".cache" / "cxrg"
+
+
+@dataclass
+class ConfigFile:
+    path: Path
+    data: dict[str, Any]
+
+    def lookup(self, key: str) -> tuple[bool, Any]:
+        node: Any = self.data
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return False, None
+            node = node[part]
+        return True, node
 
 
 @dataclass
 class Config:
-    path: Path | None = None
-    data: dict[str, Any] = field(default_factory=dict)
+    """The resolved settings of one command: files in precedence order, command-line values, and a record of
+    each value's source (for the run's config.json)."""
+
+    files: list[ConfigFile] = field(default_factory=list)
+    cli: dict[str, Any] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def path(self) -> Path | None:
+        return self.files[0].path if self.files else None
+
+    def resolve(self, key: str, default: Any = None) -> tuple[Any, str]:
+        """(value, source) of 'weights' or 'ms-cxr.images', through the precedence list."""
+        if self.cli.get(key) is not None:
+            return self.cli[key], COMMAND_LINE
+        for file in self.files:
+            found, value = file.lookup(key)
+            if found:
+                return _checked(key, value, file), str(file.path)
+        variable = ENVIRONMENT.get(key)
+        if variable and env(variable) is not None:
+            value = env(variable)
+            return (Path(value).expanduser() if key.split(".")[-1] in PATH_KEYS else value), f"${variable}"
+        return default, DEFAULT
 
     def get(self, key: str, default: Any = None) -> Any:
-        """'weights' or 'ms-cxr.images': the value (paths resolved against the file's folder) or default."""
-        node: Any = self.data
-        for part in key.split("."):
-            if not isinstance(node, dict) or part not in node:
-                return default
-            node = node[part]
-        if key.split(".")[-1] in PATH_KEYS and isinstance(node, str) and self.path is not None:
-            return (self.path.parent / Path(node).expanduser()).resolve()
-        return node
+        value, source = self.resolve(key, default)
+        self.sources[key] = source
+        return value
 
     def require(self, key: str, option: str | None = None) -> Any:
         """The value, or one clear error saying which key to set, with an example line."""
@@ -79,31 +147,126 @@ class Config:
             raise UsageError(f"`{key}` is not configured", where=where, hint=f"{how} it, e.g. {example}")
         return value
 
+    def table(self, key: str) -> dict[str, Any]:
+        """A whole table ([ldm], [models.ldm]) merged over the files, the nearer file winning per key."""
+        merged: dict[str, Any] = {}
+        for file in reversed(self.files):
+            found, value = file.lookup(key)
+            if found:
+                if not isinstance(value, dict):
+                    raise InputError(f"`{key}` must be a table ([{key}])", where=str(file.path))
+                merged.update(value)
+                for name in value:
+                    self.sources[f"{key}.{name}"] = str(file.path)
+        return merged
 
-def config_path(cwd: Path | None = None) -> Path | None:
+    def model_options(self, model: str, declared: list[str], given: dict[str, Any] | None = None,
+                      ldm_table: bool = False) -> dict[str, Any]:
+        """Values of a model's declared options: the command line (`given`: -o and the shortcut flags),
+        then per file [models.MODEL], [ldm] (`ldm_table`: the LDM models) and the top-level key, then the
+        environment. Options set nowhere are left out (the model's own defaults apply)."""
+        given = given or {}
+        out: dict[str, Any] = {}
+        for key in declared:
+            label = f"models.{model}.{key}"
+            if given.get(key) is not None:
+                out[key], self.sources[label] = given[key], COMMAND_LINE
+                continue
+            for file in self.files:
+                places = [f"models.{model}.{key}"] + ([f"ldm.{key}"] if ldm_table else [])
+                places += [key] if key in TOP_LEVEL else []
+                hit = next((p for p in places if file.lookup(p)[0]), None)
+                if hit is not None:
+                    out[key] = _checked(hit, file.lookup(hit)[1], file)
+                    self.sources[label] = f"{file.path} [{hit}]"
+                    break
+            else:
+                variable = ENVIRONMENT.get(key) or ENVIRONMENT.get(f"ldm.{key}" if ldm_table else "")
+                if variable and env(variable) is not None:
+                    out[key], self.sources[label] = env(variable), f"${variable}"
+        return out
+
+    def record(self) -> dict[str, Any]:
+        """What goes into config.json: the files read and the source of each value looked up."""
+        return {"files": [str(f.path) for f in self.files], "sources": dict(sorted(self.sources.items()))}
+
+
+def _checked(key: str, value: Any, file: ConfigFile) -> Any:
+    """Type-check a value from a file (one line naming the key and the file); resolve relative paths."""
+    leaf = key.split(".")[-1]
+    if leaf in PATH_KEYS:
+        if not isinstance(value, str) or not value.strip():
+            raise InputError(f"`{key}` must be a path in quotes, got {value!r}", where=str(file.path),
+                             hint=f'e.g. {key.split(".")[-1]} = "/data/..."')
+        return (file.path.parent / Path(value).expanduser()).resolve()
+    if leaf in ("device", "dtype") and not isinstance(value, str):
+        raise InputError(f"`{key}` must be a string, got {value!r}", where=str(file.path),
+                         hint=f'e.g. {leaf} = "{"cpu" if leaf == "device" else "float32"}"')
+    return value
+
+
+def config_paths(cwd: Path | None = None) -> list[Path]:
+    found = []
     local = Path(cwd or Path.cwd()) / "cxrg.toml"
     if local.is_file():
-        return local
-    if os.environ.get("CXRG_HOME"):
-        home = Path(os.environ["CXRG_HOME"]).expanduser() / "config.toml"
-        if home.is_file():
-            return home
-    return None
+        found.append(local)
+    if env("CXRG_HOME"):
+        user = home() / "config.toml"
+        if user.is_file() and (not found or user.resolve() != found[0].resolve()):
+            found.append(user)
+    return found
 
 
-def load_config(cwd: Path | None = None) -> Config:
-    path = config_path(cwd)
-    if path is None:
-        return Config()
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read the configuration: {exc}", where=str(path)) from exc
-    return Config(path, data)
+def config_path(cwd: Path | None = None) -> Path | None:
+    paths = config_paths(cwd)
+    return paths[0] if paths else None
+
+
+def unknown_keys(data: dict[str, Any]) -> list[str]:
+    """Warnings for keys and sections this version does not know, with a did-you-mean."""
+    known = set(TOP_LEVEL) | set(SECTIONS) | {"models"}
+    notes = []
+    for key, value in data.items():
+        if key not in known:
+            close = difflib.get_close_matches(key, sorted(known), n=1)
+            notes.append(f"unknown key `{key}`" + (f" (did you mean `{close[0]}`?)" if close else ""))
+        elif key in SECTIONS and isinstance(value, dict):
+            for sub in value:
+                if sub not in SECTIONS[key]:
+                    close = difflib.get_close_matches(sub, SECTIONS[key], n=1)
+                    notes.append(f"unknown key `{key}.{sub}`" + (f" (did you mean `{close[0]}`?)"
+                                                                 if close else ""))
+    return notes
+
+
+def load_config(cwd: Path | None = None, cli: dict[str, Any] | None = None, warn: bool = True) -> Config:
+    files = []
+    for path in config_paths(cwd):
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise InputError(f"cannot read the configuration: {exc}", where=str(path)) from exc
+        if warn:
+            import sys
+
+            for note in unknown_keys(data):
+                print(f"cxrg: warning: {note} in {path} is ignored", file=sys.stderr, flush=True)
+        files.append(ConfigFile(path, data))
+    return Config(files, {k: v for k, v in (cli or {}).items() if v is not None})
+
+
+def weights_root(weights_dir: str | Path | None = None) -> Path:
+    """The weights folder every model looks in (plugins too): --weights, else `weights` in the
+    configuration files, else $CXRG_WEIGHTS, else $CXRG_HOME, else ~/.cache/cxrg."""
+    if weights_dir:
+        return Path(weights_dir).expanduser()
+    configured = load_config(warn=False).get("weights")
+    return Path(configured) if configured is not None else home()
 
 
 def pick(cli_value: Any, config: Config, key: str, default: Any = None) -> Any:
-    """Command line first, then the configuration file, then the default."""
+    """Command line first, then the configuration files, then the environment, then the default."""
     if cli_value is not None:
+        config.sources[key] = COMMAND_LINE
         return cli_value
     return config.get(key, default)

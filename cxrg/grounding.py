@@ -109,3 +109,47 @@ def ground_image(model: HeatmapModel, image_path: Path, prompt: str, out_dir: Pa
                "seen_fraction": float(np.mean(~np.isnan(heatmap))), **heatmap_summary(heatmap)}
     atomic_write_json(out_dir / f"{stem}.json", summary)
     return summary
+
+
+def ground_images(model: HeatmapModel, spec: str, prompt: str, out: Path) -> None:
+    """Ground `prompt` on every image of `spec` (file, folder, glob): one line per image on stdout; a file
+    that cannot be read is reported and skipped, the counts are printed; exit status 1 if any failed."""
+    import sys
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from cxrg.errors import CxrgError, UsageError
+
+    if model.card.uses_ground_truth:
+        raise UsageError(f"model '{model.card.name}' needs ground-truth boxes",
+                         hint="use it with `cxrg bench`")
+    paths = collect_images(spec)
+    err = Console(stderr=True)
+    stems: dict[str, Path] = {}
+    failed = 0
+    with Progress(TextColumn("ground"), BarColumn(), MofNCompleteColumn(), console=err, transient=True,
+                  disable=len(paths) == 1 or not err.is_terminal) as bar:
+        task = bar.add_task("images", total=len(paths))
+        for path in paths:
+            stem = path.name.split(".")[0]
+            try:
+                if stem in stems:
+                    raise CxrgError(f"output name '{stem}' is already used by {stems[stem]}",
+                                    where=str(path), hint="ground these images into separate --out folders")
+                stems[stem] = path
+                summary = ground_image(model, path, prompt, out, stem)
+                peak = summary["peak"]
+                print(f"{path}: peak at x={peak['x']}, y={peak['y']} -> {out / stem}.overlay.png"
+                      if peak else f"{path}: the model saw no pixel -> {out / stem}.json", flush=True)
+            except CxrgError as exc:
+                if len(paths) == 1:
+                    raise
+                failed += 1
+                print(f"cxrg: skipped {path}: {exc.one_line()}", file=sys.stderr, flush=True)
+            bar.advance(task)
+    if len(paths) > 1 or failed:
+        print(f"{len(paths) - failed} of {len(paths)} images grounded, {failed} skipped", file=sys.stderr,
+              flush=True)
+    if failed:
+        raise SystemExit(1)

@@ -7,7 +7,10 @@ module is imported when the model is used, so a broken plugin never breaks the C
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+import difflib
+import inspect
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -66,7 +69,7 @@ class ModelCard:
 
 
 @dataclass(frozen=True)
-class Query:
+class HeatmapQuery:
     """What a model sees for one sample. The boxes are readable only by models that declare they use them."""
 
     image: np.ndarray
@@ -88,10 +91,14 @@ class Query:
         return self._boxes
 
 
+Query = HeatmapQuery
+"""The name plugins written for cxrg 0.1 import; new code uses HeatmapQuery."""
+
+
 def make_query(card: ModelCard, image: np.ndarray, prompt: str, boxes: np.ndarray | None = None,
-               image_path: Path | None = None) -> Query:
+               image_path: Path | None = None) -> HeatmapQuery:
     """Build the query the way the harness does: boxes handed over only when the card asks for them."""
-    return Query(image=image, prompt=prompt, image_path=image_path, _boxes=boxes,
+    return HeatmapQuery(image=image, prompt=prompt, image_path=image_path, _boxes=boxes,
                  ground_truth_allowed=card.uses_ground_truth)
 
 
@@ -101,13 +108,105 @@ class HeatmapModel(Protocol):
 
     `heatmap` returns float32 H x W at the query image's size, NaN where the model saw no pixel. The
     harness, not the model, min-max normalises before scoring.
+
+    Optional: a model with settings declares them as a frozen dataclass `Options` (fields made with
+    `option(default, help)`); `load` then receives `options=` an instance (command line `-o key=value`,
+    `[models.NAME]` in cxrg.toml; `cxrg models info NAME` lists them). A model that can ground several
+    prompts of one image at once more cheaply may define `heatmaps(queries)`; the harness calls it with
+    all of one image's queries.
     """
 
     card: ModelCard
 
     def load(self, weights_dir: Path | None = None, device: str = "cpu") -> None: ...
 
-    def heatmap(self, query: Query) -> np.ndarray: ...
+    def heatmap(self, query: HeatmapQuery) -> np.ndarray: ...
+
+
+# ------------------------------------------------------------------------------------ model options
+
+OPTION_KINDS = ("str", "int", "float", "bool", "path", "ints", "strs")
+
+
+def option(default: Any, help: str, kind: str = "str", choices: tuple[str, ...] = ()) -> Any:
+    """A field of a model's Options dataclass: its default, one line of help, and how text is parsed."""
+    assert kind in OPTION_KINDS, kind
+    return field(default=default, metadata={"help": help, "kind": kind, "choices": choices})
+
+
+@dataclass(frozen=True)
+class OptionInfo:
+    name: str
+    kind: str
+    default: Any
+    help: str
+    choices: tuple[str, ...] = ()
+
+
+def describe_options(model: Any) -> list[OptionInfo]:
+    """The options a model declares (none for a model without an `Options` dataclass)."""
+    options = getattr(model, "Options", None)
+    if options is None or not dataclasses.is_dataclass(options):
+        return []
+    return [OptionInfo(f.name, f.metadata.get("kind", "str"), f.default, f.metadata.get("help", ""),
+                       tuple(f.metadata.get("choices", ()))) for f in dataclasses.fields(options)]
+
+
+def _parse_option(info: OptionInfo, value: Any, model: str) -> Any:
+    def bad(expected: str) -> UsageError:
+        return UsageError(f"option {info.name}={value!r} of model '{model}' is not {expected}",
+                          hint=f"{info.name}: {info.help}")
+
+    if value is None:
+        return None
+    text = value.strip() if isinstance(value, str) else None
+    try:
+        if info.kind == "bool":
+            if isinstance(value, bool):
+                return value
+            if text is not None and text.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+                return text.lower() in ("1", "true", "yes", "on")
+            raise bad("true or false")
+        if info.kind == "int":
+            if isinstance(value, bool) or not isinstance(value, int | str):
+                raise bad("a whole number")
+            return int(value)
+        if info.kind == "float":
+            if isinstance(value, bool) or not isinstance(value, int | float | str):
+                raise bad("a number")
+            return float(value)
+        if info.kind == "path":
+            if not isinstance(value, str | Path) or not str(value).strip():
+                raise bad("a path")
+            return Path(value).expanduser()
+        if info.kind in ("ints", "strs"):
+            items = [v.strip() for v in text.split(",") if v.strip()] if text is not None else value
+            if not isinstance(items, list | tuple):
+                raise bad("a list")
+            return tuple(int(v) for v in items) if info.kind == "ints" else tuple(str(v) for v in items)
+        if not isinstance(value, str):
+            raise bad("text")
+    except ValueError:
+        raise bad({"int": "a whole number", "float": "a number", "ints": "a list of whole numbers"}
+                  .get(info.kind, "valid")) from None
+    if info.choices and value not in info.choices:
+        raise bad(f"one of {', '.join(info.choices)}")
+    return value
+
+
+def make_options(name: str, model: Any, values: Mapping[str, Any]) -> Any:
+    """The model's Options instance from raw values (text from the command line or typed from TOML)."""
+    infos = {info.name: info for info in describe_options(model)}
+    unknown = sorted(set(values) - set(infos))
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], sorted(infos), n=1)
+        raise UsageError(f"model '{name}' has no option {unknown[0]!r}",
+                         hint=(f"did you mean {close[0]!r}? " if close else "")
+                         + (f"its options: {', '.join(infos)}" if infos else "it takes no options"))
+    if not infos:
+        return None
+    parsed = {key: _parse_option(infos[key], value, name) for key, value in values.items()}
+    return model.Options(**parsed)
 
 
 @dataclass(frozen=True)
@@ -173,11 +272,17 @@ def create_model(name: str, entries: dict[str, PluginEntry] | None = None) -> He
 
 
 def load_model(name: str, weights_dir: Path | None = None, device: str = "cpu",
-               entries: dict[str, PluginEntry] | None = None) -> HeatmapModel:
-    """Construct and load a model; any failure becomes a PluginLoadError naming the model."""
-    model = create_model(name, entries)
+               entries: dict[str, PluginEntry] | None = None,
+               options: Mapping[str, Any] | None = None, model: Any = None) -> HeatmapModel:
+    """Construct (unless given) and load a model with its options; any failure becomes a PluginLoadError
+    naming it."""
+    model = create_model(name, entries) if model is None else model
+    built = make_options(name, model, options or {})
     try:
-        model.load(weights_dir=weights_dir, device=device)
+        if built is not None and "options" in inspect.signature(model.load).parameters:
+            model.load(weights_dir=weights_dir, device=device, options=built)
+        else:
+            model.load(weights_dir=weights_dir, device=device)
     except CxrgError:
         raise
     except Exception as exc:

@@ -75,8 +75,15 @@ def test_prior_uses_the_lut_in_force(tmp_path, monkeypatch):
     for component in data["locations"]["left lower"]:
         component["mu_y"] = 100.0
     (tmp_path / "lut.json").write_text(json.dumps(data))
-    monkeypatch.setenv("CXRG_LUT", str(tmp_path / "lut.json"))
-    heatmap = prior_map("left lower pneumonia", (512, 512))
+    monkeypatch.setenv("CXRG_LUT", str(tmp_path / "lut.json"))  # a default source, via cxrg.config
+    monkeypatch.chdir(tmp_path)
+    from cxrg.config import load_config
+    from cxrg.loading import load_models
+
+    loaded, _, used = load_models(["prior"], load_config(), None, "cpu", {})
+    assert used["prior"] == {"lut": str(tmp_path / "lut.json")}
+    heatmap = loaded["prior"].heatmap(Query(image=np.zeros((512, 512), np.float32),
+                                            prompt="left lower pneumonia"))
     assert np.unravel_index(np.nanargmax(heatmap), heatmap.shape)[0] == 99  # pixel 99 has centre 99.5
 
 

@@ -21,7 +21,7 @@ from cxrg.ldm.text import Codebook, encode, tokenize, vocabulary_rows
 from cxrg.ldm.tiny import TINY, write_tiny
 from cxrg.ldm.tokenizer import load_tokenizer
 from cxrg.ldm.weights import WeightPaths
-from cxrg.models.ldm import LdmFrozenModel, LdmTunedModel
+from cxrg.models.ldm import LdmFrozenModel, LdmTunedModel, LdmTunedOptions
 from cxrg.registry import Query
 from cxrg.testing import check_model
 
@@ -58,11 +58,16 @@ def test_codebook_rows_follow_the_vocabulary():
     ids, anatomy = vocabulary_rows(load_tokenizer())
     assert len(ids) == 46  # the paper's count
     assert ids[:3] == [49406, 49407, 537]
-    assert sum(anatomy) == 20
+    assert sum(anatomy) == 26  # every location sub-token, shared ones included (the default)
     tok = load_tokenizer()
     names = dict(zip(tok.convert_ids_to_tokens(ids), anatomy, strict=True))
     assert names["left</w>"] and names["ap"] and names["bi"] and names["ling"]
-    assert not names["cardi"] and not names["ple"] and not names["pneumonia</w>"] and not names["and</w>"]
+    assert names["cardi"] and names["ple"]  # shared with a pathology: trainable by default
+    assert not names["pneumonia</w>"] and not names["and</w>"] and not names["ef"]
+    _, frozen = vocabulary_rows(tok, "frozen")
+    frozen_names = dict(zip(tok.convert_ids_to_tokens(ids), frozen, strict=True))
+    assert sum(frozen) == 20 and not frozen_names["cardi"] and not frozen_names["ple"]
+    assert frozen_names["left</w>"]
 
 
 def test_codebook_swaps_rows_and_only_it_gets_gradients(ldm):
@@ -259,7 +264,8 @@ def test_ldm_tuned_conforms_and_checks_prompts_and_files(tiny, ldm, tmp_path, mo
     codebook = Codebook.from_vocabulary(ldm.tokenizer, ldm.text_encoder)
     weights = tmp_path / "w"
     shutil.copytree(tiny, weights)
-    codebook.save(WeightPaths(weights).tuned_embeddings, {"text_encoder": ldm.fingerprint})
+    window = json.dumps(HeatmapSettings().window())
+    codebook.save(WeightPaths(weights).tuned_embeddings, {"text_encoder": ldm.fingerprint, "window": window})
     check_model(LdmTunedModel(), weights_dir=weights)
     model = LdmTunedModel()
     model.load(weights)
@@ -273,9 +279,24 @@ def test_ldm_tuned_conforms_and_checks_prompts_and_files(tiny, ldm, tmp_path, mo
     np.testing.assert_allclose(same, raw, rtol=1e-5, atol=1e-6)
     other = tmp_path / "other.safetensors"
     codebook.save(other, {"text_encoder": "0" * 32})
-    monkeypatch.setenv("CXRG_EMBEDDINGS", str(other))
     with pytest.raises(InputError, match="made for another text encoder"):
-        LdmTunedModel().load(weights)
+        LdmTunedModel().load(weights, options=LdmTunedOptions(embeddings=other))
+
+
+def test_tuned_embeddings_of_another_capture_window_are_refused_unless_allowed(tiny, ldm, tmp_path):
+    codebook = Codebook.from_vocabulary(ldm.tokenizer, ldm.text_encoder)
+    old = tmp_path / "old.safetensors"  # cxrg 0.1: window in the hyperparameters, counted image -> noise
+    codebook.save(old, {"text_encoder": ldm.fingerprint, "hyperparameters": {
+        "settings": HeatmapSettings(capture_order="inversion").to_dict()}})
+    with pytest.raises(InputError, match="capture_order 'inversion', the heatmaps use 'denoising'"):
+        LdmTunedModel().load(tiny, options=LdmTunedOptions(embeddings=old))
+    LdmTunedModel().load(tiny, options=LdmTunedOptions(embeddings=old, allow_window_mismatch=True))
+    LdmTunedModel().load(tiny, options=LdmTunedOptions(embeddings=old, capture_order="inversion"))
+    layers = tmp_path / "layers.safetensors"
+    window = HeatmapSettings().window() | {"layers": ["middle_block.attention.transformer_blocks.0.attn2"]}
+    codebook.save(layers, {"text_encoder": ldm.fingerprint, "window": json.dumps(window)})
+    with pytest.raises(InputError, match="made with layers"):
+        LdmTunedModel().load(tiny, options=LdmTunedOptions(embeddings=layers))
 
 
 # ------------------------------------------------------------------------------------ commands
@@ -337,4 +358,6 @@ def test_ground_and_bench_run_the_ldm(tiny, tmp_path, ms_cxr, capsys):
                "--out", str(tmp_path / "b"), "--resamples", "200", "--limit", "3") == 0
     rows = (tmp_path / "b" / "per_sample.csv").read_text().splitlines()
     assert len(rows) == 7 and all(row.endswith(",") for row in rows[1:])  # no error column filled
-    assert json.loads((tmp_path / "b" / "config.json").read_text())["config"]["dtype"] == "float32"
+    config = json.loads((tmp_path / "b" / "config.json").read_text())["config"]
+    window = config["ldm_settings"]["ldm-frozen"]["window"]
+    assert window["capture_order"] == "denoising" and window["timesteps"] == [690, 400]

@@ -27,7 +27,6 @@ JSON file (schema_version 1)::
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
@@ -197,15 +196,16 @@ class Lut:
 
 
 
-def active_lut(weights_dir: str | Path | None = None) -> Lut:
-    """The LUT in force: $CXRG_LUT (set by --lut), else lut.json in the weights folder or $CXRG_HOME,
-    else the shipped approximation."""
-    explicit = os.environ.get("CXRG_LUT")
+def active_lut(weights_dir: str | Path | None = None, explicit: str | Path | None = None) -> Lut:
+    """The LUT in force: `explicit` (--lut, `lut` in cxrg.toml, $CXRG_LUT: resolved by the caller through
+    cxrg.config), else lut.json in the weights folder or $CXRG_HOME, else the shipped approximation."""
+    from cxrg.config import env, home
+
     if explicit:
         return Lut.load(explicit)
     folders = [Path(weights_dir)] if weights_dir else []
-    if os.environ.get("CXRG_HOME"):
-        folders.append(Path(os.environ["CXRG_HOME"]))
+    if env("CXRG_HOME"):
+        folders.append(home())
     for folder in folders:
         if (folder / "lut.json").is_file():
             return Lut.load(folder / "lut.json")

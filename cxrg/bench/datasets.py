@@ -34,6 +34,8 @@ class Sample:
     """(height, width) stated by the annotations, checked against the file when given."""
     rows: tuple[int, ...] = ()
     error: str = ""
+    phrase: str = ""
+    """The phrase as the dataset wrote it (MS-CXR's label_text; MS-CXR-loc's original_label_text)."""
 
 
 @dataclass
@@ -136,12 +138,17 @@ def _check_boxes_inside(boxes: np.ndarray, size: tuple[int, int]) -> None:
         raise ValueError(f"no box overlaps the {width}x{height} image")
 
 
-def read_ms_cxr(annotations: Path, images: Path, split: str | None = None) -> Dataset:
+def read_ms_cxr(annotations: Path, images: Path, split: str | None = None,
+                prompt_text: str = "standardised") -> Dataset:
     """MS-CXR (`MS_CXR_Local_Alignment_v1.*.csv`): rows with the same image and label_text are one sample.
 
     `path` is resolved under `images` (MIMIC-CXR-JPG layout, e.g. files/p10/p10.../s5.../<dicom_id>.jpg).
-    The sample id is `<dicom_id>:<k>`, k counting that image's phrases in file order.
+    The sample id is `<dicom_id>:<k>`, k counting that image's phrases in file order. An MS-CXR-loc file
+    (label_text rewritten to a prompt, original_label_text kept) is read the same way; with
+    `prompt_text="original"` its samples are prompted with the original phrase (paper, Appendix H.1).
     """
+    if prompt_text not in ("standardised", "original"):
+        raise UsageError(f"unknown prompt text {prompt_text!r}", hint="choose standardised or original")
     rows = read_csv_rows(annotations, MS_CXR_COLUMNS)
     numbered = list(enumerate(rows, start=2))  # line 1 is the header
     if split is not None:
@@ -149,6 +156,10 @@ def read_ms_cxr(annotations: Path, images: Path, split: str | None = None) -> Da
             raise InputError("--split was given but the annotations have no split column (MS-CXR v1.1 has)",
                              where=str(annotations))
         numbered = [(line, row) for line, row in numbered if row.get("split") == split]
+    original = "original_label_text"
+    if prompt_text == "original" and (not rows or original not in rows[0]):
+        raise UsageError("--prompt-text original needs an MS-CXR-loc file (with original_label_text)",
+                         where=str(annotations), hint="use it with --dataset ms-cxr-loc")
     groups = _group(numbered, lambda row: (row["dicom_id"], row["label_text"]))
     phrase_counter: dict[str, int] = {}
     samples = []
@@ -156,7 +167,11 @@ def read_ms_cxr(annotations: Path, images: Path, split: str | None = None) -> Da
         k = phrase_counter.get(dicom_id, 0)
         phrase_counter[dicom_id] = k + 1
         category = members[0][1]["category_name"] or "unknown"
-        samples.append(_make_sample(f"{dicom_id}:{k}", members, images, "path", category, label_text))
+        phrase = members[0][1].get(original) or label_text
+        prompt = phrase if prompt_text == "original" else label_text
+        sample = _make_sample(f"{dicom_id}:{k}", members, images, "path", category, prompt)
+        sample.phrase = phrase
+        samples.append(sample)
     return Dataset("ms-cxr", Path(annotations), samples)
 
 
@@ -175,26 +190,29 @@ def read_generic(annotations: Path, images: Path) -> Dataset:
         k = phrase_counter.get(image_id, 0)
         phrase_counter[image_id] = k + 1
         category = members[0][1].get("category") or "all"
-        samples.append(_make_sample(f"{image_id}:{k}", members, images, "image", category, prompt))
+        sample = _make_sample(f"{image_id}:{k}", members, images, "image", category, prompt)
+        sample.phrase = prompt
+        samples.append(sample)
     return Dataset("generic", Path(annotations), samples)
 
 
 DATASETS = ("ms-cxr", "vindr-cxr", "generic")
 
 
-def read_dataset(name: str, annotations: Path, images: Path, split: str | None = None) -> Dataset:
-    """Read a dataset by name; VinDr-CXR's prompts use the LUT in force (see anatomy.lut.active_lut)."""
+def read_dataset(name: str, annotations: Path, images: Path, split: str | None = None, lut=None,
+                 prompt_text: str = "standardised") -> Dataset:
+    """Read a dataset by name; VinDr-CXR's prompts use `lut` (default: anatomy.lut.active_lut())."""
     if name not in DATASETS:
         raise UsageError(f"unknown dataset '{name}'", hint=f"choose one of: {', '.join(DATASETS)}")
     if split is not None and name != "ms-cxr":
         raise UsageError("--split applies to --dataset ms-cxr only")
     if name == "ms-cxr":
-        return read_ms_cxr(annotations, images, split=split)
+        return read_ms_cxr(annotations, images, split=split, prompt_text=prompt_text)
     if name == "vindr-cxr":
         from cxrg.anatomy.lut import active_lut
         from cxrg.bench.vindr import read_vindr
 
-        dataset, notes = read_vindr(annotations, images, active_lut())
+        dataset, notes = read_vindr(annotations, images, lut or active_lut())
         dataset.notes.extend(notes)
         return dataset
     return read_generic(annotations, images)

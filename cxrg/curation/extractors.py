@@ -6,7 +6,6 @@ extractors) and returns each sentence's locations as names of `cxrg.vocab.LOCATI
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,7 +72,9 @@ class HybridExtractor:
 
 def default_radgraph_dir() -> Path:
     """$CXRG_HOME/radgraph (default ~/.cache/cxrg/radgraph): holds radgraph-xl/{config.json, ...}."""
-    home = Path(os.environ.get("CXRG_HOME") or Path.home() / ".cache" / "cxrg")
+    from cxrg.config import home as cxrg_home
+
+    home = cxrg_home()
     return home / "radgraph"
 
 

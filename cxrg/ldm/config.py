@@ -32,6 +32,7 @@ BUNDLE_SCHEDULER: dict[str, Any] = {
     "num_train_timesteps": 1000, "schedule": "scaled_linear_beta", "beta_start": 0.0015, "beta_end": 0.0205,
     "prediction_type": "v_prediction", "clip_sample": False,
 }
+CAPTURE_ORDERS = ("denoising", "inversion")
 LATENT_SCALE = 0.3
 IMAGE_SIZE = 512
 
@@ -68,13 +69,42 @@ class HeatmapSettings:
     inference_steps: int = 100
     """DDIM steps of the inversion (1000 training steps / 100 = one every 10)."""
     capture_steps: tuple[int, ...] = tuple(range(30, 60))
-    """Step indices in inversion order (image -> noise): with 100 'leading' steps, t = 300, 310, ..., 590."""
+    """Step indices, counted in `capture_order`. The paper (Section 3.3): "following the reverse diffusion
+    process (mapping from noise to image latents), we extract the intermediate cross-attention activations
+    from 30 timesteps (in range [30, 60])": with 100 'leading' steps, t = 690, 680, ..., 400."""
+    capture_order: str = "denoising"
+    """How `capture_steps` are counted: "denoising" (noise -> image, the paper's words; the default) or
+    "inversion" (image -> noise, t = 300..590 for 30..59: what cxrg did before 0.2 and the predecessor's
+    practice)."""
     layers: tuple[str, ...] = DEFAULT_LAYERS
     smoothing_sigma: float = 2.5
     """Gaussian filter sigma, in pixels of the 512 map."""
     otsu: bool = True
     """Keep only the pixels above the Otsu threshold (the frozen model's default; off for the tuned one)."""
     timestep_spacing: str = "leading"
+
+    def __post_init__(self) -> None:
+        if self.capture_order not in CAPTURE_ORDERS:
+            raise InputError(f"unknown capture_order {self.capture_order!r}",
+                             hint=f"choose {' or '.join(CAPTURE_ORDERS)}")
+
+    @property
+    def inversion_steps(self) -> tuple[int, ...]:
+        """The captured steps as indices of the inversion (image -> noise), in the order given."""
+        if self.capture_order == "inversion":
+            return tuple(self.capture_steps)
+        return tuple(self.inference_steps - 1 - k for k in self.capture_steps)
+
+    def window(self, train_steps: int = 1000) -> dict[str, Any]:
+        """What defines the captured window, for run configs and the tuned embeddings' metadata."""
+        from cxrg.ldm.ddim import inversion_timesteps
+
+        grid = inversion_timesteps(self.inference_steps, train_steps, self.timestep_spacing)
+        times = [grid[i] for i in self.inversion_steps if 0 <= i < len(grid)]
+        return {"capture_order": self.capture_order, "capture_steps": [min(self.capture_steps),
+                                                                      max(self.capture_steps) + 1],
+                "inference_steps": self.inference_steps, "timestep_spacing": self.timestep_spacing,
+                "timesteps": [max(times), min(times)] if times else [], "layers": list(self.layers)}
 
     def with_changes(self, **changes: Any) -> HeatmapSettings:
         return replace(self, **changes)
@@ -86,7 +116,8 @@ class HeatmapSettings:
         """Settings changed by an [ldm] table of cxrg.toml (capture_steps as [start, stop))."""
         if not table:
             return self
-        known = {"inference_steps", "capture_steps", "layers", "smoothing_sigma", "otsu", "timestep_spacing"}
+        known = {"inference_steps", "capture_steps", "layers", "smoothing_sigma", "otsu", "timestep_spacing",
+                 "capture_order"}
         unknown = sorted(set(table) - known)
         if unknown:
             raise InputError(f"unknown [ldm] setting(s) {', '.join(unknown)}",

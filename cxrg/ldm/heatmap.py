@@ -4,9 +4,10 @@ Pipeline for one image and prompt (every number in HeatmapSettings):
  1. resize the image's shortest side to the model size (512) and centre-crop; encode with the autoencoder
     (the posterior mean, times the latent scale 0.3);
  2. DDIM-invert the latent along the unconditional ("") trajectory (ddim.py);
- 3. at the captured steps (indices 30..59 of 100), run the U-Net on that step's latent with the prompt and
-    record softmax(QK^T/sqrt(d)) in the captured layers; average the prompt's own tokens (not begin, end,
-    padding) and the heads;
+ 3. at the captured steps (indices 30..59 of 100, counted noise -> image by default: t = 690..400; see
+    HeatmapSettings.capture_order), run the U-Net on that step's latent with the prompt and record
+    softmax(QK^T/sqrt(d)) in the captured layers; average the prompt's own tokens (not begin, end,
+    padding) and the heads; layers of different resolutions are resized (bilinear) to the largest one;
  4. min-max normalise each (layer, step) map, upsample it bilinearly to the model size, average them all;
     Gaussian filter (sigma 2.5 px at 512, scaled with the model size), min-max normalise; keep the pixels
     above the Otsu threshold (frozen model);
@@ -83,6 +84,21 @@ def postprocess(maps: torch.Tensor, size: int, settings: HeatmapSettings) -> np.
     return heat.astype(np.float32)
 
 
+def common_side(layer_maps: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """(..., h, w) maps of layers of different resolutions -> all at the largest side (bilinear), as the
+    predecessor brings every map to one size before averaging."""
+    side = max(int(m.shape[-1]) for m in layer_maps)
+    out = []
+    for m in layer_maps:
+        if m.shape[-1] != side:
+            lead = m.shape[:-2]
+            flat = m.reshape(-1, 1, *m.shape[-2:]).float()
+            m = torch.nn.functional.interpolate(flat, size=(side, side), mode="bilinear",
+                                                align_corners=False).reshape(*lead, side, side)
+        out.append(m)
+    return out
+
+
 def token_average(probs: torch.Tensor, spans: Sequence[TokenSpan]) -> torch.Tensor:
     """(B, heads, positions, tokens) -> (B, side, side): mean over heads and each prompt's own tokens."""
     out = []
@@ -152,10 +168,10 @@ class LdmEngine:
         """Latents entering each captured step, from unconditional inversion; cached for the last image."""
         key = hashlib.sha1(pixels.float().cpu().numpy().tobytes()).hexdigest()
         key += repr((self.settings.inference_steps, self.settings.timestep_spacing,
-                     tuple(self.settings.capture_steps)))
+                     tuple(self.settings.inversion_steps)))
         if key == self._trajectory_key:
             return self._trajectory
-        wanted = set(self.settings.capture_steps)
+        wanted = set(self.settings.inversion_steps)
         uncond = self.unconditional()
         latent = self.encode_image(pixels).float()  # the trajectory is kept in float32 whatever the dtype
         kept: dict[int, torch.Tensor] = {}
@@ -172,7 +188,7 @@ class LdmEngine:
     def captured_maps(self, trajectory: dict[int, torch.Tensor], context: torch.Tensor,
                       spans: Sequence[TokenSpan], keep_grad: bool = False) -> torch.Tensor:
         """(prompts, layers*steps, h, w) token-averaged attention of the conditional passes, batched."""
-        steps = list(self.settings.capture_steps)
+        steps = list(self.settings.inversion_steps)
         jobs = [(p, i) for p in range(len(spans)) for i in steps]
         per_job: list[torch.Tensor] = []
         for start in range(0, len(jobs), self.batch_size):
@@ -186,7 +202,7 @@ class LdmEngine:
                 run_until_captured(self.ldm.unet, latents, timesteps=times, context=ctx)
             chunk_spans = [spans[p] for p, _ in chunk]
             layer_maps = [token_average(got.stacked(layer), chunk_spans) for layer in self.settings.layers]
-            per_job.append(torch.stack(layer_maps, dim=1))  # (chunk, layers, h, w)
+            per_job.append(torch.stack(common_side(layer_maps), dim=1))  # (chunk, layers, h, w)
         stacked = torch.cat(per_job)  # (prompts*steps, layers, h, w)
         h, w = stacked.shape[-2:]
         return stacked.reshape(len(spans), len(steps) * len(self.settings.layers), h, w)
@@ -236,9 +252,9 @@ def reference_maps(engine: LdmEngine, image: np.ndarray, prompts: Sequence[str])
                 selected = []
                 for layer in engine.settings.layers:
                     per_step = got.maps[layer]  # one (2, heads, positions, tokens) tensor per step
-                    for i in engine.settings.capture_steps:
+                    for i in engine.settings.inversion_steps:
                         selected.append(token_average(per_step[i][1:], spans)[0])
-                results.append(postprocess(torch.stack(selected), engine.size, engine.settings))
+                results.append(postprocess(torch.stack(common_side(selected)), engine.size, engine.settings))
     finally:
         for name, module in unet.named_modules():
             if name in flags:

@@ -4,10 +4,12 @@ The codebook holds one row per CLIP sub-token of the vocabulary's 27 locations a
 special tokens begin, end and "and" (the joiner of several locations). With SD 2.1's tokenizer that is
 26 location sub-tokens + 23 pathology sub-tokens - 6 shared (cardi, ome, gal, y from "cardiomegaly";
 ple, ural from "pleural") = 43, + 3 = 46 rows, the paper's count. Rows start as the text encoder's own token
-embeddings. **Anatomy rows** (the ones tuning trains) are the sub-tokens that occur in some location and in
-no pathology: a shared sub-token also spells a pathology, and changing it would change what the pathology
-means, so it stays frozen with the pathology and special rows (20 anatomy rows with SD 2.1).
-Padding tokens are not rows: they keep the encoder's own embedding.
+embeddings. **Anatomy rows** (the ones tuning trains) are the sub-tokens that spell some location
+(`shared_tokens="trainable"`, the default: 26 rows with SD 2.1). A sub-token shared with a pathology
+(cardi, ome, gal, y; ple, ural) is then trained too: the paper tunes on 1,201 cardiomegaly samples, whose
+only location is "cardiomegaly", so they must move something. `shared_tokens="frozen"` keeps such
+sub-tokens with the pathology (20 anatomy rows; cxrg before 0.2). Special rows (begin, end, "and") and
+pathology-only rows never train. Padding tokens are not rows: they keep the encoder's own embedding.
 
 A prompt is encoded by the real text encoder; a forward hook on its token-embedding layer swaps in the
 codebook rows, so gradients flow into the codebook only and the encoder itself never changes.
@@ -55,6 +57,17 @@ def tokenize(tokenizer, prompts: Sequence[str]) -> tuple[torch.Tensor, list[Toke
     return batch.input_ids, spans
 
 
+SHARED_TOKEN_RULES = ("trainable", "frozen")
+BINDING_WORD = "and"
+"""The word joining several locations; a special token of the losses (paper, eq. 2-4), like begin/end."""
+
+
+def content_positions(tokenizer, input_ids: Sequence[int], span: TokenSpan) -> list[int]:
+    """Positions of a prompt's non-special tokens: its span without the binding token "and"."""
+    binding = set(sub_tokens(tokenizer, BINDING_WORD))
+    return [p for p in range(span.start, span.stop) if int(input_ids[p]) not in binding]
+
+
 class Codebook(torch.nn.Module):
     """Trainable rows for the vocabulary's token ids, swapped into the text encoder's token embeddings."""
 
@@ -68,8 +81,8 @@ class Codebook(torch.nn.Module):
         self.register_buffer("anatomy", torch.as_tensor(list(anatomy), dtype=torch.bool))
 
     @classmethod
-    def from_vocabulary(cls, tokenizer, text_encoder: Any) -> Codebook:
-        ids, anatomy = vocabulary_rows(tokenizer)
+    def from_vocabulary(cls, tokenizer, text_encoder: Any, shared_tokens: str = "trainable") -> Codebook:
+        ids, anatomy = vocabulary_rows(tokenizer, shared_tokens)
         table = text_encoder.get_input_embeddings().weight.detach()
         return cls(ids, table[torch.as_tensor(ids)].float().cpu(), anatomy)
 
@@ -141,19 +154,23 @@ class Codebook(torch.nn.Module):
         return cls(tensors["token_ids"].tolist(), tensors["rows"], tensors["anatomy"].bool().tolist()), meta
 
 
-def vocabulary_rows(tokenizer) -> tuple[list[int], list[bool]]:
+def vocabulary_rows(tokenizer, shared_tokens: str = "trainable") -> tuple[list[int], list[bool]]:
     """Codebook token ids (begin, end, "and", then vocabulary sub-tokens in first-seen order) and which
-    of them are anatomy rows."""
+    of them are anatomy rows (see the module docstring for `shared_tokens`)."""
+    if shared_tokens not in SHARED_TOKEN_RULES:
+        raise InputError(f"unknown shared_tokens rule {shared_tokens!r}",
+                         hint=f"choose {' or '.join(SHARED_TOKEN_RULES)}")
     location_ids = [i for loc in LOCATIONS for i in sub_tokens(tokenizer, loc)]
     pathology_ids = {i for text in PATHOLOGY_TEXT.values() for i in sub_tokens(tokenizer, text)}
-    specials = [tokenizer.bos_token_id, tokenizer.eos_token_id, *sub_tokens(tokenizer, "and")]
+    specials = [tokenizer.bos_token_id, tokenizer.eos_token_id, *sub_tokens(tokenizer, BINDING_WORD)]
     ordered: list[int] = []
     pathology_list = [i for text in PATHOLOGY_TEXT.values() for i in sub_tokens(tokenizer, text)]
     for token in [*specials, *location_ids, *pathology_list]:
         if token not in ordered:
             ordered.append(token)
     location_set = set(location_ids)
-    anatomy = [t in location_set and t not in pathology_ids and t not in specials for t in ordered]
+    frozen = pathology_ids if shared_tokens == "frozen" else set()
+    anatomy = [t in location_set and t not in frozen and t not in specials for t in ordered]
     return ordered, anatomy
 
 

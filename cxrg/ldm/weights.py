@@ -14,7 +14,6 @@ Layout under the weights folder (`--weights DIR`, else `$CXRG_HOME`, else ~/.cac
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,17 +33,10 @@ HOW_TO_GET_TEXT = (f"`cxrg weights fetch`, or `huggingface-cli download {TEXT_RE
 
 
 def weights_root(weights_dir: str | Path | None = None) -> Path:
-    """--weights, else `weights` in cxrg.toml, else $CXRG_HOME, else ~/.cache/cxrg."""
-    if weights_dir:
-        return Path(weights_dir).expanduser()
-    from cxrg.config import load_config
+    """--weights, else `weights` in cxrg.toml, else $CXRG_HOME, else ~/.cache/cxrg (cxrg.config)."""
+    from cxrg.config import weights_root as resolve
 
-    configured = load_config().get("weights")
-    if configured is not None:
-        return Path(configured)
-    if os.environ.get("CXRG_HOME"):
-        return Path(os.environ["CXRG_HOME"]).expanduser()
-    return Path.home() / ".cache" / "cxrg"
+    return resolve(weights_dir)
 
 
 @dataclass(frozen=True)

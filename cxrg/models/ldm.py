@@ -1,23 +1,25 @@
 """The paper's models: the chest X-ray LDM, frozen (`ldm-frozen`) or with tuned anatomy embeddings (`ldm`).
 
-Settings come from the command line through the environment, so that every model keeps the plain
-`load(weights_dir, device)` protocol: CXRG_DTYPE (float32, bfloat16, float16), CXRG_EMBEDDINGS (the tuned
-file; default <weights>/tuned_embeddings.safetensors), CXRG_LDM_BATCH (conditional passes per U-Net call),
-CXRG_LDM_SETTINGS (JSON of heatmap settings from cxrg.toml's [ldm] table; the tuned model never thresholds).
+Settings are typed options (`cxrg models info ldm`): the command line (`--dtype`, `--embeddings`,
+`-o key=value`), cxrg.toml ([ldm] for both, [models.ldm] / [models.ldm-frozen] for one, top-level dtype and
+embeddings), the environment (cxrg.config), then the defaults here. Heatmap options left unset keep the
+paper's settings (cxrg.ldm.config.HeatmapSettings).
 """
 
 from __future__ import annotations
 
-import os
+import json
 from collections.abc import Sequence
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from cxrg import __version__
+from cxrg.errors import InputError, MissingWeightsError
 from cxrg.ldm.weights import BUNDLE, HOW_TO_GET_BUNDLE, HOW_TO_GET_TEXT, TEXT_REPO, TUNED_EMBEDDINGS
-from cxrg.registry import ModelCard, Query, WeightFile
+from cxrg.registry import HeatmapQuery, ModelCard, WeightFile, option
 
 LDM_WEIGHTS = (
     WeightFile(f"{BUNDLE}/models/autoencoder.pth", "MONAI CXR LDM autoencoder (Apache-2.0)",
@@ -27,6 +29,57 @@ LDM_WEIGHTS = (
     WeightFile(f"{TEXT_REPO}/text_encoder/", "Stable Diffusion 2.1-base CLIP text encoder (CreativeML "
                "Open RAIL++-M)", HOW_TO_GET_TEXT),
 )
+HEATMAP_KEYS = ("inference_steps", "capture_steps", "capture_order", "layers", "smoothing_sigma",
+                "timestep_spacing", "otsu")
+WINDOW_KEYS = ("capture_order", "capture_steps", "inference_steps", "timestep_spacing", "layers")
+
+
+@dataclass(frozen=True)
+class LdmFrozenOptions:
+    dtype: str = option("float32", "U-Net, autoencoder and text encoder precision", "str",
+                        ("float32", "bfloat16", "float16"))
+    batch: int = option(10, "conditional U-Net passes per call", "int")
+    inference_steps: int | None = option(None, "DDIM steps of the inversion (paper: 100)", "int")
+    capture_steps: tuple[int, ...] | None = option(None, "captured step indices as start,stop (paper: 30,60)",
+                                                   "ints")
+    capture_order: str | None = option(None, "how capture steps are counted: denoising (noise -> image, the "
+                                       "paper) or inversion", "str", ("denoising", "inversion"))
+    layers: tuple[str, ...] | None = option(None, "captured cross-attention layers (comma-separated names)",
+                                            "strs")
+    smoothing_sigma: float | None = option(None, "Gaussian filter sigma in pixels at 512 (2.5)", "float")
+    timestep_spacing: str | None = option(None, "DDIM grid: leading or trailing", "str",
+                                          ("leading", "trailing"))
+    otsu: bool | None = option(None, "keep only the pixels above the Otsu threshold (frozen: on)", "bool")
+
+
+@dataclass(frozen=True)
+class LdmTunedOptions:
+    dtype: str = option("float32", "U-Net, autoencoder and text encoder precision", "str",
+                        ("float32", "bfloat16", "float16"))
+    batch: int = option(10, "conditional U-Net passes per call", "int")
+    inference_steps: int | None = option(None, "DDIM steps of the inversion (paper: 100)", "int")
+    capture_steps: tuple[int, ...] | None = option(None, "captured step indices as start,stop (paper: 30,60)",
+                                                   "ints")
+    capture_order: str | None = option(None, "how capture steps are counted: denoising (noise -> image, the "
+                                       "paper) or inversion", "str", ("denoising", "inversion"))
+    layers: tuple[str, ...] | None = option(None, "captured cross-attention layers (comma-separated names)",
+                                            "strs")
+    smoothing_sigma: float | None = option(None, "Gaussian filter sigma in pixels at 512 (2.5)", "float")
+    timestep_spacing: str | None = option(None, "DDIM grid: leading or trailing", "str",
+                                          ("leading", "trailing"))
+    embeddings: Path | None = option(None, "tuned embeddings file (default <weights>/tuned_embeddings."
+                                     "safetensors)", "path")
+    allow_window_mismatch: bool = option(False, "use embeddings tuned on another capture window", "bool")
+
+
+def heatmap_settings(options: Any, otsu_default: bool):
+    """HeatmapSettings from the options: unset ones keep the paper's values."""
+    from cxrg.ldm.config import HeatmapSettings
+
+    table = {k: getattr(options, k) for k in HEATMAP_KEYS if getattr(options, k, None) is not None}
+    if "capture_steps" in table and len(table["capture_steps"]) != 2:
+        raise InputError(f"capture_steps must be start,stop, got {list(table['capture_steps'])}")
+    return HeatmapSettings(otsu=otsu_default).with_overrides(table)
 
 
 class LdmFrozenModel:
@@ -41,36 +94,37 @@ class LdmFrozenModel:
         weights=LDM_WEIGHTS,
         notes="Free-text prompts work. `cxrg weights status` shows what is missing.",
     )
+    Options: type = LdmFrozenOptions
     otsu = True
 
     def __init__(self) -> None:
         self.engine: Any = None
+        self.settings: Any = None
 
-    def load(self, weights_dir: Path | None = None, device: str = "cpu") -> None:
-        from cxrg.ldm.config import HeatmapSettings
+    def load(self, weights_dir: Path | None = None, device: str = "cpu", options: Any = None) -> None:
         from cxrg.ldm.heatmap import LdmEngine
         from cxrg.ldm.loading import load_ldm
 
-        ldm = load_ldm(weights_dir, device=device, dtype=os.environ.get("CXRG_DTYPE", "float32"))
-        import json
+        options = options or self.Options()
+        self.settings = heatmap_settings(options, self.otsu)
+        self._check_weights(weights_dir, options)
+        ldm = load_ldm(weights_dir, device=device, dtype=options.dtype)
+        self.engine = LdmEngine(ldm, self.settings, self._codebook(ldm, weights_dir, options),
+                                batch_size=options.batch)
 
-        overrides = json.loads(os.environ.get("CXRG_LDM_SETTINGS") or "{}")
-        if not self.otsu:
-            overrides.pop("otsu", None)  # the tuned model's maps are never thresholded
-        settings = HeatmapSettings(otsu=self.otsu).with_overrides(overrides)
-        batch = int(os.environ.get("CXRG_LDM_BATCH", "10"))
-        self.engine = LdmEngine(ldm, settings, self._codebook(ldm, weights_dir), batch_size=batch)
+    def _check_weights(self, weights_dir: Path | None, options: Any) -> None:
+        """Nothing beyond what load_ldm checks."""
 
-    def _codebook(self, ldm, weights_dir: Path | None):
+    def _codebook(self, ldm, weights_dir: Path | None, options: Any):
         return None
 
     def _check_prompt(self, prompt: str) -> None:
         """Any prompt is fine for the frozen model."""
 
-    def heatmap(self, query: Query) -> np.ndarray:
+    def heatmap(self, query: HeatmapQuery) -> np.ndarray:
         return self.heatmaps([query])[0]
 
-    def heatmaps(self, queries: Sequence[Query]) -> list[np.ndarray]:
+    def heatmaps(self, queries: Sequence[HeatmapQuery]) -> list[np.ndarray]:
         """Several prompts on one image: inverted once, conditional passes batched."""
         if self.engine is None:
             self.load()
@@ -93,21 +147,78 @@ class LdmTunedModel(LdmFrozenModel):
         description="Chest X-ray LDM with prompt-tuned anatomy embeddings (Vilouras et al., MIDL 2026): "
                     "cross-attention heatmaps of '{location} {pathology}' prompts.",
         weights=(*LDM_WEIGHTS, WeightFile(TUNED_EMBEDDINGS, "tuned embeddings from `cxrg tune` "
-                                          "(or --embeddings FILE / $CXRG_EMBEDDINGS)", "cxrg tune")),
+                                          "(or --embeddings FILE / -o embeddings=FILE)", "cxrg tune")),
         notes="Only vocabulary prompts ('<location> [and <location>] <pathology>'); use ldm-frozen for free "
               "text.",
     )
+    Options: type = LdmTunedOptions
     otsu = False
 
-    def _codebook(self, ldm, weights_dir: Path | None):
-        from cxrg.ldm.text import Codebook
+    def _embeddings_path(self, weights_dir: Path | None, options: Any) -> Path:
         from cxrg.ldm.weights import WeightPaths, weights_root
 
-        path = os.environ.get("CXRG_EMBEDDINGS") or WeightPaths(weights_root(weights_dir)).tuned_embeddings
-        codebook, _ = Codebook.load(Path(path), fingerprint=ldm.fingerprint)
+        return Path(options.embeddings or WeightPaths(weights_root(weights_dir)).tuned_embeddings)
+
+    def _check_weights(self, weights_dir: Path | None, options: Any) -> None:
+        """One clear message when the tuned model cannot run: what is missing and which command fixes it."""
+        from cxrg.ldm.weights import WeightPaths, weights_root
+
+        paths = WeightPaths(weights_root(weights_dir))
+        missing = [(what, path) for what, path, present, _ in paths.status() if not present
+                   and path != paths.tuned_embeddings]
+        if missing:
+            what, path = missing[0]
+            more = f" (and {len(missing) - 1} more file(s))" if len(missing) > 1 else ""
+            raise MissingWeightsError(f"the ldm model needs its weights: {what} not found{more}",
+                                      where=str(path),
+                                      hint="run `cxrg weights fetch` (or place them as `cxrg weights status` "
+                                           "lists), then `cxrg tune`; or use --model prior (no weights)")
+        tuned = self._embeddings_path(weights_dir, options)
+        if not tuned.is_file():
+            raise MissingWeightsError("the ldm model needs tuned embeddings", where=str(tuned),
+                                      hint="run `cxrg tune` (it installs them), or pass --embeddings FILE; "
+                                           "or use --model ldm-frozen (LDM without tuning) or --model prior")
+
+    def _codebook(self, ldm, weights_dir: Path | None, options: Any):
+        from cxrg.ldm.text import Codebook
+
+        path = self._embeddings_path(weights_dir, options)
+        codebook, meta = Codebook.load(path, fingerprint=ldm.fingerprint)
+        check_window(meta, self.settings, int(ldm.architecture.scheduler["num_train_timesteps"]), path,
+                     options.allow_window_mismatch)
         return codebook
 
     def _check_prompt(self, prompt: str) -> None:
         from cxrg.ldm.text import check_in_vocabulary
 
         check_in_vocabulary(prompt)
+
+
+def tuned_window(meta: dict[str, str]) -> dict[str, Any]:
+    """The capture window a tuned-embeddings file was made with. Files from before the window was recorded
+    carry it in their hyperparameters, counted in inversion order (cxrg before 0.2)."""
+    if "window" in meta:
+        return json.loads(meta["window"])
+    settings = json.loads(meta.get("hyperparameters", "{}")).get("settings", {})
+    steps = settings.get("capture_steps") or []
+    return {"capture_order": settings.get("capture_order", "inversion"),
+            "capture_steps": [min(steps), max(steps) + 1] if steps else None,
+            "inference_steps": settings.get("inference_steps"),
+            "timestep_spacing": settings.get("timestep_spacing"), "layers": settings.get("layers")}
+
+
+def check_window(meta: dict[str, str], settings: Any, train_steps: int, path: Path, allow: bool) -> None:
+    """Refuse embeddings tuned on another capture window than the heatmaps use, unless allowed."""
+    tuned = tuned_window(meta)
+    used = settings.window(train_steps)
+    differ = [k for k in WINDOW_KEYS if tuned.get(k) is not None and tuned.get(k) != used[k]]
+    if differ and not allow:
+        key = differ[0]
+        raise InputError(f"these tuned embeddings were made with {key} {tuned[key]!r}, the heatmaps use "
+                         f"{used[key]!r}", where=str(path),
+                         hint="set the same [ldm] settings as the tuning run, tune again, or pass "
+                              "-o allow_window_mismatch=true")
+
+
+assert {f.name for f in fields(LdmFrozenOptions)} - {"otsu"} == {f.name for f in fields(LdmTunedOptions)} \
+    - {"embeddings", "allow_window_mismatch"}

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from cxrg import __version__
-from cxrg.registry import ModelCard, Query
+from cxrg.registry import HeatmapQuery, ModelCard
 
 
 def box_gaussians(boxes_xyxy: np.ndarray, shape: tuple[int, int], sigma_divisor: float = 3.0) -> np.ndarray:
@@ -41,5 +41,5 @@ class OracleModel:
     def load(self, weights_dir: Path | None = None, device: str = "cpu") -> None:
         """Nothing to load."""
 
-    def heatmap(self, query: Query) -> np.ndarray:
+    def heatmap(self, query: HeatmapQuery) -> np.ndarray:
         return box_gaussians(query.boxes, query.image.shape[:2])

@@ -8,7 +8,9 @@ the LDM itself.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -16,7 +18,7 @@ from cxrg import __version__
 from cxrg.anatomy.lut import Lut, active_lut
 from cxrg.errors import InputError
 from cxrg.images import ResizeCenterCrop
-from cxrg.registry import ModelCard, Query, WeightFile
+from cxrg.registry import HeatmapQuery, ModelCard, WeightFile, option
 from cxrg.vocab import Prompt
 
 
@@ -31,6 +33,12 @@ def prompt_locations(text: str) -> tuple[str, ...]:
                      hint="the prior needs '<location> <pathology>', e.g. 'left lower pleural effusion'")
 
 
+@dataclass(frozen=True)
+class PriorOptions:
+    lut: Path | None = option(None, "anatomical LUT JSON (default: lut.json in the weights folder, else the "
+                              "shipped approximation)", "path")
+
+
 class PriorModel:
     card = ModelCard(
         name="prior",
@@ -39,19 +47,21 @@ class PriorModel:
         description="Image-blind floor: the atlas (LUT) Gaussian(s) of the prompt's location(s), placed "
                     "through the inverse of the 512 resize/centre-crop; NaN outside the crop.",
         weights=(WeightFile("lut.json", "optional anatomical LUT (the shipped approximation is used "
-                            "otherwise; --lut or $CXRG_LUT take precedence)",
+                            "otherwise; --lut, -o lut=FILE or `lut` in cxrg.toml take precedence)",
                             "cxrg lut build --imagenome gold_bbox_coordinate_annotations_1000images.csv "
                             "--out lut.json"),),
         notes="Prompts must be in the '{location} {pathology}' format (see cxrg.vocab.Prompt).",
     )
 
+    Options: type = PriorOptions
+
     def __init__(self) -> None:
         self.lut: Lut | None = None
 
-    def load(self, weights_dir: Path | None = None, device: str = "cpu") -> None:
-        self.lut = active_lut(weights_dir)
+    def load(self, weights_dir: Path | None = None, device: str = "cpu", options: Any = None) -> None:
+        self.lut = active_lut(weights_dir, getattr(options, "lut", None))
 
-    def heatmap(self, query: Query) -> np.ndarray:
+    def heatmap(self, query: HeatmapQuery) -> np.ndarray:
         if self.lut is None:
             self.load()
         assert self.lut is not None

@@ -33,7 +33,8 @@ from cxrg.tuning.data import TuningSample, read_manifest
 from cxrg.tuning.phantoms import write_phantom_set
 from cxrg.tuning.trainer import Trainer, TuneConfig
 
-SETTINGS = HeatmapSettings(inference_steps=20, capture_steps=tuple(range(6, 12)), otsu=False)
+SETTINGS = HeatmapSettings(inference_steps=20, capture_steps=tuple(range(6, 12)),
+                           capture_order="inversion", otsu=False)
 
 
 @dataclass

@@ -9,11 +9,16 @@ prompt's non-special tokens (begin, end and padding excluded), values softmax(QK
 - eq. 3, target: trg = 1[G > epsilon] * stopgrad(A_sp) + alpha * G, G the prompt's Gaussian at the maps'
   resolution (D positions), jittered per step.
 - eq. 4, L_loc: the mean over (t, l) of 1 - cos(A_sp, trg).
-- L = L_div + L_loc.
+- L = w * L_div + L_loc, w = 1 (the paper); `cxrg tune --div-weight W` changes it (Appendix H.2: 0 turns
+  L_div off).
+
+Special tokens (begin, end, padding and the binding token "and") are not among the S tokens: the
+paper's eq. 2-4 exclude them, and the trainer selects the positions with `ldm.text.content_positions`.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -57,10 +62,24 @@ def localisation_loss(a_sp: torch.Tensor, trg: torch.Tensor) -> torch.Tensor:
     return (1 - cos).mean()
 
 
-def tuning_losses(maps: torch.Tensor, gaussian: torch.Tensor, alpha: float = 0.1, epsilon: float = 1e-5
-                  ) -> Losses:
-    """L = L_div + L_loc for one sample; `gaussian` is (D,) or broadcastable to (T, L, D)."""
+def tuning_losses(maps: torch.Tensor, gaussian: torch.Tensor, alpha: float = 0.1, epsilon: float = 1e-5,
+                  div_weight: float = 1.0) -> Losses:
+    """L = w L_div + L_loc for one sample; `gaussian` is (D,) or broadcastable to (T, L, D)."""
     a_sp = spatial_mean(maps)
     div = diversity_loss(maps)
     loc = localisation_loss(a_sp, target(a_sp, gaussian, alpha, epsilon))
-    return Losses(div + loc, div, loc)
+    return Losses(div_weight * div + loc, div, loc)
+
+
+def layer_token_maps(per_layer: list[torch.Tensor]) -> torch.Tensor:
+    """Per captured layer (B, D_l, S) head-averaged maps -> (B, L, D, S), layers of a lower resolution
+    brought to the largest one (bilinear), as the heatmaps do."""
+    from cxrg.ldm.heatmap import common_side
+
+    sides = [int(round(math.sqrt(m.shape[1]))) for m in per_layer]
+    if len(set(sides)) == 1:
+        return torch.stack(per_layer, dim=1)
+    grids = [m.transpose(1, 2).reshape(m.shape[0], m.shape[2], s, s) for m, s in zip(per_layer, sides,
+                                                                                      strict=True)]
+    grids = common_side(grids)
+    return torch.stack([g.reshape(g.shape[0], g.shape[1], -1).transpose(1, 2) for g in grids], dim=1)

@@ -12,17 +12,17 @@ import math
 import torch
 
 from cxrg.ldm.attention import capture
-from cxrg.ldm.text import encode, tokenize
+from cxrg.ldm.text import content_positions, encode, tokenize
 from cxrg.tuning.data import TuningSample
-from cxrg.tuning.losses import tuning_losses
+from cxrg.tuning.losses import layer_token_maps, tuning_losses
 
 
 def naive_sample_gradients(trainer, sample: TuningSample, step: int) -> float:
     engine, ldm = trainer.engine, trainer.ldm
     settings = trainer.config.settings
-    wanted = list(settings.capture_steps)
+    wanted = list(settings.inversion_steps)
     ids, spans = tokenize(ldm.tokenizer, [sample.prompt])
-    span = spans[0]
+    positions = content_positions(ldm.tokenizer, ids[0].tolist(), spans[0])
     with torch.no_grad():
         latent = engine.encode_image(trainer.pixels(sample)).float()
         uncond = engine.unconditional()
@@ -32,8 +32,8 @@ def naive_sample_gradients(trainer, sample: TuningSample, step: int) -> float:
             context = encode(ldm.text_encoder, ids, trainer.codebook).to(ldm.dtype)
             with capture(ldm.unet, settings.layers, keep_grad=True) as got:
                 ldm.unet(latent.to(ldm.dtype), timesteps=engine._t(i, 1), context=context)
-            per_step.append(torch.stack([got.stacked(name).float().mean(dim=1)[0, :, span.start:span.stop]
-                                         for name in settings.layers]))  # (L, D, S)
+            per_step.append(layer_token_maps([got.stacked(name).float().mean(dim=1)[:, :, positions]
+                                              for name in settings.layers])[0])  # (L, D, S)
         if i < max(wanted):
             with torch.no_grad():
                 output = ldm.unet(latent.to(ldm.dtype), timesteps=engine._t(i, 1), context=uncond)
@@ -41,6 +41,6 @@ def naive_sample_gradients(trainer, sample: TuningSample, step: int) -> float:
     maps = torch.stack(per_step)  # (T, L, D, S)
     side = int(round(math.sqrt(maps.shape[2])))
     losses = tuning_losses(maps, trainer.gaussian(sample, side, step), trainer.config.alpha,
-                           trainer.config.epsilon)
+                           trainer.config.epsilon, trainer.config.div_weight)
     losses.total.backward()
     return float(losses.total.detach())

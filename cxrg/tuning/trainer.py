@@ -37,10 +37,10 @@ from cxrg.ldm.attention import capture, run_until_captured
 from cxrg.ldm.config import HeatmapSettings
 from cxrg.ldm.heatmap import LdmEngine
 from cxrg.ldm.loading import LoadedLdm
-from cxrg.ldm.text import Codebook, encode, tokenize
+from cxrg.ldm.text import Codebook, content_positions, encode, tokenize
 from cxrg.runs import RunDir, atomic_write_bytes, atomic_write_csv, atomic_write_json, save_figure
 from cxrg.tuning.data import Manifest, TuningSample
-from cxrg.tuning.losses import tuning_losses
+from cxrg.tuning.losses import layer_token_maps, tuning_losses
 from cxrg.tuning.trajectories import TrajectoryCache
 
 LOSS_FIELDS = ("step", "sample_id", "loss", "l_div", "l_loc", "seconds")
@@ -62,6 +62,8 @@ class TuneConfig:
     cache_dtype: str = "float32"
     autocast: str = "none"  # "bfloat16" or "float16": mixed precision for the U-Net passes
     checkpointing: bool = False  # recompute the encoder blocks in the backward pass to save memory
+    div_weight: float = 1.0  # weight of L_div (Appendix H.2: 0 turns it off)
+    shared_tokens: str = "trainable"  # sub-tokens shared by a location and a pathology: trainable or frozen
     settings: HeatmapSettings = field(default_factory=lambda: HeatmapSettings(otsu=False))
 
     def to_dict(self) -> dict[str, Any]:
@@ -120,12 +122,13 @@ class Trainer:
         self.dist = distributed or Distributed()
         self.engine = LdmEngine(ldm, config.settings)
         self.cache = TrajectoryCache(self.engine, cache_dir, config.cache_dtype)
-        self.codebook = Codebook.from_vocabulary(ldm.tokenizer, ldm.text_encoder).to(ldm.device)
+        self.codebook = Codebook.from_vocabulary(ldm.tokenizer, ldm.text_encoder,
+                                                 config.shared_tokens).to(ldm.device)
         self.optimizer = torch.optim.Adam([self.codebook.rows], lr=config.lr)
         self.step = 0
         self.losses: list[dict[str, Any]] = []
         self._pixels: dict[str, torch.Tensor] = {}
-        self.times = torch.tensor([self.engine.timesteps[i] for i in config.settings.capture_steps],
+        self.times = torch.tensor([self.engine.timesteps[i] for i in config.settings.inversion_steps],
                                   dtype=torch.long, device=ldm.device)
 
     # -- one sample ---------------------------------------------------------------------------------------
@@ -145,9 +148,9 @@ class Trainer:
         """Accumulate d L / d codebook for one sample into `codebook.rows.grad`; returns (L, L_div, L_loc)."""
         latents = self.cache.latents(self.pixels(sample))
         ids, spans = tokenize(self.ldm.tokenizer, [sample.prompt])
-        span = spans[0]
+        positions = content_positions(self.ldm.tokenizer, ids[0].tolist(), spans[0])
         layers = self.config.settings.layers
-        total = len(self.config.settings.capture_steps)
+        total = len(self.config.settings.inversion_steps)
         sums = [0.0, 0.0, 0.0]
         for start in range(0, total, self.config.chunk):
             stop = min(start + self.config.chunk, total)
@@ -157,11 +160,11 @@ class Trainer:
                 with capture(self.ldm.unet, layers, keep_grad=True, stop_after_last=True) as got:
                     run_until_captured(self.ldm.unet, latents[start:stop], timesteps=self.times[start:stop],
                                        context=context.expand(k, -1, -1))
-            per_layer = [got.stacked(name).float().mean(dim=1)[..., span.start:span.stop] for name in layers]
-            maps = torch.stack(per_layer, dim=1)  # (k, L, D, S)
+            maps = layer_token_maps([got.stacked(name).float().mean(dim=1)[..., positions]
+                                     for name in layers])  # (k, L, D, S)
             side = int(round(math.sqrt(maps.shape[2])))
             losses = tuning_losses(maps, self.gaussian(sample, side, step), self.config.alpha,
-                                   self.config.epsilon)
+                                   self.config.epsilon, self.config.div_weight)
             if loss_hook is not None:
                 losses = loss_hook(losses, step)
             (losses.total * (k / total)).backward()
@@ -290,6 +293,8 @@ class Trainer:
                 "vocabulary": self.ldm.tokenizer.convert_ids_to_tokens(self.codebook.token_ids.tolist()),
                 "lut": self.lut.metadata.get("source", "?"),
                 "hyperparameters": self.config.to_dict(), "data": self.data_fingerprint(),
+                "window": self.config.settings.window(
+                    int(self.ldm.architecture.scheduler["num_train_timesteps"])),
                 "samples": len(self.manifest.samples), "steps": self.step})
             atomic_write_csv(self.run.file("losses.csv"), LOSS_FIELDS, self.losses)
             loss_curve(self.losses, self.run.file("loss_curve.png"))

@@ -37,7 +37,7 @@ class TrajectoryCache:
         self.model_key = json.dumps({
             "weights": module_fingerprint(engine.ldm.unet) + module_fingerprint(engine.ldm.autoencoder),
             "steps": settings.inference_steps, "spacing": settings.timestep_spacing,
-            "captured": list(settings.capture_steps), "size": engine.size,
+            "captured": list(settings.inversion_steps), "size": engine.size,
             "scheduler": engine.ldm.architecture.scheduler}, sort_keys=True)
         self.hits = 0
         self.misses = 0
@@ -61,7 +61,7 @@ class TrajectoryCache:
             self.misses += 1
             with torch.inference_mode():
                 trajectory = self.engine.trajectory(pixels)
-            steps = self.engine.settings.capture_steps
+            steps = self.engine.settings.inversion_steps
             latents = torch.cat([trajectory[i] for i in steps]).to(self.dtype).cpu().clone()
             self.folder.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f".{path.name}.tmp")

@@ -1,0 +1,151 @@
+"""`cxrg bench` as a library call: resolve the settings, read the dataset, load the models, score, report.
+
+`run(...)` is what the command calls and what a notebook or a test can call: every setting resolved through
+cxrg.config (command line > cxrg.toml > $CXRG_HOME/config.toml > environment > defaults), the sources and
+each model's options recorded in the run's config.json.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from cxrg.config import Config
+from cxrg.errors import InputError, UsageError
+
+CONFIG_SECTION = {"ms-cxr": "ms-cxr", "ms-cxr-loc": "ms-cxr", "vindr-cxr": "vindr-cxr"}
+RESUME_KEYS = ("dataset", "annotations", "split", "lut", "model_options", "prompt_text")
+PROMPT_TEXTS = ("standardised", "original")
+
+
+def say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def model_names(models: str) -> list[str]:
+    names = [name.strip() for name in models.split(",") if name.strip()]
+    if not names:
+        raise UsageError("--models is empty", hint="e.g. --models oracle")
+    if len(set(names)) != len(names):
+        raise UsageError(f"--models names a model twice: {models}")
+    return names
+
+
+def run(cfg: Config, models: str, dataset: str, annotations: Path | None = None, images: Path | None = None,
+        out: Path | None = None, resamples: int = 10_000, seed: int = 0, limit: int | None = None,
+        split: str | None = None, strict: bool = False, extractor: str = "auto",
+        option_pairs: Sequence[str] | None = None, shortcuts: dict[str, Any] | None = None,
+        save_heatmaps: bool = True, heatmap_size: int = 256, prompt_text: str = "standardised",
+        progress: bool = True):
+    """Score `models` on `dataset`; returns the harness's BenchResult (its run folder holds everything)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from cxrg.anatomy.lut import active_lut
+    from cxrg.bench.datasets import DATASETS, read_dataset
+    from cxrg.bench.harness import run_benchmark
+    from cxrg.bench.heatmap_store import HeatmapStore
+    from cxrg.bench.reports import rich_table, write_reports
+    from cxrg.loading import load_models, parse_option_pairs
+    from cxrg.runs import RunDir
+
+    names = model_names(models)
+    known = (*DATASETS, "ms-cxr-loc")
+    if dataset not in known:
+        raise UsageError(f"unknown dataset '{dataset}'", hint=f"choose one of: {', '.join(known)}")
+    if prompt_text not in PROMPT_TEXTS:
+        raise UsageError(f"unknown --prompt-text {prompt_text!r}", hint="choose standardised or original")
+    if prompt_text == "original" and dataset != "ms-cxr-loc":
+        raise UsageError("--prompt-text original applies to --dataset ms-cxr-loc (paper, Appendix H.1)")
+    section = CONFIG_SECTION.get(dataset)
+    if annotations is None:
+        annotations = cfg.require(f"{section}.annotations", "--annotations") if section else None
+    if images is None:
+        images = cfg.require(f"{section}.images", "--images") if section else None
+    if annotations is None or images is None:
+        raise UsageError(f"--dataset {dataset} needs --annotations and --images")
+    annotations, images = Path(annotations), Path(images)
+    if not images.is_dir():
+        raise UsageError(f"images folder not found: {images}", hint="check --images or cxrg.toml")
+    weights, device = cfg.get("weights"), cfg.get("device", "cpu")
+    shortcuts = dict(shortcuts or {})
+    lut_path = shortcuts.get("lut") or cfg.get("lut")
+    shortcuts["lut"] = lut_path
+    table = active_lut(weights, lut_path)
+    if dataset != "ms-cxr-loc":
+        data = read_dataset(dataset, annotations, images, split=split, lut=table)
+        if not data.samples:
+            raise UsageError("the dataset has no samples", where=str(annotations))
+    elif not annotations.is_file():
+        raise InputError("MS-CXR annotations file not found", where=str(annotations),
+                         hint="check --annotations or [ms-cxr] annotations in cxrg.toml")
+    pairs = parse_option_pairs(option_pairs)
+    loaded, model_errors, options = load_models(names, cfg, weights, device, pairs, shortcuts,
+                                                strict=strict, warn=say)
+    if not loaded:
+        raise UsageError("no model could be loaded", hint="see `cxrg models check`")
+    config = {"models": names, "dataset": dataset, "annotations": str(annotations.resolve()),
+              "images": str(images.resolve()), "split": split, "limit": limit, "resamples": resamples,
+              "seed": seed, "device": device, "weights": str(weights) if weights else None,
+              "lut": table.metadata.get("source", str(lut_path) if lut_path else "default"),
+              "prompt_text": prompt_text, "model_options": options,
+              "ldm_settings": {name: m.settings.to_dict() | {"window": m.settings.window()}
+                               for name, m in loaded.items() if getattr(m, "settings", None) is not None},
+              "save_heatmaps": save_heatmaps, "heatmap_size": heatmap_size, "settings": cfg.record()}
+    out = out or Path("runs") / f"bench-{dataset}"
+    run_dir = RunDir(out, "bench", config, resume_keys=RESUME_KEYS)
+    if dataset == "ms-cxr-loc":
+        loc = ms_cxr_loc(annotations, run_dir, extractor, device)
+        data = read_dataset("ms-cxr", loc, images, split=split, prompt_text=prompt_text)
+        data.name = "ms-cxr-loc"
+        if not data.samples:
+            raise UsageError("the dataset has no samples", where=str(annotations))
+    for note in data.notes:
+        run_dir.logger.info("dataset: %s", note)
+        say(f"dataset: {note}")
+    err = Console(stderr=True)
+    total = len(data.samples[:limit] if limit else data.samples)
+    store = HeatmapStore(run_dir.path, heatmap_size) if save_heatmaps else None
+    with Progress(TextColumn("bench"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=err, transient=True, disable=not (progress and err.is_terminal)) as bar:
+        task = bar.add_task("samples", total=total)
+        result = run_benchmark(loaded, data, run_dir, resamples, seed, limit, model_errors,
+                               progress=lambda k: bar.advance(task, k), store=store)
+    write_reports(result.summary, run_dir.path)
+    Console(file=sys.stdout).print(rich_table(result.summary))
+    for name, count in result.summary["counts"].items():
+        line = f"{name}: {count['scored']} of {count['samples']} samples scored, {count['failed']} failed"
+        if count.get("no_prediction"):
+            line += f" ({count['no_prediction']} no prediction)"
+        if count["failed"]:
+            line += " (reasons in per_sample.csv and log.txt)"
+        if count.get("cnr_undefined"):
+            line += f", CNR undefined for {count['cnr_undefined']}"
+        say(line)
+    say(f"results in {run_dir.path}")
+    run_dir.close()
+    return result
+
+
+def ms_cxr_loc(ms_cxr: Path, run, extractor: str, device: str) -> Path:
+    """MS-CXR rewritten to '{location} {pathology}' prompts, cached in RUN/ms-cxr-loc/ (with dropped.csv)."""
+    from cxrg.curation.extractors import make_extractor
+    from cxrg.curation.mscxr import to_ms_cxr_loc, write_ms_cxr_loc
+
+    folder = run.file("ms-cxr-loc")
+    cached = sorted(folder.glob("*_loc.csv")) if folder.is_dir() else []
+    if cached:
+        say(f"dataset: MS-CXR-loc from {cached[0]} (delete {folder} to rebuild)")
+        return cached[0]
+    chosen, note = make_extractor(extractor, device=device)
+    result = to_ms_cxr_loc(ms_cxr, chosen)
+    path = write_ms_cxr_loc(result, folder, ms_cxr)
+    dropped = sum(result.dropped.values())
+    reasons = ", ".join(f"{n} {reason}" for reason, n in result.dropped.most_common())
+    say(f"dataset: MS-CXR-loc ({type(chosen).__name__}{'; ' + note if note else ''}): {len(result.kept)} of "
+        f"{len(result.phrases)} phrases kept, {dropped} dropped" + (f" ({reasons})" if reasons else "")
+        + f"; written to {path}")
+    run.logger.info("ms-cxr-loc: %d kept, %d dropped: %s", len(result.kept), dropped, reasons)
+    return path
