@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from cxrg.cli import bench, classify, curate, datasets, ground, lut, models, pending, tune, weights
+from cxrg.cli import bench, classify, curate, datasets, ground, lut, models, pending, report, tune, weights
 from cxrg.cli import study as study_cli
 from cxrg.errors import CxrgError
 
@@ -27,6 +27,7 @@ app = typer.Typer(
 app.add_typer(models.app, name="models")
 app.command("bench")(bench.bench)
 app.command("ground")(ground.ground)
+app.command("report")(report.report)
 app.command("tune")(tune.tune)
 app.command("datasets")(datasets.datasets)
 app.add_typer(lut.app, name="lut")
