@@ -85,8 +85,11 @@ def tuned_file(tiny, ldm, tmp_path_factory) -> Path:
     with torch.no_grad():
         codebook.rows[codebook.anatomy] += torch.randn(int(codebook.anatomy.sum()), codebook.rows.shape[1],
                                                        generator=torch.Generator().manual_seed(2))
-    path = tmp_path_factory.mktemp("tuned") / "tuned.safetensors"
-    codebook.save(path, {"text_encoder": ldm.fingerprint})
+    folder = tmp_path_factory.mktemp("tuned")
+    path = folder / "tuned.safetensors"  # tuned on the window of the small test settings
+    codebook.save(path, {"text_encoder": ldm.fingerprint, "window": json.dumps(SMALL.window())})
+    codebook.save(folder / "paper.safetensors", {"text_encoder": ldm.fingerprint,
+                                                 "window": json.dumps(HeatmapSettings().window())})
     return path
 
 
@@ -310,9 +313,28 @@ def test_negatives_from_a_csv_and_from_mimic_no_finding(tmp_path):
     assert [j.key for j in jobs] == ["d1", "d5"]
     assert jobs[0].image_path == (tmp_path / "files/p10/p10000032/s50414267/d1.jpg").resolve()
     assert notes == ["negatives: 2 'No Finding' studies, 2 AP/PA image(s), 1 image(s) of other views "
-                     "left out"]
+                     "left out, no split file: every split used"]
+    split = tmp_path / "mimic-cxr-2.0.0-split.csv"
+    split.write_text("dicom_id,study_id,subject_id,split\nd1,50414267,10000032,train\n"
+                     "d5,51111111,10001234,test\n")
+    jobs, notes = read_mimic_no_finding(labels, metadata, tmp_path, NEGATIVE_PROMPTS, split_file=split)
+    assert [j.key for j in jobs] == ["d5"]  # the official test split only (paper, Appendix K)
+    assert notes[0].endswith("2 image(s) outside the test split left out")  # d1, and d2 (lateral)
     assert [j.key for j in subsample(jobs * 3, 2, seed=0)] == [j.key for j in subsample(jobs * 3, 2, seed=0)]
     assert len(subsample(jobs * 3, 2, seed=0)) == 2 and subsample(jobs, None, 0) == jobs
+
+
+def test_eq8_per_class_weighting_differs_from_shared_by_hand():
+    from cxrg.classify.diffusion import class_weighted_error, weighted_error
+
+    maps = np.array([[[4.0, 0.0], [0.0, 0.0]],    # healthy prompt's error: top-left
+                     [[0.0, 0.0], [0.0, 4.0]]])   # pathology prompt's error: bottom-right
+    pathology_map = np.array([[0.0, 0.0], [0.0, 1.0]])
+    healthy_map = np.ones((2, 2))
+    shared = weighted_error(maps, pathology_map)  # one map for both: healthy 0, pathology 4
+    per_class = class_weighted_error(maps, [healthy_map, pathology_map])  # healthy mean 1, pathology 4
+    assert shared.tolist() == [0.0, 4.0] and per_class.tolist() == [1.0, 4.0]
+    assert shared[0] - shared[1] == -4.0 and per_class[0] - per_class[1] == -3.0
 
 
 # ------------------------------------------------------------------------------------ the command
@@ -430,7 +452,7 @@ def test_classify_with_the_paper_heatmap_settings(tiny, tuned_file, tmp_path):
     out = tmp_path / "run"
     assert classify("--positives", str(positives), "--images", str(images), "--negatives", str(negatives),
                     "--negatives-images", str(healthy), "--weights", str(tiny), "--embeddings",
-                    str(tuned_file), "--out", str(out), "--draws", "8", "--resamples", "1000",
+                    str(tuned_file.with_name("paper.safetensors")), "--out", str(out), "--draws", "8", "--resamples", "1000",
                     "--limit", "2") == 0
     summary = json.loads((out / "summary.json").read_text())
     assert [r["strategy"] for r in summary["auroc"]] == ["none", "fixed", "location", "tuned"]

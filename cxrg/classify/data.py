@@ -140,17 +140,26 @@ def read_negatives_csv(path: Path, images: Path, prompts: Sequence[str]) -> list
 
 
 def read_mimic_no_finding(chexpert: Path, metadata: Path, images: Path, prompts: Sequence[str],
-                          views: Sequence[str] = MIMIC_VIEWS) -> tuple[list[Job], list[str]]:
+                          views: Sequence[str] = MIMIC_VIEWS, split_file: Path | None = None,
+                          split: str | None = "test") -> tuple[list[Job], list[str]]:
     """MIMIC-CXR images whose study is labelled No Finding = 1.0 in the CheXpert labels file, frontal
-    views only (the LDM was trained on frontal films); paths in the MIMIC-CXR-JPG layout
-    files/p<first 2 digits>/p<subject>/s<study>/<dicom_id>.jpg."""
+    views only (the LDM was trained on frontal films), and, with `split_file` (mimic-cxr-2.0.0-split.csv),
+    only images of the official `split` (the paper: "a balanced sample ... from the test split"); paths in
+    the MIMIC-CXR-JPG layout files/p<first 2 digits>/p<subject>/s<study>/<dicom_id>.jpg."""
+    in_split: set[str] | None = None
+    if split_file is not None and split is not None:
+        split_rows = read_csv_rows(split_file, ("dicom_id", "split"))
+        in_split = {r["dicom_id"] for r in split_rows if r["split"] == split}
     labels = read_csv_rows(chexpert, ("subject_id", "study_id", "No Finding"))
     healthy = {(r["subject_id"], r["study_id"]) for r in labels if _is_one(r["No Finding"])}
     meta = read_csv_rows(metadata, ("dicom_id", "subject_id", "study_id", "ViewPosition"))
     wanted = {v.upper() for v in views}
-    jobs, other_views = [], 0
+    jobs, other_views, other_split = [], 0, 0
     for row in meta:
         if (row["subject_id"], row["study_id"]) not in healthy:
+            continue
+        if in_split is not None and row["dicom_id"] not in in_split:
+            other_split += 1
             continue
         if row["ViewPosition"].upper() not in wanted:
             other_views += 1
@@ -165,7 +174,9 @@ def read_mimic_no_finding(chexpert: Path, metadata: Path, images: Path, prompts:
         jobs.append(job)
     kept = "/".join(sorted(wanted))
     notes = [f"negatives: {len(healthy)} 'No Finding' studies, {len(jobs)} {kept} image(s), "
-             f"{other_views} image(s) of other views left out"]
+             f"{other_views} image(s) of other views left out"
+             + (f", {other_split} image(s) outside the {split} split left out" if in_split is not None
+                else ", no split file: every split used")]
     return jobs, notes
 
 

@@ -20,6 +20,7 @@ of it (`weighted_error`).
 from __future__ import annotations
 
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -123,6 +124,14 @@ def weighted_error(maps: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
         return maps.mean(axis=(-2, -1))
     w = np.asarray(weights, dtype=np.float64)
     return (maps * w).sum(axis=(-2, -1)) / w.sum()
+
+
+WEIGHTINGS = ("per-class", "shared")
+
+
+def class_weighted_error(maps: np.ndarray, weights: Sequence[np.ndarray | None]) -> np.ndarray:
+    """Eq. 8 as the paper writes it: class c's error map weighted by class c's own heatmap h_c."""
+    return np.array([weighted_error(maps[c], w) for c, w in enumerate(weights)])
 
 
 def to_latent(heatmap: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

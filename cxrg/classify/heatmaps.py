@@ -48,9 +48,11 @@ class HeatmapSource:
         self.frozen_settings = engine.settings.with_changes(otsu=True)
         self.tuned_settings = engine.settings.with_changes(otsu=False)
 
-    def maps(self, pixels: torch.Tensor, prompts: Sequence[str], strategies: Sequence[str]
-             ) -> dict[str, list[np.ndarray | None]]:
-        """strategy -> one map per prompt in `prompts` (None for `none`)."""
+    def maps(self, pixels: torch.Tensor, prompts: Sequence[str], strategies: Sequence[str],
+             vocabulary: bool = True) -> dict[str, list[np.ndarray | None]]:
+        """strategy -> one map per prompt in `prompts` (None for `none`). `vocabulary=False` lets a
+        non-vocabulary prompt (the healthy class prompt) through the tuned strategy: its words keep the
+        encoder's own embeddings."""
         out: dict[str, list[np.ndarray | None]] = {}
         if "none" in strategies:
             out["none"] = [None] * len(prompts)
@@ -62,7 +64,7 @@ class HeatmapSource:
         if "tuned" in strategies:
             if self.codebook is None:
                 raise UsageError("the tuned strategy needs tuned embeddings", hint="pass --embeddings FILE")
-            for prompt in prompts:
+            for prompt in prompts if vocabulary else ():
                 check_in_vocabulary(prompt)
             out["tuned"] = list(self._maps(pixels, prompts, self.codebook))
         return out

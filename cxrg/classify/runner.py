@@ -22,7 +22,14 @@ import torch
 
 from cxrg.bench import metrics
 from cxrg.classify.data import Job, Run
-from cxrg.classify.diffusion import DrawSettings, draw_noise, error_maps, to_latent, weighted_error
+from cxrg.classify.diffusion import (
+    DrawSettings,
+    class_weighted_error,
+    draw_noise,
+    error_maps,
+    to_latent,
+    weighted_error,
+)
 from cxrg.classify.heatmaps import HeatmapSource
 from cxrg.errors import CxrgError
 from cxrg.ldm.heatmap import LdmEngine
@@ -46,6 +53,10 @@ class Classifier:
     draws: DrawSettings
     strategies: Sequence[str]
     seed: int = 0
+    weighting: str = "per-class"
+    """Eq. 8: "per-class" weights each class's error with its own heatmap (the healthy prompt's map for the
+    healthy class, the location prompt's for the pathology: the paper); "shared" uses the location
+    prompt's map for both (cxrg before 0.2)."""
 
     def __post_init__(self) -> None:
         ldm = self.engine.ldm
@@ -69,12 +80,19 @@ class Classifier:
         pixels = self.engine.model_input(image)
         maps = self.error_maps(job.key, pixels)
         heat = self.heatmaps.maps(pixels, [run.prompt for run in job.runs], self.strategies)
+        own = (self.heatmaps.maps(pixels, [self.healthy_prompt], self.strategies, vocabulary=False)
+               if self.weighting == "per-class" else None)
         rows = []
         for i, run in enumerate(job.runs):
             for strategy in self.strategies:
                 model_map = heat[strategy][i]
                 weights = None if model_map is None else to_latent(model_map, maps.shape[-2:])
-                healthy, pathology = weighted_error(maps, weights)
+                if own is None:
+                    healthy, pathology = weighted_error(maps, weights)
+                else:
+                    healthy_map = own[strategy][0]
+                    healthy_weights = None if healthy_map is None else to_latent(healthy_map, maps.shape[-2:])
+                    healthy, pathology = class_weighted_error(maps, [healthy_weights, weights])
                 row = _row(job, run.unit, run.label, run.prompt, strategy)
                 row.update(error_healthy=repr(float(healthy)), error_pathology=repr(float(pathology)),
                            score=repr(float(healthy - pathology)))

@@ -3,13 +3,13 @@ low/high mIoU bins. Heavy imports (torch, the LDM) happen inside the command."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-RESUME_KEYS = ("positives", "positives_format", "negatives", "chexpert_labels", "metadata", "views",
+RESUME_KEYS = ("weighting", "split_file", "positives", "positives_format", "negatives", "chexpert_labels",
+               "metadata", "views",
                "max_negatives", "pathology", "healthy_prompt", "pathology_prompt", "fixed_prompt",
                "negative_prompts", "strategies", "draws", "t_min", "t_max", "seed", "dtype", "embeddings",
                "text_encoder")
@@ -35,8 +35,19 @@ def classify(
     negatives_images: Annotated[Path | None, typer.Option(help="Folder the negatives' paths are relative to "
                                                           "(default: --images).")] = None,
     views: Annotated[str, typer.Option(help="MIMIC-CXR views kept as negatives.")] = "PA,AP",
-    max_negatives: Annotated[int | None, typer.Option(min=1, help="A seeded random subset of N negatives.")
+    max_negatives: Annotated[int | None, typer.Option(min=1, help="A seeded random subset of N negatives "
+                                                      "(default: as many as there are positive images).")
                              ] = None,
+    all_negatives: Annotated[bool, typer.Option(help="Use every negative instead of a balanced subset.")
+                             ] = False,
+    split_file: Annotated[Path | None, typer.Option(help="mimic-cxr-2.0.0-split.csv: --chexpert-labels "
+                                                    "negatives come from its --split (default: cxrg.toml "
+                                                    "[mimic-cxr] split).")] = None,
+    split: Annotated[str, typer.Option(help="The MIMIC-CXR split the negatives come from (paper: test); "
+                                       "'any' ignores the split file.")] = "test",
+    weighting: Annotated[str, typer.Option(help="Eq. 8: per-class (each class's error weighted by its own "
+                                           "prompt's heatmap, the paper) or shared (the location prompt's "
+                                           "map for both classes).")] = "per-class",
     pathology: Annotated[str, typer.Option(help="The positive class.")] = "Pneumothorax",
     healthy_prompt: Annotated[str, typer.Option(help="The healthy class prompt.")
                               ] = "No acute cardiopulmonary process",
@@ -61,14 +72,23 @@ def classify(
     embeddings: Annotated[Path | None, typer.Option(help="Tuned embeddings for the tuned strategy (default "
                                                     "$CXRG_EMBEDDINGS or <weights>/tuned_embeddings."
                                                     "safetensors).")] = None,
-    device: Annotated[str, typer.Option(help="cpu, cuda, ...")] = "cpu",
-    dtype: Annotated[str, typer.Option(help="float32, bfloat16 or float16.")] = "float32",
+    device: Annotated[str | None, typer.Option(help="cpu (default), cuda, ...")] = None,
+    dtype: Annotated[str | None, typer.Option(help="float32 (default), bfloat16 or float16.")] = None,
 ) -> None:
     """Heatmap-weighted diffusion classifier: scores.csv, summary.json, auroc/bins.csv, results.md/png."""
     from cxrg.classify import data
+    from cxrg.classify.diffusion import WEIGHTINGS
     from cxrg.classify.heatmaps import STRATEGIES, parse_strategies
+    from cxrg.config import load_config
     from cxrg.errors import UsageError
     from cxrg.vocab import PATHOLOGY_TEXT, canonical_pathology
+
+    cfg = load_config(cli={"weights": weights, "device": device, "dtype": dtype, "embeddings": embeddings,
+                           "mimic-cxr.split": split_file})
+    weights, device, dtype = cfg.get("weights"), cfg.get("device", "cpu"), cfg.get("dtype", "float32")
+    embeddings = cfg.get("embeddings")
+    if weighting not in WEIGHTINGS:
+        raise UsageError(f"unknown --weighting {weighting!r}", hint=f"choose {' or '.join(WEIGHTINGS)}")
 
     if (negatives is None) == (chexpert_labels is None):
         raise UsageError("give the negatives either as --negatives FILE or as --chexpert-labels FILE "
@@ -96,9 +116,13 @@ def classify(
     else:
         assert chexpert_labels is not None and metadata is not None
         view_list = [v.strip() for v in views.split(",") if v.strip()]
+        split_path = cfg.get("mimic-cxr.split")
         negative_jobs, more = data.read_mimic_no_finding(chexpert_labels, metadata, negatives_root,
-                                                         negative_prompts, view_list)
+                                                         negative_prompts, view_list, split_path,
+                                                         None if split == "any" else split)
         notes += more
+    if max_negatives is None and not all_negatives:
+        max_negatives = len(positive_jobs)  # balanced, as the paper samples its healthy set
     negative_jobs = data.subsample(negative_jobs, max_negatives, seed)
     if limit is not None:
         positive_jobs, negative_jobs = positive_jobs[:limit], negative_jobs[:limit]
@@ -107,9 +131,10 @@ def classify(
     if not negative_jobs:
         raise UsageError("no negative image", where=str(negatives or chexpert_labels))
 
-    classifier, embeddings_used, chosen = _classifier(weights, device, dtype, embeddings, chosen,
+    classifier, embeddings_used, chosen = _classifier(cfg, weights, device, dtype, embeddings, chosen,
                                                       strategies is not None, fixed_prompt, healthy_prompt,
-                                                      pathology_prompt, draws, t_min, t_max, batch_size, seed)
+                                                      pathology_prompt, draws, t_min, t_max, batch_size, seed,
+                                                      weighting)
     config = {"positives": str(positives.resolve()), "positives_format": positives_format,
               "images": str(images.resolve()), "negatives": str(negatives.resolve()) if negatives else None,
               "chexpert_labels": str(chexpert_labels.resolve()) if chexpert_labels else None,
@@ -120,13 +145,18 @@ def classify(
               "negative_prompts": negative_prompts, "strategies": chosen, "draws": draws, "t_min": t_min,
               "t_max": t_max, "batch_size": batch_size, "resamples": resamples, "seed": seed, "limit": limit,
               "device": device, "dtype": dtype, "embeddings": embeddings_used,
-              "text_encoder": classifier.engine.ldm.fingerprint}
+              "text_encoder": classifier.engine.ldm.fingerprint, "weighting": weighting,
+              "split_file": str(cfg.get("mimic-cxr.split")) if chexpert_labels else None, "split": split,
+              "ldm_settings": classifier.engine.settings.to_dict() | {"window": classifier.engine.settings
+                                                                     .window()},
+              "settings": cfg.record()}
     _run(classifier, positive_jobs + negative_jobs, out, config, notes, resamples, seed, chosen)
 
 
-def _classifier(weights: Path | None, device: str, dtype: str, embeddings: Path | None, chosen: list[str],
-                explicit: bool, fixed_prompt: str, healthy_prompt: str, pathology_prompt: str, draws: int,
-                t_min: int, t_max: int, batch_size: int, seed: int):
+def _classifier(cfg, weights: Path | None, device: str, dtype: str, embeddings: Path | None,
+                chosen: list[str], explicit: bool, fixed_prompt: str, healthy_prompt: str,
+                pathology_prompt: str, draws: int, t_min: int, t_max: int, batch_size: int, seed: int,
+                weighting: str):
     """Load the LDM (and the tuned embeddings when the tuned strategy runs) and build the classifier."""
     from cxrg.classify import heatmaps
     from cxrg.classify.diffusion import DrawSettings
@@ -144,8 +174,7 @@ def _classifier(weights: Path | None, device: str, dtype: str, embeddings: Path 
     settings = DrawSettings(draws, t_min, t_max, batch_size)
     bundle = WeightPaths(weights_root(weights)).bundle
     settings.check(int(architecture_from_bundle(bundle).scheduler["num_train_timesteps"]))  # before loading
-    tuned_path = embeddings or (Path(os.environ["CXRG_EMBEDDINGS"]) if os.environ.get("CXRG_EMBEDDINGS")
-                                else WeightPaths(weights_root(weights)).tuned_embeddings)
+    tuned_path = Path(embeddings) if embeddings else WeightPaths(weights_root(weights)).tuned_embeddings
     if "tuned" in chosen and not tuned_path.is_file():
         if explicit:
             raise UsageError("the tuned strategy needs tuned embeddings, not found", where=str(tuned_path),
@@ -158,12 +187,20 @@ def _classifier(weights: Path | None, device: str, dtype: str, embeddings: Path 
         import torch
 
         torch.set_flush_denormal(True)  # denormal floats can slow CPU U-Net passes down many times over
+    table = cfg.table("ldm")
+    batch = int(table.pop("batch", None) or cfg.get("ldm.batch", 10))
+    heatmap_settings = heatmaps.HEATMAP_SETTINGS.with_overrides(
+        {k: v for k, v in table.items() if k != "otsu"})
     codebook = None
     if "tuned" in chosen:
-        codebook, _ = Codebook.load(tuned_path, fingerprint=ldm.fingerprint)
-    engine = LdmEngine(ldm, heatmaps.HEATMAP_SETTINGS, batch_size=int(os.environ.get("CXRG_LDM_BATCH", "10")))
+        from cxrg.models.ldm import check_window
+
+        codebook, meta = Codebook.load(tuned_path, fingerprint=ldm.fingerprint)
+        check_window(meta, heatmap_settings, int(ldm.architecture.scheduler["num_train_timesteps"]),
+                     tuned_path, allow=False)
+    engine = LdmEngine(ldm, heatmap_settings, batch_size=batch)
     classifier = Classifier(engine, heatmaps.HeatmapSource(engine, fixed_prompt, codebook), healthy_prompt,
-                            pathology_prompt, settings, chosen, seed)
+                            pathology_prompt, settings, chosen, seed, weighting)
     return classifier, str(Path(tuned_path).resolve()) if codebook is not None else None, chosen
 
 
