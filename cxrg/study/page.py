@@ -178,8 +178,9 @@ APP_JS = r"""'use strict';
   async function guarded(work) {
     if (state.busy) return;
     state.busy = true;
+    document.body.dataset.busy = '1';
     try { await work(); } catch (e) { status('Not saved: ' + e.message, true); }
-    finally { state.busy = false; }
+    finally { state.busy = false; document.body.dataset.busy = '0'; }
   }
 
   function rate(score) {
