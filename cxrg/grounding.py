@@ -107,6 +107,9 @@ def ground_image(model: HeatmapModel, image_path: Path, prompt: str, out_dir: Pa
     summary = {"image": str(image_path), "model": model.card.name, "model_version": model.card.version,
                "prompt": prompt, "image_size": {"height": image.shape[0], "width": image.shape[1]},
                "seen_fraction": float(np.mean(~np.isnan(heatmap))), **heatmap_summary(heatmap)}
+    settings = getattr(model, "settings", None)
+    if settings is not None and hasattr(settings, "window"):
+        summary["model_settings"] = settings.to_dict() | {"window": settings.window()}
     atomic_write_json(out_dir / f"{stem}.json", summary)
     return summary
 

@@ -217,9 +217,9 @@ def test_capture_shapes_restoration_and_early_stop(ldm):
 # ------------------------------------------------------------------------------------ heatmaps
 
 
-@pytest.mark.parametrize("otsu", [False, True])
-def test_fast_path_equals_reference(ldm, otsu):
-    engine = LdmEngine(ldm, HeatmapSettings(otsu=otsu), batch_size=7)
+@pytest.mark.parametrize("otsu,order", [(False, "denoising"), (True, "denoising"), (False, "inversion")])
+def test_fast_path_equals_reference(ldm, otsu, order):
+    engine = LdmEngine(ldm, HeatmapSettings(otsu=otsu, capture_order=order), batch_size=7)
     prompts = ["left lower pleural effusion", "cardiomegaly"]
     fast = engine.maps(IMAGE, prompts)
     slow = reference_maps(engine, IMAGE, prompts)

@@ -27,6 +27,11 @@ def tune(
     alpha: Annotated[float, typer.Option(help="Weight of the Gaussian in the target (eq. 3).")] = 0.1,
     epsilon: Annotated[float, typer.Option(help="Support threshold of the Gaussian (eq. 3).")] = 1e-5,
     jitter: Annotated[float, typer.Option(help="mu/sigma jitter, fraction of the image size.")] = 0.05,
+    div_weight: Annotated[float, typer.Option(min=0.0, help="Weight of L_div (paper: 1; 0 turns it off, "
+                                              "Appendix H.2).")] = 1.0,
+    shared_tokens: Annotated[str, typer.Option(help="Sub-tokens shared by a location and a pathology "
+                                               "(cardi, ome, gal, y; ple, ural): trainable (default) or "
+                                               "frozen.")] = "trainable",
     seed: Annotated[int, typer.Option(help="Seed of the sample order and the jitter.")] = 0,
     checkpoint_every: Annotated[int, typer.Option(min=1, help="Checkpoint every N steps.")] = 50,
     chunk: Annotated[int, typer.Option(min=1, help="Captured timesteps per U-Net call.")] = 10,
@@ -49,7 +54,7 @@ def tune(
 
     from cxrg.anatomy.lut import Lut, active_lut
     from cxrg.cli import say
-    from cxrg.config import load_config, pick
+    from cxrg.config import load_config
     from cxrg.errors import UsageError
     from cxrg.ldm.config import HeatmapSettings
     from cxrg.ldm.loading import load_ldm
@@ -58,13 +63,14 @@ def tune(
     from cxrg.tuning.data import read_manifest
     from cxrg.tuning.trainer import Distributed, Trainer, TuneConfig
 
-    cfg = load_config()
-    manifest = Path(manifest or cfg.require("tune.manifest", "--manifest"))
-    images = Path(images or cfg.get("tune.images") or cfg.require("mimic-cxr.images", "--images"))
-    out = Path(out or cfg.get("tune.out") or Path("runs") / "tune")
-    weights = pick(weights, cfg, "weights")
-    lut = pick(lut, cfg, "lut")
-    device = pick(device, cfg, "device", "cpu")
+    cfg = load_config(cli={"weights": weights, "lut": lut, "device": device, "tune.manifest": manifest,
+                           "tune.images": images, "tune.out": out})
+    manifest = Path(cfg.require("tune.manifest", "--manifest"))
+    images = Path(cfg.get("tune.images") or cfg.require("mimic-cxr.images", "--images"))
+    out = Path(cfg.get("tune.out") or Path("runs") / "tune")
+    weights, lut, device = cfg.get("weights"), cfg.get("lut"), cfg.get("device", "cpu")
+    if shared_tokens not in ("trainable", "frozen"):
+        raise UsageError(f"unknown --shared-tokens {shared_tokens!r}", hint="choose trainable or frozen")
     if steps is not None and epochs is not None:
         raise UsageError("give one of --steps and --epochs")
     if steps is None and epochs is None:
@@ -78,10 +84,11 @@ def tune(
     else:
         assert epochs is not None
         total = max(1, round(epochs * len(data.samples) / dist.world))
-    schedule = {k: v for k, v in (cfg.get("ldm") or {}).items() if k != "otsu"}
+    schedule = {k: v for k, v in cfg.table("ldm").items() if k not in ("otsu", "batch")}
     config = TuneConfig(steps=total, lr=lr, alpha=alpha, epsilon=epsilon, jitter=jitter, seed=seed,
                         checkpoint_every=checkpoint_every, chunk=chunk, cache_dtype=cache_dtype,
-                        autocast=autocast, checkpointing=checkpointing,
+                        autocast=autocast, checkpointing=checkpointing, div_weight=div_weight,
+                        shared_tokens=shared_tokens,
                         settings=HeatmapSettings(otsu=False).with_overrides(schedule))
     table = Lut.load(lut) if lut else active_lut(weights)
     ldm = load_ldm(weights, device=device)
@@ -89,7 +96,8 @@ def tune(
         ldm = load_ldm(weights, device=f"cuda:{dist.accelerator.local_process_index}")
     run = RunDir(out, "tune", {"manifest": str(manifest.resolve()), "images": str(images.resolve()),
                                "weights": str(weights_root(weights)), "lut": table.metadata.get("source"),
-                               "processes": dist.world, **config.to_dict()})
+                               "processes": dist.world, **config.to_dict(),
+                               "window": config.settings.window(), "settings": cfg.record()})
     if restart:
         for name in ("checkpoint.json", "checkpoint.safetensors", "losses.csv"):
             run.file(name).unlink(missing_ok=True)
