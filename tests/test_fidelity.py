@@ -61,9 +61,10 @@ def test_div_weight_scales_only_the_diversity_term():
 
 
 def test_layers_of_different_resolutions_are_brought_to_one_size(ldm):
-    layers = ("down_blocks.1.attentions.0.transformer_blocks.0.attn2",  # 32x32 at 64 px... coarser/finer
+    layers = ("down_blocks.1.attentions.0.transformer_blocks.0.attn2",  # finer than the bottleneck
               "middle_block.attention.transformer_blocks.0.attn2")
-    engine = LdmEngine(ldm, HeatmapSettings(otsu=False, inference_steps=10, capture_steps=(3, 5), layers=layers))
+    settings = HeatmapSettings(otsu=False, inference_steps=10, capture_steps=(3, 5), layers=layers)
+    engine = LdmEngine(ldm, settings)
     fast = engine.maps(IMAGE, ["left pneumonia"])[0]
     slow = reference_maps(engine, IMAGE, ["left pneumonia"])[0]
     assert fast.shape == (64, 64) and np.abs(fast - slow).max() <= 1e-4
