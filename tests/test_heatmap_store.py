@@ -63,3 +63,13 @@ def test_bench_without_saving(ms_cxr, tmp_path):
     assert run_cli("bench", "--models", "oracle", "--dataset", "ms-cxr", "--annotations", str(annotations),
                    "--images", str(images), "--out", str(out), "--resamples", "100", "--no-save-heatmaps") == 0
     assert not (out / "heatmaps").exists()
+
+
+def test_bench_writes_the_report_when_small_and_not_when_told(ms_cxr, tmp_path):
+    annotations, images = ms_cxr
+    base = ["bench", "--models", "oracle", "--dataset", "ms-cxr", "--annotations", str(annotations),
+            "--images", str(images), "--resamples", "100"]
+    assert run_cli(*base, "--out", str(tmp_path / "a")) == 0
+    assert (tmp_path / "a" / "report.html").is_file()
+    assert run_cli(*base, "--out", str(tmp_path / "b"), "--no-report") == 0
+    assert not (tmp_path / "b" / "report.html").exists()

@@ -18,6 +18,8 @@ from cxrg.errors import InputError, UsageError
 CONFIG_SECTION = {"ms-cxr": "ms-cxr", "ms-cxr-loc": "ms-cxr", "vindr-cxr": "vindr-cxr"}
 RESUME_KEYS = ("dataset", "annotations", "split", "lut", "model_options", "prompt_text")
 PROMPT_TEXTS = ("standardised", "original")
+REPORT_AUTO_PAIRS = 2_000
+"""`cxrg bench` writes report.html by itself up to this many (model, sample) pairs (--report forces it)."""
 
 
 def say(text: str) -> None:
@@ -38,7 +40,7 @@ def run(cfg: Config, models: str, dataset: str, annotations: Path | None = None,
         split: str | None = None, strict: bool = False, extractor: str = "auto",
         option_pairs: Sequence[str] | None = None, shortcuts: dict[str, Any] | None = None,
         save_heatmaps: bool = True, heatmap_size: int = 256, prompt_text: str = "standardised",
-        progress: bool = True):
+        progress: bool = True, report: bool | None = None):
     """Score `models` on `dataset`; returns the harness's BenchResult (its run folder holds everything)."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -124,6 +126,15 @@ def run(cfg: Config, models: str, dataset: str, annotations: Path | None = None,
         if count.get("cnr_undefined"):
             line += f", CNR undefined for {count['cnr_undefined']}"
         say(line)
+    pairs_scored = len(result.rows)
+    if report is None:
+        report = save_heatmaps and pairs_scored <= REPORT_AUTO_PAIRS
+    if report and save_heatmaps:
+        from cxrg.report import write_report
+
+        say(f"report: {write_report(run_dir.path)}")
+    elif report is None or pairs_scored > REPORT_AUTO_PAIRS:
+        say(f"report: not written for {pairs_scored} (model, sample) pairs; run `cxrg report {run_dir.path}`")
     say(f"results in {run_dir.path}")
     run_dir.close()
     return result

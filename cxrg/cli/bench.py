@@ -44,6 +44,8 @@ def bench(
                                              "original MS-CXR phrase (paper, Appendix H.1).")]
     = "standardised",
     option: Annotated[list[str] | None, typer.Option("--option", "-o", help=OPTION_HELP)] = None,
+    report: Annotated[bool | None, typer.Option("--report/--no-report", help="Write RUN/report.html "
+                                                "(default: yes up to 2,000 model-sample pairs).")] = None,
 ) -> None:
     """Score models on a phrase-grounding dataset: per_sample.csv, summary.csv/json, results.md/png."""
     import cxrg.bench
@@ -52,4 +54,4 @@ def bench(
     cfg = load_config(cli={"weights": weights, "device": device})
     cxrg.bench.run(cfg, models, dataset, annotations, images, out, resamples, seed, limit, split, strict,
                    extractor, option, {"lut": lut, "dtype": dtype, "embeddings": embeddings}, save_heatmaps,
-                   heatmap_size, prompt_text)
+                   heatmap_size, prompt_text, report=report)
