@@ -61,7 +61,8 @@ def test_bench_without_saving(ms_cxr, tmp_path):
     annotations, images = ms_cxr
     out = tmp_path / "run"
     assert run_cli("bench", "--models", "oracle", "--dataset", "ms-cxr", "--annotations", str(annotations),
-                   "--images", str(images), "--out", str(out), "--resamples", "100", "--no-save-heatmaps") == 0
+                   "--images", str(images), "--out", str(out), "--resamples", "100",
+                   "--no-save-heatmaps") == 0
     assert not (out / "heatmaps").exists()
 
 
