@@ -5,9 +5,10 @@
   99.5th percentile of its pixels stretched to black..white (a burnt-in label or a dark border no longer
   sets the contrast). A THUMB_SIDE copy is made from the same windowed picture. JPEG, quality 85.
 - Heatmap overlay: the saved map (as scored: min-max normalised; at most 256 px) in the jet colour map, as
-  an RGBA PNG at the saved map's own size; its opacity grows with the value (low values barely tint the
-  radiograph). The page stretches it over the radiograph's box, so both share one geometry: original
-  image pixels, the same frame the boxes are in (an SVG with the original size as its viewBox).
+  a palette PNG at the saved map's own size; its opacity grows with the value (0 at 0, full from 2/3
+  up, so cold regions leave the radiograph readable; the page's slider scales it). The page stretches it
+  over the radiograph's box, so both share one geometry: original image pixels, the same frame the boxes
+  are in (an SVG with the original size as its viewBox).
 - NaN (the model saw no pixel there): black and white diagonal hatching, opaque, in both the overlay and
   the mask, so "no value" never reads as "cold".
 - Otsu mask: white where the saved map is above its Otsu threshold (cxrg.ldm.heatmap.otsu_threshold, the
@@ -122,13 +123,14 @@ def _mark_nan(rgba: np.ndarray, heat: np.ndarray) -> np.ndarray:
 
 
 def heat_rgba(heat: np.ndarray) -> np.ndarray:
-    """The saved map -> H x W x 4 uint8: jet colour, alpha from 40 (value 0) to 255 (value 1), NaN hatched."""
+    """The saved map -> H x W x 4 uint8: jet colour, alpha from 0 (value 0) to 255 (values from 2/3 up),
+    NaN hatched (opaque)."""
     heat = np.asarray(heat, dtype=np.float32)
     values = np.clip(np.nan_to_num(heat, nan=0.0), 0.0, 1.0)
     index = (values * 255 + 0.5).astype(np.uint8)
     rgba = np.empty((*heat.shape, 4), np.uint8)
     rgba[..., :3] = _jet()[index]
-    rgba[..., 3] = (40 + 215 * values + 0.5).astype(np.uint8)
+    rgba[..., 3] = (255 * np.minimum(1.0, 1.5 * values) + 0.5).astype(np.uint8)
     return _mark_nan(rgba, heat)
 
 
