@@ -304,7 +304,7 @@ def test_analyse_gives_scipy_spearman_and_the_hand_worked_kappa(study, capsys):
     expected = spearmanr(d_cnr, d_score)
     assert summary["paired"]["R1"]["cnr"]["rho"] == pytest.approx(expected.statistic, abs=1e-12)
     assert summary["paired"]["R1"]["n"] == PAIRS
-    kappa = summary["agreement"]["kappa"]["R1 | R2"]
+    kappa = summary["agreement"]["kappa"]["R1 vs R2"]
     assert kappa["value"] == pytest.approx(22 / 23) and kappa["n"] == 2 * PAIRS
     assert kappa["low"] <= kappa["value"] <= kappa["high"]
     assert summary["agreement"]["alpha"]["n"] == 2 * PAIRS

@@ -193,4 +193,4 @@ def test_two_raters_rate_in_the_browser(browser, served_study):
     expected = spearmanr([items[k][1] for k in oracle], [design[k] for k in oracle])
     assert summary["correlations"]["Ada"]["oracle"]["cnr"]["rho"] == pytest.approx(expected.statistic)
     assert summary["correlations"]["Ada"]["oracle"]["cnr"]["p"] == pytest.approx(expected.pvalue)
-    assert summary["agreement"]["kappa"][f"{hostile} | Ada"]["value"] == pytest.approx(22 / 23)
+    assert summary["agreement"]["kappa"][f"{hostile} vs Ada"]["value"] == pytest.approx(22 / 23)

@@ -143,7 +143,7 @@ def _agreement_stats(rows: list[dict], raters: list[str], resamples: int, seed: 
         shared = sorted(set(by_rater[first]) & set(by_rater[second]))
         agreement = stats.kappa_with_ci([by_rater[first][i] for i in shared],
                                         [by_rater[second][i] for i in shared], resamples, seed)
-        out["kappa"][f"{first} | {second}"] = _agreement(agreement)
+        out["kappa"][f"{first} vs {second}"] = _agreement(agreement)
     if len(raters) >= 2:
         items = sorted({r["item_id"] for r in rows})
         units = [[by_rater[rater].get(item) for rater in raters] for item in items]
@@ -164,7 +164,7 @@ def _p(value: float) -> str:
 
 def _table(header: Sequence[str], body: list[Sequence[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
-    return lines + ["| " + " | ".join(str(cell) for cell in row) + " |" for row in body]
+    return lines + ["| " + " | ".join(str(cell).replace("|", "\\|") for cell in row) + " |" for row in body]
 
 
 def results_markdown(result: dict, study: Path, resamples: int) -> str:
