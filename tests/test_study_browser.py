@@ -62,7 +62,13 @@ def order_of(study: Path, name: str) -> list[int]:
     return json.loads(row[0])
 
 
+def wait_ready(page) -> None:
+    """The page has loaded the study and is waiting for the rater (it marks body[data-busy] = '0')."""
+    page.wait_for_function("() => document.body.dataset.busy === '0'")
+
+
 def sign_in(page, name: str) -> None:
+    wait_ready(page)
     page.fill("#name", name)
     page.click("#start")
 
@@ -114,6 +120,7 @@ def test_two_raters_rate_in_the_browser(browser, served_study):
     for position in range(total):
         if position == 10:  # reload mid-way: the page resumes where the rater stopped
             page.reload()
+            wait_ready(page)
             assert page.input_value("#name") == "Ada"  # remembered by the browser
             page.click("#start")
             expect_position(page, 11)
@@ -156,6 +163,7 @@ def test_two_raters_rate_in_the_browser(browser, served_study):
     page = context.new_page()
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.goto(url)
+    wait_ready(page)
     assert page.input_value("#name") == ""
     sign_in(page, hostile)
     expect_position(page, 1)

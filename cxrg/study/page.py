@@ -260,6 +260,7 @@ APP_JS = r"""'use strict';
     applyOverlay();
     show('login');
     $('name').focus();
+    document.body.dataset.busy = '0';
   }
 
   init().catch((e) => { $('login-error').textContent = 'Cannot reach the study server: ' + e.message; });
