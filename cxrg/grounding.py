@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from cxrg.bench.metrics import normalise
 from cxrg.errors import InputError
+from cxrg.geometry import normalise
 from cxrg.images import DICOM_SUFFIXES, read_image
 from cxrg.registry import HeatmapModel, make_query
 from cxrg.runs import atomic_write_bytes, atomic_write_json, save_figure

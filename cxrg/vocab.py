@@ -235,8 +235,18 @@ def canonical(prompt: Prompt) -> Prompt:
       where air does not collect).
     * Then `tidy_locations` (side-only under a zone dropped, bilateral merge).
 
-    ``canonical(canonical(p)) == canonical(p)`` for every prompt.
+    ``canonical(canonical(p)) == canonical(p)`` for every prompt: the rules are applied until nothing
+    changes (a merge can make another rule apply, e.g. right apical + left apical + bilateral).
     """
+    for _ in range(8):
+        again = _canonical_once(prompt)
+        if again == prompt:
+            break
+        prompt = again
+    return prompt
+
+
+def _canonical_once(prompt: Prompt) -> Prompt:
     pathology = prompt.pathology
     if pathology == "Cardiomegaly":
         return Prompt(("cardiomegaly",), pathology)
@@ -266,3 +276,14 @@ def format_prompt(locations: Iterable[str], pathology: str) -> str:
     through this function, so one finding is one prompt everywhere.
     """
     return canonical(Prompt(tuple(locations), pathology)).format()
+
+
+def prompt_locations(text: str) -> tuple[str, ...]:
+    """The atlas locations a prompt names; "cardiomegaly" alone means the cardiac silhouette."""
+    prompt = Prompt.parse(text)
+    if prompt.locations:
+        return prompt.locations
+    if prompt.pathology == "Cardiomegaly":
+        return ("cardiomegaly",)
+    raise InputError(f"prompt {text!r} names no location",
+                     hint="the prior needs '<location> <pathology>', e.g. 'left lower pleural effusion'")

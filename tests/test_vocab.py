@@ -192,3 +192,10 @@ def test_tidy_locations():
     assert tidy_locations(["left", "left lower", "right"]) == ("left lower", "right")
     assert tidy_locations(["left", "bilateral upper"]) == ("bilateral upper",)
     assert tidy_locations(["left pleural", "right pleural"]) == ("bilateral pleural",)
+
+
+def test_canonical_reaches_a_fixpoint_when_a_merge_enables_another_rule():
+    from cxrg.vocab import canonical
+
+    once = canonical(Prompt(("right apical", "left apical", "bilateral"), "Pneumonia"))
+    assert canonical(once) == once and once.format() == canonical(Prompt.parse(once.format())).format()

@@ -8,7 +8,7 @@ import numpy as np
 
 from cxrg.anatomy.lut import Lut
 from cxrg.errors import InputError
-from cxrg.images import ResizeCenterCrop
+from cxrg.geometry import ResizeCenterCrop
 from cxrg.runs import save_figure
 from cxrg.vocab import SIDES, UNPAIRED, ZONES, location_name
 

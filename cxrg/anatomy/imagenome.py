@@ -26,7 +26,7 @@ from cxrg import __version__
 from cxrg.anatomy.gaussians import Gaussian2D, box_gaussian
 from cxrg.anatomy.lut import REGIONS, Lut, lut_from_regions
 from cxrg.errors import InputError
-from cxrg.images import ResizeCenterCrop
+from cxrg.geometry import ResizeCenterCrop
 
 GOLD_FILE_NAME = "gold_bbox_coordinate_annotations_1000images.csv"
 BOX_COLUMNS = ("original_x1", "original_y1", "original_x2", "original_y2")

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from cxrg.errors import InputError, UsageError
+from cxrg.images import resolve_image  # noqa: F401  (readers below; kept importable from here)
 
 MS_CXR_COLUMNS = ("dicom_id", "category_name", "label_text", "path", "x", "y", "w", "h",
                   "image_width", "image_height")
@@ -49,15 +50,6 @@ class Dataset:
     @property
     def categories(self) -> list[str]:
         return sorted({s.category for s in self.samples})
-
-
-def resolve_image(root: Path, relative: str) -> Path:
-    """`relative` under `root`; a path that escapes the root (.., absolute elsewhere, links) is rejected."""
-    root = Path(root).resolve()
-    candidate = (root / relative).resolve()
-    if not candidate.is_relative_to(root):
-        raise ValueError(f"image path {relative!r} escapes the images root {root}")
-    return candidate
 
 
 def read_csv_rows(path: Path, required: Sequence[str]) -> list[dict[str, str]]:

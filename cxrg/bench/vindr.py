@@ -31,9 +31,10 @@ from pathlib import Path
 import numpy as np
 
 from cxrg.anatomy.lut import Lut, locations_for_boxes
-from cxrg.bench.datasets import Dataset, Sample, read_csv_rows, resolve_image
+from cxrg.bench.datasets import Dataset, Sample, read_csv_rows
 from cxrg.errors import CxrgError
-from cxrg.images import ResizeCenterCrop, image_size
+from cxrg.geometry import ResizeCenterCrop
+from cxrg.images import image_size, resolve_image
 from cxrg.vocab import format_prompt, location_name
 
 VINDR_COLUMNS = ("image_id", "class_name", "x_min", "y_min", "x_max", "y_max")

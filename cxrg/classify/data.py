@@ -18,8 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cxrg.bench.datasets import read_csv_rows, read_generic, read_ms_cxr, resolve_image
+from cxrg.bench.datasets import read_csv_rows, read_generic, read_ms_cxr
 from cxrg.errors import InputError, UsageError
+from cxrg.images import resolve_image
 from cxrg.vocab import Prompt, canonical_pathology
 
 POSITIVE_FORMATS = ("ms-cxr", "generic")

@@ -16,21 +16,9 @@ import numpy as np
 
 from cxrg import __version__
 from cxrg.anatomy.lut import Lut, active_lut
-from cxrg.errors import InputError
-from cxrg.images import ResizeCenterCrop
+from cxrg.geometry import ResizeCenterCrop
 from cxrg.registry import HeatmapQuery, ModelCard, WeightFile, option
-from cxrg.vocab import Prompt
-
-
-def prompt_locations(text: str) -> tuple[str, ...]:
-    """The atlas locations a prompt names; "cardiomegaly" alone means the cardiac silhouette."""
-    prompt = Prompt.parse(text)
-    if prompt.locations:
-        return prompt.locations
-    if prompt.pathology == "Cardiomegaly":
-        return ("cardiomegaly",)
-    raise InputError(f"prompt {text!r} names no location",
-                     hint="the prior needs '<location> <pathology>', e.g. 'left lower pleural effusion'")
+from cxrg.vocab import prompt_locations
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from cxrg.bench.datasets import resolve_image
 from cxrg.errors import InputError
-from cxrg.models.prior import prompt_locations
+from cxrg.images import resolve_image
+from cxrg.vocab import prompt_locations
 
 
 @dataclass(frozen=True)

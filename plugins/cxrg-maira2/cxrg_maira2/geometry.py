@@ -14,7 +14,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from cxrg.bench.metrics import boxes_mask
+from cxrg.geometry import boxes_mask
 
 
 def centre_square(height: int, width: int) -> tuple[int, int, int]:
