@@ -9,8 +9,8 @@ Precedence, first found wins:
    CXRG_WEIGHTS, CXRG_LUT, CXRG_EMBEDDINGS, CXRG_DEVICE, CXRG_DTYPE, CXRG_LDM_BATCH;
 5. the built-in default.
 
-CXRG_HOME (the default weights folder and where config.toml lives) and CXRG_DEBUG (tracebacks) are read
-here too. Relative paths in a file are relative to that file's folder. Keys (TOML):
+CXRG_HOME (the default weights folder and where config.toml lives), CXRG_DEBUG (tracebacks) and
+CXRG_LOAD_PLUGINS (which plugin distributions to discover) are read here too. Relative paths in a file are relative to that file's folder. Keys (TOML):
 
     weights = "/data/cxrg-weights"        # the weights folder (as --weights)
     embeddings = "..."                    # tuned embeddings for `ldm` (default <weights>/tuned_embeddings...)
@@ -79,6 +79,16 @@ def env(name: str, default: str | None = None) -> str | None:
     assert name.startswith("CXRG_"), name
     value = os.environ.get(name)
     return value if value not in (None, "") else default
+
+
+def plugin_filter() -> set[str] | None:
+    """$CXRG_LOAD_PLUGINS: which third-party distributions' models to discover (comma-separated names; set
+    but empty: none, only cxrg's own models). Unset: every installed plugin. As llm's LLM_LOAD_PLUGINS, it
+    lets tests and scripts run the same whatever else is installed."""
+    value = os.environ.get("CXRG_LOAD_PLUGINS")
+    if value is None:
+        return None
+    return {name.strip().lower().replace("_", "-") for name in value.split(",") if name.strip()}
 
 
 def debug() -> bool:

@@ -50,10 +50,5 @@ class MissingWeightsError(CxrgError):
 
 class NoPrediction(CxrgError):
     """The model answered but located nothing (MAIRA-2's answer without a box): the harness records the
-    sample as "no prediction", leaves it out of the statistics and counts it per class."""
+    sample with status no-prediction, leaves it out of the statistics and counts it per class."""
 
-
-class NotImplementedYet(CxrgError):
-    """A subcommand whose capability has not been built yet."""
-
-    exit_code = 2

@@ -230,10 +230,16 @@ class PluginEntry:
 
 def discover() -> dict[str, PluginEntry]:
     """All models installed in this environment, by name; two distributions with one name is an error."""
+    from cxrg.config import plugin_filter
+
+    allowed = plugin_filter()
     found: dict[str, PluginEntry] = {}
     for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
         dist = ep.dist
         entry = PluginEntry(ep.name, ep.value, dist.name if dist else "?", dist.version if dist else "?")
+        own = entry.distribution.lower() == "cxrg"
+        if allowed is not None and not own and entry.distribution.lower().replace("_", "-") not in allowed:
+            continue
         previous = found.get(ep.name)
         if previous is not None and previous.distribution != entry.distribution:
             raise UsageError(

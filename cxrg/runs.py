@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import logging
+import math
 import os
 import platform
 import sys
@@ -61,6 +62,29 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def format_number(value: float | None) -> str:
+    """A number for a CSV cell: shortest round-trip text; empty for None or NaN (an undefined value)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return repr(float(value))
+
+
+def json_safe(obj: Any) -> Any:
+    """`obj` with NaN/inf turned into None (strict JSON has no NaN), numpy scalars into Python numbers, and
+    paths into strings, recursively."""
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [json_safe(v) for v in obj]
+    if hasattr(obj, "item") and callable(obj.item) and getattr(obj, "ndim", 1) == 0:
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
 
 
 def atomic_write_csv(path: Path, fieldnames: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> None:

@@ -16,6 +16,10 @@ from PIL import Image
 # that spins while another process holds the core can stall every small operation for milliseconds.
 torch.set_num_threads(1)
 
+# Only cxrg's own models are discovered, whatever plugins this environment holds (tests that need a plugin
+# set CXRG_LOAD_PLUGINS themselves); see cxrg.config.plugin_filter.
+os.environ["CXRG_LOAD_PLUGINS"] = ""
+
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 if os.environ.get("CXRG_SHARED_DATA"):
     SHARED_DATA = Path(os.environ["CXRG_SHARED_DATA"])

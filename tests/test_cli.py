@@ -1,4 +1,4 @@
-"""The CLI's promises: light start-up (no torch), one error path, pending commands say so."""
+"""The CLI's promises: light start-up (no torch), one error path."""
 
 from __future__ import annotations
 

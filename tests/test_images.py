@@ -29,6 +29,16 @@ from cxrg.images import CropGeometry, ResizeCenterCrop, read_image, to_xywh, to_
 SHARED_IMAGES = Path(__file__).resolve().parents[2] / "shared" / "data" / "images"
 
 
+@pytest.fixture(autouse=True)
+def _gradual_underflow():
+    """Loading an LDM flushes denormal floats process-wide (a CPU speed-up); hypothesis's float strategies
+    refuse to run in that mode, so these tests run with ordinary IEEE floats."""
+    import torch
+
+    torch.set_flush_denormal(False)
+
+
+
 def data_store_file(name: str) -> Path:
     data_store = pytest.importorskip("data_store")
     return Path(data_store.__file__).parent / "data" / name

@@ -55,10 +55,10 @@ def test_all_nan_heatmap():
     heatmap = np.full((3, 3), np.nan, dtype=np.float32)
     mask = np.eye(3, dtype=bool)
     assert math.isnan(cnr(heatmap, mask))
-    assert miou(heatmap, mask) == 0.0
+    assert math.isnan(miou(heatmap, mask))  # one NaN policy: no valid pixel, both undefined (0.1 said 0)
     assert np.isnan(normalise(heatmap)).all()
     fast_cnr, fast_miou = score(heatmap, np.array([[0, 0, 1, 1]]))
-    assert math.isnan(fast_cnr) and fast_miou == 0.0
+    assert math.isnan(fast_cnr) and math.isnan(fast_miou)
 
 
 def test_nan_pixels_ignored_by_cnr_and_unpredicted_by_miou():
@@ -138,3 +138,41 @@ def test_fast_score_is_stable_for_a_tiny_spread_on_a_large_offset():
     heatmap = (1000.0 + 1e-3 * rng.standard_normal((50, 60))).astype(np.float32)
     boxes = np.array([[10, 10, 30, 40]])
     assert score(heatmap, boxes)[0] == pytest.approx(cnr(heatmap, boxes_mask(boxes, heatmap.shape)), rel=1e-6)
+
+
+# ------------------------------------------------------------- invariances (scikit-learn common-test style)
+
+_RNG = np.random.default_rng(7)
+_MAP = _RNG.random((37, 53)).astype(np.float32)
+_MAP[:, :5] = np.nan  # a NaN margin, as outside a model's crop
+_BOXES = np.array([[10.0, 4.0, 30.0, 20.0], [25.0, 15.0, 50.0, 33.0]])
+
+
+def _scores(heatmap, boxes):
+    return score(normalise(heatmap), boxes)
+
+
+@pytest.mark.parametrize("a,b", [(3.0, -7.0), (0.05, 0.5), (1e4, 1e4)])
+def test_scores_are_invariant_to_affine_rescaling_of_the_heatmap(a, b):
+    base = _scores(_MAP, _BOXES)
+    scaled = _scores(_MAP.astype(np.float64) * a + b, _BOXES)
+    assert scaled[0] == pytest.approx(base[0], rel=1e-4) and scaled[1] == pytest.approx(base[1], abs=1e-3)
+
+
+def test_scores_are_invariant_to_transposing_map_and_boxes_together():
+    transposed = _BOXES[:, [1, 0, 3, 2]]
+    base, flipped = _scores(_MAP, _BOXES), _scores(_MAP.T.copy(), transposed)
+    assert flipped[0] == pytest.approx(base[0], rel=1e-9) and flipped[1] == pytest.approx(base[1], rel=1e-9)
+
+
+def test_scores_do_not_depend_on_box_order_or_repeats():
+    base = _scores(_MAP, _BOXES)
+    assert _scores(_MAP, _BOXES[::-1]) == base
+    assert _scores(_MAP, np.vstack([_BOXES, _BOXES[:1]])) == base
+
+
+def test_nan_margins_do_not_count_as_pixels():
+    wider = np.full((37, 60), np.nan, dtype=np.float32)
+    wider[:, :53] = _MAP
+    base, padded = _scores(_MAP, _BOXES), _scores(wider, _BOXES)
+    assert padded[0] == pytest.approx(base[0], rel=1e-9) and padded[1] == pytest.approx(base[1], rel=1e-9)

@@ -42,9 +42,11 @@ def make_distribution(site: Path, name: str, entry_points: dict[str, str], modul
 
 
 def cxrg(*args: str, site: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
-    environment = dict(os.environ, **(env or {}))
+    environment = dict(os.environ)
     if site is not None:
         environment["PYTHONPATH"] = str(site)
+        environment.pop("CXRG_LOAD_PLUGINS", None)  # discover the test's own plugin distributions
+    environment.update(env or {})
     return subprocess.run([sys.executable, "-m", "cxrg", *args], capture_output=True, text=True,
                           env=environment, timeout=60)
 
@@ -84,6 +86,7 @@ def test_two_plugins_with_one_name_is_an_error_naming_both(tmp_path):
 
 
 def test_third_party_plugin_passes_conformance(tmp_path, monkeypatch):
+    monkeypatch.delenv("CXRG_LOAD_PLUGINS")
     make_distribution(tmp_path, "fakeplug", {"centre": "fakeplug_good:CentreModel"},
                       {"fakeplug_good": GOOD_PLUGIN})
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -147,3 +150,14 @@ class _WrongShape(_Noisy):
 def test_conformance_kit_catches_broken_models(model, message):
     with pytest.raises(AssertionError, match=message):
         check_model(model)
+
+
+def test_plugin_discovery_follows_cxrg_load_plugins(tmp_path):
+    make_distribution(tmp_path, "fakeplug", {"centre": "fakeplug_good:CentreModel"},
+                      {"fakeplug_good": GOOD_PLUGIN})
+    listed = cxrg("models", "list", site=tmp_path)
+    assert "centre: fakeplug" in listed.stdout
+    only_own = cxrg("models", "list", site=tmp_path, env={"CXRG_LOAD_PLUGINS": ""})
+    assert "centre" not in only_own.stdout and "oracle: cxrg" in only_own.stdout
+    chosen = cxrg("models", "list", site=tmp_path, env={"CXRG_LOAD_PLUGINS": "fakeplug"})
+    assert "centre: fakeplug" in chosen.stdout

@@ -23,11 +23,19 @@ from cxrg.bench.datasets import Dataset, Sample
 from cxrg.bench.heatmap_store import HeatmapStore
 from cxrg.errors import CxrgError, NoPrediction
 from cxrg.registry import HeatmapModel, make_query
-from cxrg.runs import RunDir, atomic_write_csv
+from cxrg.runs import RunDir, atomic_write_csv, format_number
 
-PER_SAMPLE_FIELDS = ("model", "sample_id", "category", "prompt", "cnr", "miou", "seconds", "error")
+PER_SAMPLE_FIELDS = ("model", "sample_id", "category", "prompt", "phrase", "status", "cnr", "miou", "seconds",
+                     "error")
 FLUSH_SECONDS = 5.0
-NO_PREDICTION = "no prediction"
+SCORED, UNDEFINED, NO_PREDICTION, FAILED = "scored", "undefined", "no-prediction", "failed"
+STATUSES = (SCORED, UNDEFINED, NO_PREDICTION, FAILED)
+"""Per (model, sample): scored (every metric the model reports is a number), undefined (scored, but a metric
+is undefined, e.g. CNR of a map with no contrast), no-prediction (the model answered without a map, e.g.
+MAIRA-2 without a box), failed (an error: the image, the row or the model). Only scored and undefined rows
+enter the statistics (undefined values themselves are left out and counted); failed rows are retried on a
+rerun."""
+FINISHED = (SCORED, UNDEFINED, NO_PREDICTION)
 
 
 @dataclass
@@ -38,46 +46,93 @@ class BenchResult:
     model_errors: dict[str, str] = field(default_factory=dict)
 
 
-def _format(value: float) -> str:
-    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else repr(float(value))
-
-
 def read_per_sample(path: Path) -> dict[tuple[str, str], dict[str, str]]:
     if not path.exists():
         return {}
     with path.open(newline="", encoding="utf-8") as handle:
-        return {(row["model"], row["sample_id"]): row for row in csv.DictReader(handle)}
+        rows = {(row["model"], row["sample_id"]): row for row in csv.DictReader(handle)}
+    for row in rows.values():
+        if not row.get("status"):  # a cxrg 0.1 file: the status was implied by the error text
+            error = row.get("error") or ""
+            row["status"] = (NO_PREDICTION if error.startswith("no prediction") else FAILED if error
+                             else UNDEFINED if not (row.get("cnr") or row.get("miou")) else SCORED)
+    return rows
 
 
-def score_sample(model: HeatmapModel, sample: Sample, image: np.ndarray,
-                 store: HeatmapStore | None = None) -> dict[str, str]:
-    """One (model, sample) pair -> a per_sample row. A model error becomes the row's error. With a
-    `store`, the map as scored is kept (reduced) for the report and the reader study."""
-    started = time.perf_counter()
-    row = {"model": model.card.name, "sample_id": sample.sample_id, "category": sample.category,
-           "prompt": sample.prompt, "cnr": "", "miou": "", "error": ""}
+def _row(model: HeatmapModel, sample: Sample) -> dict[str, str]:
+    return {"model": model.card.name, "sample_id": sample.sample_id, "category": sample.category,
+            "prompt": sample.prompt, "phrase": sample.phrase, "status": FAILED, "cnr": "", "miou": "",
+            "seconds": "", "error": ""}
+
+
+def _error_text(exc: BaseException) -> str:
+    return exc.one_line() if isinstance(exc, CxrgError) else f"{type(exc).__name__}: {exc}"
+
+
+def score_heatmap(model: HeatmapModel, sample: Sample, image: np.ndarray, heatmap: Any,
+                  store: HeatmapStore | None, row: dict[str, str]) -> dict[str, str]:
+    """Fill a row from a model's heatmap (or the exception it raised instead)."""
     try:
-        query = make_query(model.card, image, sample.prompt, sample.boxes, sample.image_path)
-        heatmap = np.asarray(model.heatmap(query))
+        if isinstance(heatmap, BaseException):
+            raise heatmap
+        heatmap = np.asarray(heatmap)
         if heatmap.shape != image.shape:
             raise CxrgError(f"heatmap shape {heatmap.shape} differs from the image's {image.shape}")
         scored = metrics.normalise(heatmap)
         cnr_value, miou_value = metrics.score(scored, sample.boxes)
         if store is not None:
             store.save(model.card.name, sample.sample_id, scored)
+        reported = [v for name, v in (("cnr", cnr_value), ("miou", miou_value)) if name in model.card.metrics]
         if "cnr" in model.card.metrics:
-            row["cnr"] = _format(cnr_value)
+            row["cnr"] = format_number(cnr_value)
         if "miou" in model.card.metrics:
-            row["miou"] = _format(miou_value)
+            row["miou"] = format_number(miou_value)
+        row["status"] = SCORED if all(math.isfinite(v) for v in reported) else UNDEFINED
     except NoPrediction as exc:
-        text = exc.one_line()
-        row["error"] = text if text.startswith(NO_PREDICTION) else f"{NO_PREDICTION}: {text}"
-    except CxrgError as exc:
-        row["error"] = exc.one_line()
+        row["status"], row["error"] = NO_PREDICTION, exc.one_line()
     except Exception as exc:  # one sample's failure must not stop the run
-        row["error"] = f"{type(exc).__name__}: {exc}"
-    row["seconds"] = f"{time.perf_counter() - started:.4f}"
+        row["status"], row["error"] = FAILED, _error_text(exc)
     return row
+
+
+def score_sample(model: HeatmapModel, sample: Sample, image: np.ndarray,
+                 store: HeatmapStore | None = None) -> dict[str, str]:
+    """One (model, sample) pair -> a per_sample row. A model error becomes the row's error. With a
+    `store`, the map as scored is kept (reduced) for the report and the reader study."""
+    return score_samples(model, [sample], image, store)[0]
+
+
+def score_samples(model: HeatmapModel, samples: Sequence[Sample], image: np.ndarray,
+                  store: HeatmapStore | None = None) -> list[dict[str, str]]:
+    """Rows of several samples of one image. A model with `heatmaps(queries)` (the optional batched part
+    of the protocol; the LDM inverts the image once for all of them) gets them in one call; if that call
+    raises, each sample is tried on its own so that the error lands on the sample that caused it."""
+    started = time.perf_counter()
+    queries = [make_query(model.card, image, s.prompt, s.boxes, s.image_path) for s in samples]
+    maps: list[Any] | None = None
+    batched = getattr(model, "heatmaps", None)
+    if callable(batched) and len(samples) > 1:
+        try:
+            maps = list(batched(queries))
+            if len(maps) != len(queries):
+                raise CxrgError(f"heatmaps() returned {len(maps)} maps for {len(queries)} prompts")
+        except Exception:
+            maps = None
+    rows = []
+    for k, (sample, query) in enumerate(zip(samples, queries, strict=True)):
+        if maps is not None:
+            heatmap: Any = maps[k]
+        else:
+            started = time.perf_counter()
+            try:
+                heatmap = model.heatmap(query)
+            except Exception as exc:
+                heatmap = exc
+        row = score_heatmap(model, sample, image, heatmap, store, _row(model, sample))
+        elapsed = (time.perf_counter() - started) / (len(samples) if maps is not None else 1)
+        row["seconds"] = f"{elapsed:.4f}"
+        rows.append(row)
+    return rows
 
 
 def _load_image(sample: Sample) -> np.ndarray:
@@ -98,7 +153,7 @@ def run_benchmark(models: dict[str, HeatmapModel], dataset: Dataset, run: RunDir
     per_sample_path = run.file("per_sample.csv")
     rows = read_per_sample(per_sample_path)
     sample_ids = {s.sample_id for s in samples}
-    done = {key for key, row in rows.items() if not row.get("error") and key[1] in sample_ids}
+    done = {key for key, row in rows.items() if row.get("status") in FINISHED and key[1] in sample_ids}
     if rows:
         run.logger.info("resuming: %d finished (model, sample) pairs found", len(done))
     last_flush = time.monotonic()
@@ -106,34 +161,28 @@ def run_benchmark(models: dict[str, HeatmapModel], dataset: Dataset, run: RunDir
     def flush() -> None:
         atomic_write_csv(per_sample_path, PER_SAMPLE_FIELDS, rows.values())
 
-    cached: tuple[object, np.ndarray] | None = None
     try:
-        for sample in by_image(samples):
-            todo = [m for name, m in models.items() if (name, sample.sample_id) not in done]
-            if todo:
+        for group in image_groups(samples):
+            todo = {name: [s for s in group if (name, s.sample_id) not in done] for name in models}
+            if any(todo.values()):
                 try:
-                    key = (sample.image_path, sample.image_size, sample.error)
-                    if cached is not None and cached[0] == key:
-                        image = cached[1]  # the same image as the previous sample: read once
-                    else:
-                        image = _load_image(sample)
-                        cached = (key, image)
-                except CxrgError as exc:
-                    image, error = None, exc.one_line()
+                    image, error = _load_image(group[0]), ""
                 except Exception as exc:
-                    image, error = None, f"{type(exc).__name__}: {exc}"
-                for model in todo:
+                    image, error = None, _error_text(exc)
+                for name, model in models.items():
+                    if not todo[name]:
+                        continue
                     if image is None:
-                        row = {"model": model.card.name, "sample_id": sample.sample_id,
-                               "category": sample.category, "prompt": sample.prompt, "cnr": "", "miou": "",
-                               "seconds": "0", "error": error}
+                        new_rows = [{**_row(model, s), "seconds": "0", "error": error} for s in todo[name]]
                     else:
-                        row = score_sample(model, sample, image, store)
-                    if row["error"]:
-                        run.logger.warning("%s %s: %s", row["model"], sample.sample_id, row["error"])
-                    rows[(row["model"], sample.sample_id)] = row
+                        new_rows = score_samples(model, todo[name], image, store)
+                    for sample, row in zip(todo[name], new_rows, strict=True):
+                        if row["error"]:
+                            run.logger.warning("%s %s: %s: %s", row["model"], sample.sample_id,
+                                               row["status"], row["error"])
+                        rows[(name, sample.sample_id)] = row
             if progress is not None:
-                progress(1)
+                progress(len(group))
             if time.monotonic() - last_flush > FLUSH_SECONDS:
                 flush()
                 last_flush = time.monotonic()
@@ -143,13 +192,20 @@ def run_benchmark(models: dict[str, HeatmapModel], dataset: Dataset, run: RunDir
     return BenchResult(run, rows, summary, model_errors or {})
 
 
-def by_image(samples: Sequence[Sample]) -> list[Sample]:
-    """Samples grouped by image (in order of first appearance), so an image is read once and a model that
-    caches per-image work (the LDM's inversion) does it once for all of the image's prompts."""
+def image_groups(samples: Sequence[Sample]) -> list[list[Sample]]:
+    """Samples grouped by image file (in order of first appearance), so an image is read once and a model
+    that batches per image (the LDM's inversion) does it once for all of the image's prompts. A sample
+    whose row is broken (an error before any image) is a group of its own."""
     groups: dict[object, list[Sample]] = {}
     for sample in samples:
-        groups.setdefault(sample.image_path or sample.sample_id, []).append(sample)
-    return [s for group in groups.values() for s in group]
+        key = (sample.image_path, sample.image_size) if not sample.error else ("error", sample.sample_id)
+        groups.setdefault(key, []).append(sample)
+    return list(groups.values())
+
+
+def by_image(samples: Sequence[Sample]) -> list[Sample]:
+    """The samples in image_groups order, flattened."""
+    return [s for group in image_groups(samples) for s in group]
 
 
 def summarise(model_names: Sequence[str], samples: Sequence[Sample], rows: dict[tuple[str, str], dict],
@@ -163,10 +219,10 @@ def summarise(model_names: Sequence[str], samples: Sequence[Sample], rows: dict[
     counts: dict[str, dict[str, Any]] = {}
     for name in model_names:
         model_rows = [rows.get((name, s.sample_id)) for s in samples]
-        failed = sum(1 for r in model_rows if r is None or r.get("error"))
+        failed = sum(1 for r in model_rows if r is None or r.get("status") not in (SCORED, UNDEFINED))
         counts[name] = {"samples": len(samples), "scored": len(samples) - failed, "failed": failed}
         silent = [s.category for s, r in zip(samples, model_rows, strict=True)
-                  if r is not None and r.get("error", "").startswith(NO_PREDICTION)]
+                  if r is not None and r.get("status") == NO_PREDICTION]
         if silent:
             counts[name]["no_prediction"] = len(silent)
             counts[name]["no_prediction_by_class"] = {c: silent.count(c) for c in sorted(set(silent))}
@@ -188,6 +244,6 @@ def summarise(model_names: Sequence[str], samples: Sequence[Sample], rows: dict[
 
 
 def _value(row: dict[str, str] | None, metric: str) -> float:
-    if row is None or row.get("error") or not row.get(metric):
+    if row is None or row.get("status") not in (SCORED, UNDEFINED) or not row.get(metric):
         return float("nan")
     return float(row[metric])

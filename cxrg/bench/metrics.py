@@ -11,6 +11,8 @@ Definitions (on the heatmap as given; the harness min-max normalises first, see 
   Vilouras 2024 evaluation code turns such values into 0 with `nan_to_num`; we keep them visible instead.)
 - mIoU = mean over thresholds t of IoU(heatmap > t, mask); the comparison is strict, NaN pixels are never
   "> t" so they count as not predicted. An empty mask is an error (a sample must have a box in the image).
+  One NaN policy for both metrics: a heatmap with no valid pixel at all (all NaN) is undefined for CNR and
+  for mIoU (cxrg 0.1 scored its mIoU as 0).
 
 `score` computes both in one pass over the pixels and is what the harness uses; `cnr` and `miou` are the
 same numbers computed the plain way (tests hold them equal).
@@ -22,46 +24,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from cxrg.geometry import _clip_span, boxes_mask, normalise  # noqa: F401  (kept importable from here)
+
 DEFAULT_THRESHOLDS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5)
-
-
-def boxes_mask(boxes_xyxy: np.ndarray | Sequence[Sequence[float]], shape: tuple[int, int]) -> np.ndarray:
-    """Union of boxes as a boolean mask of `shape`.
-
-    Boxes are xyxy at pixel edges in image pixels; a pixel belongs to a box when its centre lies inside
-    (edges rounded to the nearest pixel boundary), and the parts outside the image are clipped away.
-    """
-    height, width = shape
-    mask = np.zeros((height, width), dtype=bool)
-    for x0, y0, x1, y1 in np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4):
-        c0, c1 = _clip_span(x0, x1, width)
-        r0, r1 = _clip_span(y0, y1, height)
-        mask[r0:r1, c0:c1] = True
-    return mask
-
-
-def _clip_span(lo: float, hi: float, size: int) -> tuple[int, int]:
-    start = int(np.clip(np.floor(lo + 0.5), 0, size))
-    stop = int(np.clip(np.floor(hi + 0.5), 0, size))
-    return start, max(start, stop)
-
-
-def normalise(heatmap: np.ndarray) -> np.ndarray:
-    """Min-max normalise to [0, 1], NaN-aware, as float32. A constant map becomes all zeros (NaN kept)."""
-    heatmap = np.asarray(heatmap, dtype=np.float32)
-    lo, hi = np.fmin.reduce(heatmap, axis=None), np.fmax.reduce(heatmap, axis=None)  # both skip NaN
-    if np.isnan(lo):
-        return heatmap.copy()  # all NaN
-    if not np.isfinite(lo) or not np.isfinite(hi):
-        raise ValueError("heatmap contains infinite values")
-    span = np.float32(hi - lo)
-    if span == 0:
-        out = np.zeros_like(heatmap)
-        out[np.isnan(heatmap)] = np.nan
-        return out
-    out = heatmap - np.float32(lo)
-    out /= span
-    return out
 
 
 def cnr(heatmap: np.ndarray, mask: np.ndarray) -> float:
@@ -78,9 +43,12 @@ def cnr(heatmap: np.ndarray, mask: np.ndarray) -> float:
 
 def miou(heatmap: np.ndarray, mask: np.ndarray,
          thresholds: Sequence[float] = DEFAULT_THRESHOLDS) -> float:
-    """Mean over thresholds of IoU(heatmap > t, mask); NaN pixels count as not predicted."""
+    """Mean over thresholds of IoU(heatmap > t, mask); NaN pixels count as not predicted; a map without
+    any valid pixel is undefined (NaN), like its CNR."""
     heatmap = np.asarray(heatmap)
     mask = _check_mask(mask, heatmap.shape)
+    if not np.isfinite(heatmap).any():
+        return float("nan")
     if not mask.any():
         raise ValueError("mask is empty: the sample has no box inside the image")
     ious = []
@@ -126,6 +94,8 @@ def score(heatmap: np.ndarray, boxes_xyxy: np.ndarray,
         cnr_value = _cnr_from_sums(inside.size, in_sum, in_sq, total_n - inside.size, total_sum - in_sum,
                                    total_sq - in_sq, inside, flat)
 
+    if total_n == 0:
+        return float("nan"), float("nan")  # no valid pixel: both metrics undefined
     ious = []
     for t in thresholds:
         predicted = int(np.count_nonzero(flat > t))

@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from cxrg.bench.bootstrap import AVERAGE
-from cxrg.runs import atomic_write_csv, atomic_write_json, atomic_write_text, save_figure
+from cxrg.runs import (
+    atomic_write_csv,
+    atomic_write_json,
+    atomic_write_text,
+    format_number,
+    json_safe,
+    save_figure,
+)
 
 SUMMARY_FIELDS = ("model", "category", "metric", "mean", "ci_low", "ci_high", "n")
 METRIC_TITLES = {"cnr": "CNR", "miou": "mIoU"}
@@ -107,22 +114,8 @@ def chart(summary: dict[str, Any], path: Path) -> None:
 
 
 def write_reports(summary: dict[str, Any], out: Path) -> None:
-    rows = [{**r, **{k: _num(r[k]) for k in ("mean", "ci_low", "ci_high")}} for r in summary["rows"]]
+    rows = [{**r, **{k: format_number(r[k]) for k in ("mean", "ci_low", "ci_high")}} for r in summary["rows"]]
     atomic_write_csv(out / "summary.csv", SUMMARY_FIELDS, rows)
-    atomic_write_json(out / "summary.json", _json_safe(summary))
+    atomic_write_json(out / "summary.json", json_safe(summary))
     atomic_write_text(out / "results.md", markdown_table(summary))
     chart(summary, out / "results.png")
-
-
-def _num(value: float) -> str:
-    return "" if math.isnan(value) else repr(float(value))
-
-
-def _json_safe(obj: Any) -> Any:
-    if isinstance(obj, float):
-        return None if math.isnan(obj) else obj
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_json_safe(v) for v in obj]
-    return obj

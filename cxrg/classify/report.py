@@ -13,7 +13,14 @@ import numpy as np
 from cxrg.classify.data import Job
 from cxrg.classify.runner import EMPTY_HEATMAP, keys, run_keys, value
 from cxrg.classify.stats import Pools, auroc_summary, bin_summary
-from cxrg.runs import atomic_write_csv, atomic_write_json, atomic_write_text, save_figure
+from cxrg.runs import (
+    atomic_write_csv,
+    atomic_write_json,
+    atomic_write_text,
+    format_number,
+    json_safe,
+    save_figure,
+)
 
 AUROC_FIELDS = ("strategy", "value", "ci_low", "ci_high", "positives", "negatives", "positive_runs",
                 "negative_runs", "diff_vs", "diff", "diff_low", "diff_high", "diff_p")
@@ -152,7 +159,7 @@ def figure(summary: dict[str, Any], path: Path) -> None:
 
 
 def write_reports(summary: dict[str, Any], out: Path) -> None:
-    atomic_write_json(out / "summary.json", _json_safe(summary))
+    atomic_write_json(out / "summary.json", json_safe(summary))
     atomic_write_csv(out / "auroc.csv", AUROC_FIELDS, [_csv_row(r) for r in summary["auroc"]])
     atomic_write_csv(out / "bins.csv", BIN_FIELDS, [_csv_row(r) for r in summary["bins"]])
     atomic_write_text(out / "results.md", markdown(summary))
@@ -160,15 +167,4 @@ def write_reports(summary: dict[str, Any], out: Path) -> None:
 
 
 def _csv_row(row: dict[str, Any]) -> dict[str, str]:
-    return {k: ("" if isinstance(v, float) and math.isnan(v) else repr(v) if isinstance(v, float) else str(v))
-            for k, v in row.items()}
-
-
-def _json_safe(obj: Any) -> Any:
-    if isinstance(obj, float):
-        return None if math.isnan(obj) else obj
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_json_safe(v) for v in obj]
-    return obj
+    return {k: format_number(v) if isinstance(v, float) else str(v) for k, v in row.items()}

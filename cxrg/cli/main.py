@@ -6,12 +6,12 @@ other exception prints one line too, with a pointer to CXRG_DEBUG=1, which shows
 
 from __future__ import annotations
 
-import os
 import sys
 
 import typer
 
-from cxrg.cli import bench, classify, curate, datasets, ground, lut, models, pending, report, tune, weights
+from cxrg.cli import bench, classify, curate, datasets, ground, lut, models, report, tune, weights
+from cxrg.cli import ldm as ldm_cli
 from cxrg.cli import study as study_cli
 from cxrg.errors import CxrgError
 
@@ -32,15 +32,17 @@ app.command("tune")(tune.tune)
 app.command("datasets")(datasets.datasets)
 app.add_typer(lut.app, name="lut")
 app.add_typer(weights.app, name="weights")
+app.add_typer(ldm_cli.app, name="ldm")
 app.add_typer(study_cli.app, name="study")
 app.command("demo-image")(ground.demo_image)
 curate.register(app)
 classify.register(app)
-pending.register(app, skip=("lut", "ground", "curate", "tune", "classify"))
 
 
 def _debug() -> bool:
-    return os.environ.get("CXRG_DEBUG", "") not in ("", "0")
+    from cxrg.config import debug
+
+    return debug()
 
 
 def run(argv: list[str] | None = None) -> None:

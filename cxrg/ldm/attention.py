@@ -1,8 +1,11 @@
 """Capture cross-attention probabilities softmax(QK^T / sqrt(d)) from chosen layers of the U-Net.
 
 `capture(unet, layers)` swaps the chosen CrossAttentionBlocks' forward for an explicit-softmax one that
-records the probabilities (detached, or with gradients when asked), and restores the modules on exit,
-exceptions included. Layers not captured keep whatever attention path they had (the fused one by default).
+records the probabilities (detached, or with gradients when asked), and on exit puts back exactly what was
+there (a per-module forward set by someone else included), exceptions included. The explicit path computes
+what MONAI's non-flash path computes (tests hold the U-Net's output equal with and without capture); a block
+using a feature it does not implement (causal masking, relative position embeddings) is refused. Layers
+not captured keep whatever attention path they had (the fused one by default).
 `stop_after_last` ends the U-Net's forward right after the last captured layer: the rest of the network
 cannot change what was captured, so it is not computed.
 """
@@ -40,6 +43,16 @@ def cross_attention_layers(unet: torch.nn.Module) -> list[str]:
             if isinstance(module, CrossAttentionBlock) and name.endswith("attn2")]
 
 
+UNSUPPORTED = ("causal", "rel_positional_embedding")
+
+
+def _check_supported(name: str, block) -> None:
+    used = [flag for flag in UNSUPPORTED if getattr(block, flag, None)]
+    if used:
+        raise UsageError(f"cannot capture layer {name!r}: it uses {', '.join(used)}, which the capture path "
+                         "does not implement", hint="choose another layer (cxrg ldm diagnose lists them)")
+
+
 def _explicit_forward(block, store: list[torch.Tensor], keep_grad: bool):
     def forward(x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         q = block.input_rearrange(block.to_q(x))
@@ -50,6 +63,8 @@ def _explicit_forward(block, store: list[torch.Tensor], keep_grad: bool):
             q, k = q.to(block.attention_dtype), k.to(block.attention_dtype)
         probs = (torch.einsum("blxd,blyd->blxy", q, k) * block.scale).softmax(dim=-1)
         store.append(probs if keep_grad else probs.detach())
+        if getattr(block, "save_attn", False):
+            block.att_mat = probs.detach()
         out = torch.einsum("bhxy,bhyd->bhxd", block.drop_weights(probs).to(v.dtype), v)
         return block.drop_output(block.out_proj(block.out_rearrange(out)))
     return forward
@@ -67,7 +82,10 @@ def capture(unet: torch.nn.Module, layers: Sequence[str], keep_grad: bool = Fals
     captured = Captured({name: [] for name in layers})
     order = cross_attention_layers(unet)
     last = max(layers, key=order.index)
+    for name in layers:
+        _check_supported(name, modules[name])
     handles = []
+    saved = {name: modules[name].__dict__.get("forward") for name in layers}
     try:
         for name in layers:
             modules[name].forward = _explicit_forward(modules[name], captured.maps[name], keep_grad)
@@ -78,7 +96,10 @@ def capture(unet: torch.nn.Module, layers: Sequence[str], keep_grad: bool = Fals
         yield captured
     finally:
         for name in layers:
-            modules[name].__dict__.pop("forward", None)
+            if saved[name] is None:
+                modules[name].__dict__.pop("forward", None)
+            else:
+                modules[name].forward = saved[name]
         for handle in handles:
             handle.remove()
 

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from cxrg.errors import InputError
-from cxrg.images import ResizeCenterCrop
+from cxrg.geometry import ResizeCenterCrop
 from cxrg.ldm.attention import capture, cross_attention_layers, run_until_captured
 from cxrg.ldm.config import HeatmapSettings
 from cxrg.ldm.ddim import inversion_timesteps, invert_step

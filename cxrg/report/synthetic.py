@@ -86,9 +86,10 @@ def synthetic_run(out: Path, samples: int = 40, models: tuple[str, ...] = ("orac
         xyxy = np.array([[x, y, x + w, y + h] for x, y, w, h in boxes])
         for j, model in enumerate(models):
             row = {"model": model, "sample_id": sample_id, "category": category, "prompt": phrase,
-                   "cnr": "", "miou": "", "seconds": "0.0010", "error": ""}
+                   "phrase": phrase, "status": "scored", "cnr": "", "miou": "", "seconds": "0.0010",
+                   "error": ""}
             if rng.random() < 0.02:
-                row["error"] = f"synthetic failure of {model} on {sample_id}"
+                row["status"], row["error"] = "failed", f"synthetic failure of {model} on {sample_id}"
             else:
                 x, y, w, h = boxes[0]
                 hit = rng.random() < 0.8 - 0.15 * j  # later models miss more often

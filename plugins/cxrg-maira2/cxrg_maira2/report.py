@@ -46,7 +46,7 @@ def count_by_class(per_sample: Path, model: str = "maira-2") -> dict[str, ClassC
                 continue
             entry = counts.setdefault(row["category"], ClassCounts())
             entry.samples += 1
-            if row["error"].startswith(f"{NO_PREDICTION}:"):
+            if row.get("status") == "no-prediction" or row["error"].startswith(f"{NO_PREDICTION}:"):
                 entry.no_prediction += 1
             elif row["error"] or not row["miou"]:
                 entry.other_errors += 1
