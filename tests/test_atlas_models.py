@@ -158,7 +158,28 @@ def test_vindr_reader_prompts_classes_and_counts(vindr):
     }
     assert "no image gone" in found[("gone:0", "Atelectasis")][2]
     assert notes == ["10 annotation rows: 7 in 5 samples of the benchmark classes, 3 of other classes "
-                     "(incl. No finding)"]
+                     "(incl. No finding)",
+                     "Pneumonia: Infiltration/ILD boxes on 1 image(s) (any-finding rule)"]
+
+
+def test_vindr_pneumonia_rules(vindr):
+    annotations, images = vindr
+    labels = annotations.with_name("image_labels_test.csv")
+    labels.write_text("image_id,Pleural effusion,Pneumonia,Tuberculosis,No finding\n"
+                      "img1,1,0,0,0\nimg2,0,1,0,0\nimg3,0,0,1,0\n")
+    # img3 has an Infiltration box and only Tuberculosis: never Pneumonia. img2: Pneumonia = 1, both rules.
+    any_finding, _ = read_vindr(annotations, images, Lut.default())
+    narrow, notes = read_vindr(annotations, images, Lut.default(), pneumonia_rule="pneumonia-label")
+    assert [s.sample_id for s in any_finding.samples if s.category == "Pneumonia"] == ["img2:0"]
+    assert [s.sample_id for s in narrow.samples if s.category == "Pneumonia"] == ["img2:0"]
+    # an Infiltration box on img1 (effusion labelled, no Pneumonia label) differs between the rules
+    rows = annotations.read_text().splitlines()
+    rows.append("img1,R8,Infiltration,100,100,300,300")
+    annotations.write_text("\n".join(rows) + "\n")
+    any_finding, _ = read_vindr(annotations, images, Lut.default())
+    narrow, _ = read_vindr(annotations, images, Lut.default(), pneumonia_rule="pneumonia-label")
+    assert sum(s.category == "Pneumonia" for s in any_finding.samples) == 2
+    assert sum(s.category == "Pneumonia" for s in narrow.samples) == 1
 
 
 def test_vindr_laterality_right_box_is_patient_left(vindr):

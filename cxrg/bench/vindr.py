@@ -6,8 +6,15 @@ labels, one 0/1 column per label). Images: `{image_id}.dicom` under --images, or
 `{image_id}.png|.jpg` at the original resolution.
 
 Classes (the paper's seven): the local labels Atelectasis, Cardiomegaly, Consolidation, Lung Opacity,
-Pleural effusion, Pneumothorax map to themselves; VinDr has no Pneumonia box, so, as in the Vilouras 2024
-code, boxes labelled Infiltration or ILD on images whose image-level label Pneumonia is 1 become Pneumonia.
+Pleural effusion, Pneumothorax map to themselves; VinDr has no Pneumonia box, so boxes labelled
+Infiltration or ILD become Pneumonia on some images (`pneumonia_rule`):
+
+- "any-finding" (default): on every image whose image-level labels (image_labels_test.csv) mark any of the
+  eight pathologies (Lung Opacity, Cardiomegaly, Pleural effusion, Pneumothorax, Consolidation, Atelectasis,
+  Edema, Pneumonia). This is what the Vilouras 2024 code (vios-s/ldm-phrase-grounding, data/vindr_cxr.py)
+  does, whose VinDr protocol the paper's Table 2 uses; the paper itself does not spell the rule out.
+- "pneumonia-label": only on images whose image-level Pneumonia label is 1 (cxrg 0.1's rule, narrower).
+
 Every other class (Aortic enlargement, Nodule/Mass, No finding, ...) is outside the benchmark and counted
 as such. VinDr's test set has no Edema boxes.
 
@@ -47,6 +54,10 @@ CLASS_MAP = {
     "Pneumothorax": "Pneumothorax",
 }
 PNEUMONIA_SOURCES = ("Infiltration", "ILD")
+PNEUMONIA_RULES = ("any-finding", "pneumonia-label")
+LABEL_COLUMNS = ("Lung Opacity", "Cardiomegaly", "Pleural effusion", "Pneumothorax", "Consolidation",
+                 "Atelectasis", "Edema", "Pneumonia")
+"""The image-level label columns of the eight pathologies, spelt as VinDr spells them."""
 CLASS_ORDER = ("Pneumonia", "Pneumothorax", "Consolidation", "Atelectasis", "Cardiomegaly", "Lung Opacity",
                "Pleural Effusion")
 CANDIDATES = tuple(location_name(side, zone) for side in ("left", "right")
@@ -62,9 +73,15 @@ def prompt_for_boxes(pathology: str, boxes_xyxy: np.ndarray, height: int, width:
     return format_prompt(locations_for_boxes(model_boxes, lut, CANDIDATES), pathology)
 
 
-def pneumonia_images(labels_csv: Path) -> set[str]:
+def pneumonia_images(labels_csv: Path, rule: str = "any-finding") -> set[str]:
+    """Images whose Infiltration/ILD boxes count as Pneumonia under `rule` (see the module docstring)."""
+    if rule not in PNEUMONIA_RULES:
+        raise CxrgError(f"unknown VinDr Pneumonia rule {rule!r}",
+                        hint=f"choose {' or '.join(PNEUMONIA_RULES)}")
+    columns = LABEL_COLUMNS if rule == "any-finding" else ("Pneumonia",)
     with labels_csv.open(newline="", encoding="utf-8-sig") as handle:
-        return {row["image_id"] for row in csv.DictReader(handle) if _is_positive(row.get("Pneumonia", ""))}
+        return {row["image_id"] for row in csv.DictReader(handle)
+                if any(_is_positive(row.get(column, "")) for column in columns)}
 
 
 def _is_positive(text: str) -> bool:
@@ -82,13 +99,16 @@ def find_image(root: Path, image_id: str) -> Path:
     raise ValueError(f"no image {image_id}{{{','.join(IMAGE_SUFFIXES)}}} under {root}")
 
 
-def read_vindr(annotations: Path, images: Path, lut: Lut) -> tuple[Dataset, list[str]]:
+def read_vindr(annotations: Path, images: Path, lut: Lut, pneumonia_rule: str = "any-finding"
+               ) -> tuple[Dataset, list[str]]:
     """Samples in the paper's class set, and notes that account for every row of the file."""
     rows = read_csv_rows(annotations, VINDR_COLUMNS)
     labels_csv = Path(annotations).with_name("image_labels_test.csv")
     notes = []
     if labels_csv.is_file():
-        pneumonia = pneumonia_images(labels_csv)
+        pneumonia = pneumonia_images(labels_csv, pneumonia_rule)
+        notes.append(f"Pneumonia: Infiltration/ILD boxes on {len(pneumonia)} image(s) "
+                     f"({pneumonia_rule} rule)")
     else:
         pneumonia = set()
         notes.append(f"{labels_csv.name} not found next to the annotations: no Pneumonia samples")
