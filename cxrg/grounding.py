@@ -1,10 +1,17 @@
 """Ground a phrase on images: heatmap file, overlay picture and a JSON summary per image.
 
-Outputs per image, in the output folder: `<stem>.heatmap.npy` (float32, the image's size, NaN where the
-model saw no pixel; raw, not normalised), `<stem>.overlay.png` (the radiograph with the min-max normalised
-heatmap blended over it and the prompt as caption; drawn at most 1024 px on the long side), and
-`<stem>.json`: model, prompt, image size, the peak (x, y) in original pixels, and a box: the bounding box
-(x, y, w, h) of the largest connected region where the normalised heatmap is >= 0.5.
+The phrase first goes through `cxrg.phrases.normalise` (the one reading of a phrase everywhere: "small left
+effusion" -> "left pleural pleural effusion"); `exact=True` keeps it as typed. A phrase that cannot be read
+is refused for models that need vocabulary prompts (with the closest prompts), and given as typed to a
+free-text model (ldm-frozen), with a note.
+
+Outputs per image, in the output folder, named with the model so that two models never overwrite each
+other: `<stem>.<model>.heatmap.npy` (float32, the image's size, NaN where the model saw no pixel; raw, not
+normalised), `<stem>.<model>.overlay.png` (the radiograph, display-windowed by a 0.5-99.5 percentile
+stretch, with the min-max normalised heatmap over it, a colour bar and the prompt as caption; drawn at most
+1024 px on the long side, the scale is in the caption), and `<stem>.<model>.json`: model, phrase as given,
+prompt used, image size, the peak (x, y) in original pixels, and a box: the bounding box (x, y, w, h) of
+the largest connected region where the normalised heatmap is >= 0.5.
 """
 
 from __future__ import annotations
@@ -65,30 +72,48 @@ def heatmap_summary(heatmap: np.ndarray) -> dict[str, Any]:
     return {"peak": {"x": int(peak_x), "y": int(peak_y)}, "box": box}
 
 
+def display_window(image: np.ndarray, low: float = 0.5, high: float = 99.5) -> np.ndarray:
+    """A percentile stretch for looking at a radiograph (a DICOM's own wide window looks washed out); for
+    display only: heatmaps and scores use the image as read (docs: the pixel convention)."""
+    finite = image[np.isfinite(image)]
+    if finite.size == 0:
+        return np.zeros_like(image)
+    lo, hi = np.percentile(finite, [low, high])
+    if hi <= lo:
+        return np.zeros_like(image)
+    return np.clip((image - lo) / (hi - lo), 0, 1)
+
+
 def overlay_png(image: np.ndarray, heatmap: np.ndarray, caption: str, out: Path) -> None:
-    """The radiograph in grey with the normalised heatmap over it (jet; opacity grows with the value, up to
-    60 %, so the radiograph stays readable) and a caption."""
+    """The display-windowed radiograph in grey with the normalised heatmap over it (jet; opacity grows with
+    the value, up to 60 %, so the radiograph stays readable), a colour bar and a caption with the scale."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     step = max(1, int(np.ceil(max(image.shape) / OVERLAY_MAX_SIDE)))
-    shown, heat = image[::step, ::step], normalise(heatmap)[::step, ::step]
+    shown, heat = display_window(image[::step, ::step]), normalise(heatmap)[::step, ::step]
     height, width = shown.shape
-    fig = plt.figure(figsize=(width / 100, height / 100 + 0.4), dpi=100)
-    ax = fig.add_axes((0, 0, 1, height / (height + 40)))
+    bar = 70
+    fig = plt.figure(figsize=((width + bar) / 100, height / 100 + 0.4), dpi=100)
+    ax = fig.add_axes((0, 0, width / (width + bar), height / (height + 40)))
     ax.imshow(shown, cmap="gray", vmin=0, vmax=1, interpolation="antialiased")
     colours = plt.get_cmap("jet")(np.nan_to_num(heat, nan=0.0))
     colours[..., 3] = 0.6 * np.nan_to_num(heat, nan=0.0)  # low values see-through, the finding stands out
     ax.imshow(colours)
     ax.set_axis_off()
-    fig.text(0.5, 1 - 20 / (height + 40), caption, ha="center", va="center", fontsize=11)
+    cax = fig.add_axes((width / (width + bar) + 10 / (width + bar), 0.1 * height / (height + 40),
+                        15 / (width + bar), 0.8 * height / (height + 40)))
+    fig.colorbar(plt.cm.ScalarMappable(cmap="jet", norm=plt.Normalize(0, 1)), cax=cax)
+    cax.tick_params(labelsize=8)
+    scale = f"  [1:{step}]" if step > 1 else ""
+    fig.text(0.5, 1 - 20 / (height + 40), caption + scale, ha="center", va="center", fontsize=11)
     save_figure(fig, out, dpi=100)
 
 
 def ground_image(model: HeatmapModel, image_path: Path, prompt: str, out_dir: Path,
-                 stem: str | None = None) -> dict[str, Any]:
+                 stem: str | None = None, phrase: str | None = None) -> dict[str, Any]:
     """Run one model on one image and write the three outputs; returns the JSON summary."""
     image = read_image(image_path)
     heatmap = np.asarray(model.heatmap(make_query(model.card, image, prompt, None, image_path)),
@@ -96,26 +121,45 @@ def ground_image(model: HeatmapModel, image_path: Path, prompt: str, out_dir: Pa
     if heatmap.shape != image.shape:
         raise InputError(f"model returned a {heatmap.shape} heatmap for a {image.shape} image",
                          where=model.card.name)
-    stem = stem or image_path.name.split(".")[0]
+    name = f"{stem or image_path.name.split('.')[0]}.{model.card.name}"
     out_dir.mkdir(parents=True, exist_ok=True)
     import io
 
     buffer = io.BytesIO()
     np.save(buffer, heatmap)
-    atomic_write_bytes(out_dir / f"{stem}.heatmap.npy", buffer.getvalue())
-    overlay_png(image, heatmap, f"{prompt}  ({model.card.name})", out_dir / f"{stem}.overlay.png")
+    atomic_write_bytes(out_dir / f"{name}.heatmap.npy", buffer.getvalue())
+    overlay_png(image, heatmap, f"{prompt}  ({model.card.name})", out_dir / f"{name}.overlay.png")
     summary = {"image": str(image_path), "model": model.card.name, "model_version": model.card.version,
-               "prompt": prompt, "image_size": {"height": image.shape[0], "width": image.shape[1]},
+               "phrase": prompt if phrase is None else phrase, "prompt": prompt,
+               "image_size": {"height": image.shape[0], "width": image.shape[1]},
                "seen_fraction": float(np.mean(~np.isnan(heatmap))), **heatmap_summary(heatmap)}
     settings = getattr(model, "settings", None)
     if settings is not None and hasattr(settings, "window"):
         summary["model_settings"] = settings.to_dict() | {"window": settings.window()}
-    atomic_write_json(out_dir / f"{stem}.json", summary)
+    summary["outputs"] = {kind: str(out_dir / f"{name}.{kind}")
+                          for kind in ("heatmap.npy", "overlay.png", "json")}
+    atomic_write_json(out_dir / f"{name}.json", summary)
     return summary
 
 
-def ground_images(model: HeatmapModel, spec: str, prompt: str, out: Path) -> None:
-    """Ground `prompt` on every image of `spec` (file, folder, glob): one line per image on stdout; a file
+def prompt_for(model: HeatmapModel, phrase: str, exact: bool = False) -> tuple[str, str | None]:
+    """(the prompt a model gets for a phrase, a note for the user or None). See the module docstring."""
+    from cxrg.errors import CxrgError
+    from cxrg.phrases import normalise
+
+    try:
+        reading = normalise(phrase, exact=exact)
+    except CxrgError:
+        if getattr(model, "needs_vocabulary", False):
+            raise
+        return phrase, "the phrase is not a vocabulary prompt: given to the model as typed"
+    if reading.prompt.strip().lower() != " ".join(phrase.split()).lower():
+        return reading.prompt, f"read as '{reading.prompt}'"
+    return reading.prompt, None
+
+
+def ground_images(model: HeatmapModel, spec: str, phrase: str, out: Path, exact: bool = False) -> None:
+    """Ground `phrase` on every image of `spec` (file, folder, glob): one line per image on stdout; a file
     that cannot be read is reported and skipped, the counts are printed; exit status 1 if any failed."""
     import sys
 
@@ -128,6 +172,9 @@ def ground_images(model: HeatmapModel, spec: str, prompt: str, out: Path) -> Non
         raise UsageError(f"model '{model.card.name}' needs ground-truth boxes",
                          hint="use it with `cxrg bench`")
     paths = collect_images(spec)
+    prompt, note = prompt_for(model, phrase, exact)
+    if note:
+        print(f"cxrg: {phrase!r}: {note}", file=sys.stderr, flush=True)
     err = Console(stderr=True)
     stems: dict[str, Path] = {}
     failed = 0
@@ -141,10 +188,11 @@ def ground_images(model: HeatmapModel, spec: str, prompt: str, out: Path) -> Non
                     raise CxrgError(f"output name '{stem}' is already used by {stems[stem]}",
                                     where=str(path), hint="ground these images into separate --out folders")
                 stems[stem] = path
-                summary = ground_image(model, path, prompt, out, stem)
-                peak = summary["peak"]
-                print(f"{path}: peak at x={peak['x']}, y={peak['y']} -> {out / stem}.overlay.png"
-                      if peak else f"{path}: the model saw no pixel -> {out / stem}.json", flush=True)
+                with model_progress(model, err, len(paths) == 1):
+                    summary = ground_image(model, path, prompt, out, stem, phrase)
+                peak, files = summary["peak"], summary["outputs"]
+                print(f"{path}: '{prompt}' peak at x={peak['x']}, y={peak['y']} -> {files['overlay.png']}"
+                      if peak else f"{path}: the model saw no pixel -> {files['json']}", flush=True)
             except CxrgError as exc:
                 if len(paths) == 1:
                     raise
@@ -156,3 +204,33 @@ def ground_images(model: HeatmapModel, spec: str, prompt: str, out: Path) -> Non
               flush=True)
     if failed:
         raise SystemExit(1)
+
+
+def model_progress(model: HeatmapModel, console: Any, enabled: bool):
+    """A progress bar over the LDM's U-Net passes (inversion, then capture) on a terminal; quiet when piped
+    or for models without an engine."""
+    import contextlib
+
+    engine = getattr(model, "engine", None)
+    if not enabled or engine is None or not console.is_terminal or not hasattr(engine, "progress"):
+        return contextlib.nullcontext()
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    @contextlib.contextmanager
+    def shown():
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console,
+                      transient=True) as bar:
+            tasks: dict[str, Any] = {}
+
+            def update(stage: str, done: int, total: int) -> None:
+                if stage not in tasks:
+                    tasks[stage] = bar.add_task(stage, total=total)
+                bar.update(tasks[stage], completed=done)
+
+            engine.progress = update
+            try:
+                yield
+            finally:
+                engine.progress = None
+
+    return shown()

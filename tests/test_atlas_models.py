@@ -217,16 +217,36 @@ def test_ground_on_the_real_radiograph(tmp_path, capsys):
     image = demo_image_path()
     assert cli("ground", str(image), "left lower pleural effusion", "--model", "prior",
                "--out", str(tmp_path)) == 0
-    heatmap = np.load(tmp_path / "RG1_UNCR.heatmap.npy")
+    heatmap = np.load(tmp_path / "RG1_UNCR.prior.heatmap.npy")
     assert heatmap.shape == (1955, 1841) and heatmap.dtype == np.float32
     assert np.isnan(heatmap[:40]).all() and np.isnan(heatmap[-40:]).all()  # portrait: crop top/bottom
-    summary = json.loads((tmp_path / "RG1_UNCR.json").read_text())
+    summary = json.loads((tmp_path / "RG1_UNCR.prior.json").read_text())
     assert summary["model"] == "prior" and summary["image_size"] == {"height": 1955, "width": 1841}
     assert summary["peak"]["x"] > 1841 / 2  # patient's left is the image's right
     box = summary["box"]
     assert box["x"] <= summary["peak"]["x"] < box["x"] + box["w"]
-    assert (tmp_path / "RG1_UNCR.overlay.png").stat().st_size > 50_000
+    assert (tmp_path / "RG1_UNCR.prior.overlay.png").stat().st_size > 50_000
     assert "peak at x=" in capsys.readouterr().out
+
+
+def test_ground_reads_the_phrase_as_a_radiologist_does(tmp_path, capsys):
+    image = demo_image_path()
+    assert cli("ground", str(image), "Small left pleural effusion", "--model", "prior",
+               "--out", str(tmp_path)) == 0
+    summary = json.loads((tmp_path / "RG1_UNCR.prior.json").read_text())
+    assert summary["phrase"] == "Small left pleural effusion"
+    assert summary["prompt"] == "left pleural pleural effusion"
+    assert summary["peak"]["x"] > 1841 / 2 and summary["peak"]["y"] > 1955 / 2  # the left base
+    captured = capsys.readouterr()
+    assert "read as 'left pleural pleural effusion'" in captured.err
+    assert cli("ground", str(image), "left lower lobe nodule", "--model", "prior",
+               "--out", str(tmp_path)) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "closest" in err
+    assert cli("ground", str(image), "left pleural effusion", "--model", "prior", "--exact-prompt",
+               "--out", str(tmp_path / "exact")) == 0
+    exact = json.loads((tmp_path / "exact" / "RG1_UNCR.prior.json").read_text())
+    assert exact["prompt"] == "left pleural effusion" and exact["peak"]["y"] < summary["peak"]["y"]
 
 
 def test_ground_folder_records_bad_files(tmp_path, capsys):
@@ -238,7 +258,8 @@ def test_ground_folder_records_bad_files(tmp_path, capsys):
                "--out", str(tmp_path / "out")) == 1
     err = capsys.readouterr().err
     assert "skipped" in err and "b.png" in err and "1 of 2 images grounded, 1 skipped" in err
-    assert (tmp_path / "out" / "a.json").exists() and not (tmp_path / "out" / "b.json").exists()
+    assert (tmp_path / "out" / "a.prior.json").exists()
+    assert not (tmp_path / "out" / "b.prior.json").exists()
 
 
 def test_ground_refuses_the_oracle_and_bad_prompts(tmp_path, capsys):
@@ -247,9 +268,10 @@ def test_ground_refuses_the_oracle_and_bad_prompts(tmp_path, capsys):
     assert cli("ground", str(image), "left pneumonia", "--model", "oracle") == 2
     assert "needs ground-truth boxes" in capsys.readouterr().err
     assert cli("ground", str(image), "small effusion", "--model", "prior", "--out", str(tmp_path)) == 1
-    err = capsys.readouterr().err
-    assert err.startswith("cxrg: error: prompt 'small effusion' does not end with a pathology")
-    assert err.count("\n") == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["cxrg: 'small effusion': read as 'pleural effusion'",
+                   "cxrg: error: prompt 'pleural effusion' names no location; the prior needs '<location> "
+                   "<pathology>', e.g. 'left lower pleural effusion'"]
 
 
 def test_lut_build_and_show(tmp_path):

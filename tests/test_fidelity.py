@@ -155,6 +155,6 @@ def test_ground_records_the_ldm_settings(tmp_path, tiny, monkeypatch):
     monkeypatch.chdir(study)
     image = study / "images" / mimic_path("d1")
     assert cli("ground", str(image), "left pneumonia", "--model", "ldm-frozen", "--out", "g") == 0
-    summary = json.loads((study / "g" / "d1.json").read_text())
+    summary = json.loads((study / "g" / "d1.ldm-frozen.json").read_text())
     assert summary["model_settings"]["inference_steps"] == 10
     assert summary["model_settings"]["window"]["capture_order"] == "denoising"

@@ -350,7 +350,7 @@ def test_ground_and_bench_run_the_ldm(tiny, tmp_path, ms_cxr, capsys):
 
     assert cli("ground", str(demo_image_path()), "small left effusion", "--model", "ldm-frozen",
                "--weights", str(tiny), "--out", str(tmp_path / "g")) == 0
-    heat = np.load(tmp_path / "g" / "RG1_UNCR.heatmap.npy")
+    heat = np.load(tmp_path / "g" / "RG1_UNCR.ldm-frozen.heatmap.npy")
     assert heat.shape == (1955, 1841) and np.isnan(heat[:50]).all() and np.isfinite(heat[100:1800]).all()
     annotations, images = ms_cxr
     assert cli("bench", "--models", "ldm-frozen,oracle", "--dataset", "ms-cxr", "--annotations",

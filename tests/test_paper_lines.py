@@ -67,9 +67,10 @@ def test_the_three_documented_lines(study, capsys):
     assert list((bench / "ms-cxr-loc").glob("*_loc.csv"))
 
     assert cxrg('cxrg ground image.png "left pleural effusion"') == 0
-    result = json.loads((study / "grounding" / "image.json").read_text())
+    result = json.loads((study / "grounding" / "image.ldm.json").read_text())
     assert result["model"] == "ldm" and result["image_size"] == {"height": 90, "width": 80}
-    assert (study / "grounding" / "image.heatmap.npy").is_file()
+    assert result["phrase"] == "left pleural effusion" and result["prompt"] == "left pleural pleural effusion"
+    assert (study / "grounding" / "image.ldm.heatmap.npy").is_file()
 
 
 def test_missing_configuration_and_weights_say_what_to_do(tmp_path, monkeypatch, capsys):

@@ -26,8 +26,10 @@ def ground(
     = None,
     embeddings: Annotated[Path | None, typer.Option(help="Tuned embeddings for --model ldm.")] = None,
     option: Annotated[list[str] | None, typer.Option("--option", "-o", help=OPTION_HELP)] = None,
+    exact_prompt: Annotated[bool, typer.Option(help="Use PROMPT as typed (no phrase normalisation).")]
+    = False,
 ) -> None:
-    """Ground PROMPT on IMAGE: writes OUT/<stem>.heatmap.npy, <stem>.overlay.png and <stem>.json."""
+    """Ground PROMPT on IMAGE: OUT/<stem>.<model>.heatmap.npy, .overlay.png and .json per image."""
     from cxrg.config import load_config
     from cxrg.grounding import ground_images
     from cxrg.loading import load_models, parse_option_pairs
@@ -36,7 +38,7 @@ def ground(
     shortcuts = {"lut": lut, "dtype": dtype, "embeddings": embeddings}
     loaded, _, _ = load_models([model], cfg, cfg.get("weights"), cfg.get("device", "cpu"),
                                parse_option_pairs(option), shortcuts)
-    ground_images(loaded[model], image, prompt, out)
+    ground_images(loaded[model], image, prompt, out, exact_prompt)
 
 
 def demo_image() -> None:

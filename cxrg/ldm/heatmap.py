@@ -26,7 +26,7 @@ Two implementations give the same maps (tests hold them equal):
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -133,6 +133,8 @@ class LdmEngine:
             raise InputError(f"capture steps {bad or '(none)'} are outside 0..{last}")
         self._trajectory_key: str | None = None
         self._trajectory: dict[int, torch.Tensor] = {}
+        self.progress: Callable[[str, int, int], None] | None = None
+        """Called as progress(stage, done, total) for the inversion and capture passes (a progress bar)."""
 
     # -- inputs -----------------------------------------------------------------------------------------
     def model_input(self, image: np.ndarray) -> torch.Tensor:
@@ -182,6 +184,8 @@ class LdmEngine:
                 break
             output = self.ldm.unet(latent.to(self.ldm.dtype), timesteps=self._t(i, 1), context=uncond)
             latent = self._step(latent, output.float(), i)
+            if self.progress is not None:
+                self.progress("inversion", i + 1, max(wanted))
         self._trajectory_key, self._trajectory = key, kept
         return kept
 
@@ -201,6 +205,8 @@ class LdmEngine:
                          stop_after_last=True) as got:
                 run_until_captured(self.ldm.unet, latents, timesteps=times, context=ctx)
             chunk_spans = [spans[p] for p, _ in chunk]
+            if self.progress is not None:
+                self.progress("attention", start + len(chunk), len(jobs))
             layer_maps = [token_average(got.stacked(layer), chunk_spans) for layer in self.settings.layers]
             per_job.append(torch.stack(common_side(layer_maps), dim=1))  # (chunk, layers, h, w)
         stacked = torch.cat(per_job)  # (prompts*steps, layers, h, w)

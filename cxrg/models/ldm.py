@@ -153,6 +153,7 @@ class LdmTunedModel(LdmFrozenModel):
     )
     Options: type = LdmTunedOptions
     otsu = False
+    needs_vocabulary = True
 
     def _embeddings_path(self, weights_dir: Path | None, options: Any) -> Path:
         from cxrg.ldm.weights import WeightPaths, weights_root

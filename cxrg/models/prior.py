@@ -28,6 +28,7 @@ class PriorOptions:
 
 
 class PriorModel:
+    needs_vocabulary = True  # the atlas only knows vocabulary locations
     card = ModelCard(
         name="prior",
         version=__version__,
