@@ -89,7 +89,7 @@ def otsu_iou(a: np.ndarray, b: np.ndarray) -> float:
 def ground_peak_rss(tmp: Path) -> tuple[float, float]:
     """Peak RSS (GiB) and seconds of `cxrg ground --model ldm-frozen` at 512 on real-size random weights."""
     weights = write_random(tmp / "weights", LdmArchitecture(), sd21_text_config(), note="real-size random")
-    from cxrg.cli.ground import demo_image_path
+    from cxrg.demo import demo_image_path
 
     command = [sys.executable, "-m", "cxrg", "ground", str(demo_image_path()), PROMPT,
                "--model", "ldm-frozen", "--weights", str(weights), "--out", str(tmp / "out")]

@@ -19,7 +19,7 @@ from test_anatomy import GOLD_HEADER, gold_rows, write_gold_csv
 
 from cxrg.anatomy import Lut
 from cxrg.bench.vindr import read_vindr
-from cxrg.cli.ground import demo_image_path
+from cxrg.demo import demo_image_path
 from cxrg.errors import InputError
 from cxrg.images import ResizeCenterCrop
 from cxrg.models.prior import PriorModel

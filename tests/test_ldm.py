@@ -346,7 +346,7 @@ def test_weights_fetch_offline_fails_fast_with_one_line(tmp_path, monkeypatch, c
 
 
 def test_ground_and_bench_run_the_ldm(tiny, tmp_path, ms_cxr, capsys):
-    from cxrg.cli.ground import demo_image_path
+    from cxrg.demo import demo_image_path
 
     assert cli("ground", str(demo_image_path()), "small left effusion", "--model", "ldm-frozen",
                "--weights", str(tiny), "--out", str(tmp_path / "g")) == 0

@@ -12,3 +12,10 @@ Modules, one idea each:
 
 Every choice the paper leaves open is in docs/classify.md.
 """
+
+
+def run(*args, **kwargs):
+    """`cxrg classify` as a call (cxrg.classify.command.run), imported lazily."""
+    from cxrg.classify.command import run as _run
+
+    return _run(*args, **kwargs)

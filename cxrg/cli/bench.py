@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cxrg.cli.ground import OPTION_HELP
+from cxrg.cli import OPTION_HELP
 
 
 def bench(

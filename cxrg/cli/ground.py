@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-OPTION_HELP = "A model option KEY=VALUE (repeatable; MODEL.KEY=VALUE for one model); see `cxrg models info`."
+from cxrg.cli import OPTION_HELP
 
 
 def ground(
@@ -43,20 +43,6 @@ def ground(
 
 def demo_image() -> None:
     """Print the path of a real chest radiograph shipped with pydicom-data (RG1_UNCR.dcm, CR PA, MIT)."""
+    from cxrg.demo import demo_image_path
+
     typer.echo(str(demo_image_path()))
-
-
-def demo_image_path() -> Path:
-    from cxrg.errors import CxrgError
-
-    try:
-        import data_store
-    except ImportError as exc:
-        raise CxrgError("pydicom-data is not installed", hint="pip install pydicom-data") from exc
-    path = Path(data_store.__file__).parent / "data" / "RG1_UNCR.dcm"
-    if not path.is_file():
-        found = list(Path(data_store.__file__).parent.rglob("RG1_UNCR.dcm"))
-        if not found:
-            raise CxrgError("RG1_UNCR.dcm not found in pydicom-data", where=str(path.parent))
-        path = found[0]
-    return path

@@ -40,7 +40,7 @@ def show(
 ) -> None:
     """Draw the atlas over a chest radiograph, one panel per location (the paper's Figure 3)."""
     from cxrg.anatomy import Lut, draw_atlas
-    from cxrg.cli.ground import demo_image_path
+    from cxrg.demo import demo_image_path
     from cxrg.images import read_image
 
     table = Lut.load(lut) if lut else Lut.default()

@@ -1,0 +1,209 @@
+"""`cxrg classify` as a library call (`cxrg.classify.run(...)`): read the cohort, load the LDM and the tuned
+embeddings, build the classifier, run it resumably and write the reports. The command only parses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+RESUME_KEYS = ("weighting", "split_file", "positives", "positives_format", "negatives", "chexpert_labels",
+               "metadata", "views",
+               "max_negatives", "pathology", "healthy_prompt", "pathology_prompt", "fixed_prompt",
+               "negative_prompts", "strategies", "draws", "t_min", "t_max", "seed", "dtype", "embeddings",
+               "text_encoder")
+
+
+def run(
+        positives: Path,
+        images: Path,
+        out: Path = Path('runs/classify'),
+        positives_format: str = 'ms-cxr',
+        negatives: Path | None = None,
+        chexpert_labels: Path | None = None,
+        metadata: Path | None = None,
+        negatives_images: Path | None = None,
+        views: str = 'PA,AP',
+        max_negatives: int | None = None,
+        all_negatives: bool = False,
+        split_file: Path | None = None,
+        split: str = 'test',
+        weighting: str = 'per-class',
+        pathology: str = 'Pneumothorax',
+        healthy_prompt: str = 'No acute cardiopulmonary process',
+        pathology_prompt: str | None = None,
+        fixed_prompt: str | None = None,
+        negative_locations: str = 'left apical,right apical,left,right',
+        strategies: str | None = None,
+        draws: int = 100,
+        t_min: int = 0,
+        t_max: int = 999,
+        batch_size: int = 32,
+        resamples: int = 10000,
+        seed: int = 0,
+        limit: int | None = None,
+        weights: Path | None = None,
+        embeddings: Path | None = None,
+        device: str | None = None,
+        dtype: str | None = None,
+) -> None:
+    """Heatmap-weighted diffusion classifier: scores.csv, summary.json, auroc/bins.csv, results.md/png."""
+    from cxrg.classify import data
+    from cxrg.classify.diffusion import WEIGHTINGS
+    from cxrg.classify.heatmaps import STRATEGIES, parse_strategies
+    from cxrg.config import load_config
+    from cxrg.errors import UsageError
+    from cxrg.vocab import PATHOLOGY_TEXT, canonical_pathology
+
+    cfg = load_config(cli={"weights": weights, "device": device, "dtype": dtype, "embeddings": embeddings,
+                           "mimic-cxr.split": split_file})
+    weights, device, dtype = cfg.get("weights"), cfg.get("device", "cpu"), cfg.get("dtype", "float32")
+    embeddings = cfg.get("embeddings")
+    if weighting not in WEIGHTINGS:
+        raise UsageError(f"unknown --weighting {weighting!r}", hint=f"choose {' or '.join(WEIGHTINGS)}")
+
+    if (negatives is None) == (chexpert_labels is None):
+        raise UsageError("give the negatives either as --negatives FILE or as --chexpert-labels FILE "
+                         "--metadata FILE")
+    if chexpert_labels is not None and metadata is None:
+        raise UsageError("--chexpert-labels needs --metadata (mimic-cxr-2.0.0-metadata.csv)")
+    pathology = canonical_pathology(pathology)
+    pathology_prompt = pathology_prompt or PATHOLOGY_TEXT[pathology]
+    fixed_prompt = fixed_prompt or pathology_prompt
+    if not healthy_prompt.strip() or not pathology_prompt.strip() or not fixed_prompt.strip():
+        raise UsageError("class and heatmap prompts must not be empty")
+    chosen = parse_strategies(strategies) if strategies is not None else list(STRATEGIES)
+    locations = [loc.strip() for loc in negative_locations.split(",") if loc.strip()]
+    if not locations:
+        raise UsageError("--negative-locations is empty", hint="e.g. 'left apical,right apical,left,right'")
+    negative_prompts = data.location_prompts(locations, pathology)
+    negatives_root = negatives_images or images
+    if not negatives_root.is_dir():
+        raise UsageError(f"negatives images folder not found: {negatives_root}",
+                         hint="check --negatives-images")
+
+    positive_jobs, notes = data.read_positives(positives, positives_format, images, pathology)
+    if negatives is not None:
+        negative_jobs = data.read_negatives_csv(negatives, negatives_root, negative_prompts)
+    else:
+        assert chexpert_labels is not None and metadata is not None
+        view_list = [v.strip() for v in views.split(",") if v.strip()]
+        split_path = cfg.get("mimic-cxr.split")
+        negative_jobs, more = data.read_mimic_no_finding(chexpert_labels, metadata, negatives_root,
+                                                         negative_prompts, view_list, split_path,
+                                                         None if split == "any" else split)
+        notes += more
+    if max_negatives is None and not all_negatives:
+        max_negatives = len(positive_jobs)  # balanced, as the paper samples its healthy set
+    negative_jobs = data.subsample(negative_jobs, max_negatives, seed)
+    if limit is not None:
+        positive_jobs, negative_jobs = positive_jobs[:limit], negative_jobs[:limit]
+    if not positive_jobs:
+        raise UsageError(f"no {pathology} sample among the positives", where=str(positives))
+    if not negative_jobs:
+        raise UsageError("no negative image", where=str(negatives or chexpert_labels))
+
+    classifier, embeddings_used, chosen = _classifier(cfg, weights, device, dtype, embeddings, chosen,
+                                                      strategies is not None, fixed_prompt, healthy_prompt,
+                                                      pathology_prompt, draws, t_min, t_max, batch_size, seed,
+                                                      weighting)
+    config = {"positives": str(positives.resolve()), "positives_format": positives_format,
+              "images": str(images.resolve()), "negatives": str(negatives.resolve()) if negatives else None,
+              "chexpert_labels": str(chexpert_labels.resolve()) if chexpert_labels else None,
+              "metadata": str(metadata.resolve()) if metadata else None,
+              "negatives_images": str(negatives_root.resolve()), "views": views,
+              "max_negatives": max_negatives, "pathology": pathology, "healthy_prompt": healthy_prompt,
+              "pathology_prompt": pathology_prompt, "fixed_prompt": fixed_prompt,
+              "negative_prompts": negative_prompts, "strategies": chosen, "draws": draws, "t_min": t_min,
+              "t_max": t_max, "batch_size": batch_size, "resamples": resamples, "seed": seed, "limit": limit,
+              "device": device, "dtype": dtype, "embeddings": embeddings_used,
+              "text_encoder": classifier.engine.ldm.fingerprint, "weighting": weighting,
+              "split_file": str(cfg.get("mimic-cxr.split")) if chexpert_labels else None, "split": split,
+              "ldm_settings": classifier.engine.settings.to_dict() | {"window": classifier.engine.settings
+                                                                     .window()},
+              "settings": cfg.record()}
+    _run(classifier, positive_jobs + negative_jobs, out, config, notes, resamples, seed, chosen)
+
+
+def _classifier(cfg, weights: Path | None, device: str, dtype: str, embeddings: Path | None,
+                chosen: list[str], explicit: bool, fixed_prompt: str, healthy_prompt: str,
+                pathology_prompt: str, draws: int, t_min: int, t_max: int, batch_size: int, seed: int,
+                weighting: str):
+    """Load the LDM (and the tuned embeddings when the tuned strategy runs) and build the classifier."""
+    from cxrg.classify import heatmaps
+    from cxrg.classify.diffusion import DrawSettings
+    from cxrg.classify.runner import Classifier
+    from cxrg.cli import say
+    from cxrg.errors import UsageError
+    from cxrg.ldm.config import architecture_from_bundle
+    from cxrg.ldm.heatmap import LdmEngine
+    from cxrg.ldm.loading import load_ldm, resolve_dtype
+    from cxrg.ldm.text import Codebook
+    from cxrg.ldm.weights import WeightPaths, weights_root
+
+    resolve_dtype(dtype)
+    weights = weights_root(weights)  # --weights, else cxrg.toml, else $CXRG_HOME, else ~/.cache/cxrg
+    settings = DrawSettings(draws, t_min, t_max, batch_size)
+    bundle = WeightPaths(weights_root(weights)).bundle
+    settings.check(int(architecture_from_bundle(bundle).scheduler["num_train_timesteps"]))  # before loading
+    tuned_path = Path(embeddings) if embeddings else WeightPaths(weights_root(weights)).tuned_embeddings
+    if "tuned" in chosen and not tuned_path.is_file():
+        if explicit:
+            raise UsageError("the tuned strategy needs tuned embeddings, not found", where=str(tuned_path),
+                             hint="make them with `cxrg tune`, pass --embeddings FILE, or leave tuned out of "
+                                  "--strategies")
+        say(f"cxrg: note: strategy tuned skipped: no tuned embeddings at {tuned_path} (pass --embeddings)")
+        chosen = [s for s in chosen if s != "tuned"]
+    ldm = load_ldm(weights, device=device, dtype=dtype)
+    if ldm.device.type == "cpu":
+        import torch
+
+        torch.set_flush_denormal(True)  # denormal floats can slow CPU U-Net passes down many times over
+    table = cfg.table("ldm")
+    batch = int(table.pop("batch", None) or cfg.get("ldm.batch", 10))
+    heatmap_settings = heatmaps.HEATMAP_SETTINGS.with_overrides(
+        {k: v for k, v in table.items() if k != "otsu"})
+    codebook = None
+    if "tuned" in chosen:
+        from cxrg.models.ldm import check_window
+
+        codebook, meta = Codebook.load(tuned_path, fingerprint=ldm.fingerprint)
+        check_window(meta, heatmap_settings, int(ldm.architecture.scheduler["num_train_timesteps"]),
+                     tuned_path, allow=False)
+    engine = LdmEngine(ldm, heatmap_settings, batch_size=batch)
+    classifier = Classifier(engine, heatmaps.HeatmapSource(engine, fixed_prompt, codebook), healthy_prompt,
+                            pathology_prompt, settings, chosen, seed, weighting)
+    return classifier, str(Path(tuned_path).resolve()) if codebook is not None else None, chosen
+
+
+def _run(classifier, jobs: list, out: Path, config: dict, notes: list[str], resamples: int, seed: int,
+         strategies: list[str]) -> None:
+    import sys
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from cxrg.classify.report import markdown, summarise, write_reports
+    from cxrg.classify.runner import run_classification
+    from cxrg.cli import say
+    from cxrg.runs import RunDir
+
+    run = RunDir(out, "classify", config, resume_keys=RESUME_KEYS)
+    for note in notes:
+        run.logger.info("%s", note)
+        say(note)
+    err = Console(stderr=True)
+    with Progress(TextColumn("classify"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=err, transient=True, disable=not err.is_terminal) as bar:
+        task = bar.add_task("images", total=len(jobs))
+        rows = run_classification(classifier, jobs, run, progress=lambda k: bar.advance(task, k))
+    summary = summarise(rows, jobs, strategies, resamples, seed, notes)
+    write_reports(summary, run.path)
+    print(markdown(summary), file=sys.stdout, end="", flush=True)
+    for kind, count in summary["counts"].items():
+        line = (f"{kind}s: {count['runs_scored']} of {count['runs']} runs scored "
+                f"({count['images'] - count['images_failed']} of {count['images']} images), "
+                f"{count['runs_failed']} failed")
+        if count["runs_failed"]:
+            line += " (reasons in scores.csv and log.txt)"
+        say(line)
+    say(f"results in {run.path}")
+    run.close()
