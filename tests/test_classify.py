@@ -286,7 +286,7 @@ def test_positives_are_the_pathology_samples_grouped_by_image(tmp_path):
     assert [r.unit for r in jobs[2].runs] == ["p3:0", "p3:1"]  # one image, two phrases: one job, two runs
     assert jobs[2].runs[1].prompt == "left pneumothorax"
     assert jobs[2].runs[1].boxes.tolist() == [[55, 10, 90, 70]]
-    assert "unknown location" in jobs[3].error and "cxrg curate --ms-cxr" in jobs[3].error
+    assert "not a '<location> pneumothorax' prompt" in jobs[3].error and "cxrg curate --ms-cxr" in jobs[3].error
     assert not jobs[4].error and jobs[4].runs[0].prompt == "bilateral apical pneumothorax"
     assert notes == ["positives: 1 sample(s) of class 'Pleural Effusion' left out (not Pneumothorax)"]
 

@@ -21,7 +21,8 @@ import numpy as np
 from cxrg.bench.datasets import read_csv_rows, read_generic, read_ms_cxr
 from cxrg.errors import InputError, UsageError
 from cxrg.images import resolve_image
-from cxrg.vocab import Prompt, canonical_pathology
+from cxrg.phrases import normalise
+from cxrg.vocab import Prompt, canonical_pathology, format_prompt
 
 POSITIVE_FORMATS = ("ms-cxr", "generic")
 DEFAULT_NEGATIVE_LOCATIONS = ("left apical", "right apical", "left", "right")
@@ -64,8 +65,8 @@ class Cohort:
 
 
 def location_prompts(locations: Sequence[str], pathology: str) -> list[str]:
-    """'{location} {pathology}' for each location (checked against the vocabulary)."""
-    return [Prompt((loc,), pathology).format() for loc in locations]
+    """'{location} {pathology}' for each location, written like every other producer of prompts."""
+    return [format_prompt((loc,), pathology) for loc in locations]
 
 
 def read_positives(path: Path, fmt: str, images: Path, pathology: str) -> tuple[list[Job], list[str]]:
@@ -84,8 +85,8 @@ def read_positives(path: Path, fmt: str, images: Path, pathology: str) -> tuple[
         error = sample.error
         prompt = sample.prompt
         if not error:
-            try:
-                parsed = Prompt.parse(sample.prompt)
+            try:  # the one reading of a phrase (cxrg.phrases), with the class as the pathology
+                parsed = normalise(sample.prompt, pathology=pathology).structured
                 if parsed.pathology != pathology or not parsed.locations:
                     raise InputError(f"not a '<location> {pathology.lower()}' prompt")
                 prompt = parsed.format()
