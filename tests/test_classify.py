@@ -286,7 +286,8 @@ def test_positives_are_the_pathology_samples_grouped_by_image(tmp_path):
     assert [r.unit for r in jobs[2].runs] == ["p3:0", "p3:1"]  # one image, two phrases: one job, two runs
     assert jobs[2].runs[1].prompt == "left pneumothorax"
     assert jobs[2].runs[1].boxes.tolist() == [[55, 10, 90, 70]]
-    assert "not a '<location> pneumothorax' prompt" in jobs[3].error and "cxrg curate --ms-cxr" in jobs[3].error
+    assert "not a '<location> pneumothorax' prompt" in jobs[3].error
+    assert "cxrg curate --ms-cxr" in jobs[3].error
     assert not jobs[4].error and jobs[4].runs[0].prompt == "bilateral apical pneumothorax"
     assert notes == ["positives: 1 sample(s) of class 'Pleural Effusion' left out (not Pneumothorax)"]
 
@@ -452,7 +453,8 @@ def test_classify_with_the_paper_heatmap_settings(tiny, tuned_file, tmp_path):
     out = tmp_path / "run"
     assert classify("--positives", str(positives), "--images", str(images), "--negatives", str(negatives),
                     "--negatives-images", str(healthy), "--weights", str(tiny), "--embeddings",
-                    str(tuned_file.with_name("paper.safetensors")), "--out", str(out), "--draws", "8", "--resamples", "1000",
+                    str(tuned_file.with_name("paper.safetensors")), "--out", str(out), "--draws", "8",
+                    "--resamples", "1000",
                     "--limit", "2") == 0
     summary = json.loads((out / "summary.json").read_text())
     assert [r["strategy"] for r in summary["auroc"]] == ["none", "fixed", "location", "tuned"]
