@@ -311,7 +311,8 @@ def test_weights_tiny_and_status(tmp_path, capsys):
     assert cli("weights", "tiny", str(tmp_path / "tiny"), "--seed", "3") == 0
     assert cli("weights", "status", "--weights", str(tmp_path / "tiny")) == 0
     out = capsys.readouterr().out
-    assert out.count("ok     ") == 4 and "absent  tuned embeddings" in out
+    assert out.count("ok (test)") == 4 and "absent    tuned embeddings" in out
+    assert "NOTE: not the real weights: tiny random LDM, seed 3" in out
 
 
 def test_weights_fetch_from_a_local_fake_repository(tiny, tmp_path, monkeypatch, capsys):

@@ -30,6 +30,26 @@ def _cell(row: dict[str, Any] | None) -> str:
     return f"{row['mean']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
 
 
+FEW = 10
+"""Classes with fewer samples than this are marked: their confidence interval means little."""
+
+
+def class_sizes(summary: dict[str, Any]) -> dict[str, int]:
+    """Samples per class: the largest n any model reached in it (the Average row: every sample)."""
+    sizes: dict[str, int] = {}
+    for r in summary["rows"]:
+        if r["category"] != AVERAGE:
+            sizes[r["category"]] = max(sizes.get(r["category"], 0), int(r["n"]))
+    return sizes
+
+
+def class_label(category: str, sizes: dict[str, int]) -> str:
+    if category not in sizes:
+        return category
+    mark = " †" if sizes[category] < FEW else ""
+    return f"{category} (n={sizes[category]}){mark}"
+
+
 def _layout(summary: dict[str, Any]) -> tuple[list[str], list[str], list[str], dict]:
     rows = summary["rows"]
     models = list(dict.fromkeys(r["model"] for r in rows))
@@ -43,10 +63,14 @@ def markdown_table(summary: dict[str, Any]) -> str:
     models, metrics, categories, index = _layout(summary)
     header = ["Class"] + [f"{METRIC_TITLES[m]} {model}" for m in metrics for model in models]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    sizes = class_sizes(summary)
     for category in categories:
-        cells = [f"**{category}**" if category == AVERAGE else category]
+        cells = [f"**{category}**" if category == AVERAGE else class_label(category, sizes)]
         cells += [_cell(index.get((model, category, m))) for m in metrics for model in models]
         lines.append("| " + " | ".join(cells) + " |")
+    if any(n < FEW for n in sizes.values()):
+        lines.append("")
+        lines.append(f"† fewer than {FEW} samples: the CI means little.")
     counts = summary["counts"]
     notes = [f"- {model}: {c['scored']} of {c['samples']} samples scored, {c['failed']} failed"
              + (f" ({c['no_prediction']} of them no prediction: "
@@ -69,18 +93,31 @@ def markdown_table(summary: dict[str, Any]) -> str:
 
 
 def rich_table(summary: dict[str, Any]):
+    """For the terminal: one table per metric (classes x models), each cell the mean over its CI, so that
+    five models fit in 80 columns; n per class in the first column."""
+    from rich.console import Group
     from rich.table import Table
 
     models, metrics, categories, index = _layout(summary)
-    table = Table(title="Phrase grounding (mean [95 % CI])")
-    table.add_column("Class")
+    sizes = class_sizes(summary)
+    tables = []
     for m in metrics:
+        table = Table(title=f"{METRIC_TITLES[m]} (mean, 95 % CI)", title_justify="left")
+        table.add_column("Class")
         for model in models:
-            table.add_column(f"{METRIC_TITLES[m]}\n{model}", justify="right")
-    for category in categories:
-        cells = [_cell(index.get((model, category, m))) for m in metrics for model in models]
-        table.add_row(category, *cells, style="bold" if category == AVERAGE else None)
-    return table
+            table.add_column(model, justify="right")
+        for category in categories:
+            cells = []
+            for model in models:
+                row = index.get((model, category, m))
+                cells.append("-" if row is None or math.isnan(row["mean"]) else
+                             f"{row['mean']:.3f}\n[{row['ci_low']:.2f}, {row['ci_high']:.2f}]")
+            table.add_row(class_label(category, sizes), *cells,
+                          style="bold" if category == AVERAGE else None)
+        tables.append(table)
+    if any(n < FEW for n in sizes.values()):
+        tables.append(f"† fewer than {FEW} samples: the CI means little.")
+    return Group(*tables)
 
 
 def chart(summary: dict[str, Any], path: Path) -> None:
@@ -105,7 +142,8 @@ def chart(summary: dict[str, Any], path: Path) -> None:
             high = np.array([s["ci_high"] - s["mean"] if s else np.nan for s in stats])
             ax.bar(x + (k - (len(models) - 1) / 2) * width, means, width, label=model,
                    yerr=np.nan_to_num(np.vstack([low, high])), capsize=2)
-        ax.set_xticks(x, categories, rotation=40, ha="right", fontsize=8)
+        sizes = class_sizes(summary)
+        ax.set_xticks(x, [class_label(c, sizes) for c in categories], rotation=40, ha="right", fontsize=8)
         ax.set_title(METRIC_TITLES[metric])
         ax.axhline(0, color="black", linewidth=0.5)
     axes[0][0].legend(fontsize=8)

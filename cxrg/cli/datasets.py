@@ -17,16 +17,17 @@ images = "/data/vindr-cxr/1.0.0/test"'''
 
 def datasets() -> None:
     """List the configured datasets (./cxrg.toml, else $CXRG_HOME/config.toml) and check their files."""
-    from cxrg.config import DATASETS, load_config
+    from cxrg.config import DATASETS, env, home, load_config
 
     cfg = load_config()
     if cfg.path is None:
-        typer.echo("no configuration: looked for ./cxrg.toml and $CXRG_HOME/config.toml. A start:\n")
+        where = f"{home() / 'config.toml'}" + ("" if env("CXRG_HOME") else " ($CXRG_HOME is not set)")
+        typer.echo(f"no configuration: looked for ./cxrg.toml and {where}. A start:\n")
         typer.echo(EXAMPLE)
         return
     typer.echo(f"configuration: {cfg.path}")
     for name, keys in DATASETS.items():
-        if name not in cfg.data:
+        if all(cfg.get(f"{name}.{key}") is None for key in keys):
             typer.echo(f"  {name}: not configured")
             continue
         typer.echo(f"  {name}:")

@@ -16,7 +16,9 @@ def build(
                                                  "1000images.csv")],
     out: Annotated[Path, typer.Option(help="Where to write the LUT JSON.")] = Path("lut.json"),
 ) -> None:
-    """Build the LUT from Chest ImaGenome's gold boxes (eq. 6, averaged per region)."""
+    """Build the LUT from Chest ImaGenome's gold boxes: a Gaussian per box, averaged per region.
+
+    Each box gives mu = its centre and sigma = its extent / 6 (paper, eq. 6) in the 512 model frame."""
     from cxrg.anatomy import build_lut_from_imagenome
 
     lut = build_lut_from_imagenome(imagenome)

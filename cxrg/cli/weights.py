@@ -19,17 +19,35 @@ def status(weights: WeightsOption = None) -> None:
 
     paths = WeightPaths(weights_root(weights))
     typer.echo(f"weights folder: {paths.root}")
+    note = test_weights_note(paths)
+    if note:
+        typer.echo(f"  NOTE: not the real weights: {note}; its heatmaps show the pipeline, not the paper's "
+                   "model")
     missing = 0
     for what, path, present, how in paths.status():
-        typer.echo(f"  {'ok     ' if present else 'MISSING'} {what}: {path}")
+        state = ("ok (test)" if note else "ok") if present else "MISSING"
+        typer.echo(f"  {state:<9} {what}: {path}")
         if not present:
             missing += 1
             typer.echo(f"          get it: {how}")
     tuned = paths.tuned_embeddings
-    typer.echo(f"  {'ok     ' if tuned.is_file() else 'absent '} tuned embeddings (model ldm): {tuned}"
+    typer.echo(f"  {'ok' if tuned.is_file() else 'absent':<9} tuned embeddings (model ldm): {tuned}"
                + ("" if tuned.is_file() else " (make them with `cxrg tune`)"))
     if missing:
         raise typer.Exit(1)
+
+
+def test_weights_note(paths) -> str | None:
+    """The note a random (`cxrg weights tiny`) or organism model carries in its architecture file."""
+    import json
+
+    marker = paths.bundle / "configs" / "cxrg_architecture.json"
+    if not marker.is_file():
+        return None
+    try:
+        return str(json.loads(marker.read_text()).get("note") or "written by cxrg, not the released bundle")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        return "written by cxrg, not the released bundle"
 
 
 @app.command("fetch")
