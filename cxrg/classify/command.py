@@ -5,6 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+
+def say(text: str) -> None:
+    """A status line on stderr (the command's data go to stdout and files)."""
+    import sys
+
+    print(text, file=sys.stderr, flush=True)
+
+
 RESUME_KEYS = ("weighting", "split_file", "positives", "positives_format", "negatives", "chexpert_labels",
                "metadata", "views",
                "max_negatives", "pathology", "healthy_prompt", "pathology_prompt", "fixed_prompt",
@@ -131,7 +139,6 @@ def _classifier(cfg, weights: Path | None, device: str, dtype: str, embeddings: 
     from cxrg.classify import heatmaps
     from cxrg.classify.diffusion import DrawSettings
     from cxrg.classify.runner import Classifier
-    from cxrg.cli import say
     from cxrg.errors import UsageError
     from cxrg.ldm.config import architecture_from_bundle
     from cxrg.ldm.heatmap import LdmEngine
@@ -183,7 +190,6 @@ def _run(classifier, jobs: list, out: Path, config: dict, notes: list[str], resa
 
     from cxrg.classify.report import markdown, summarise, write_reports
     from cxrg.classify.runner import run_classification
-    from cxrg.cli import say
     from cxrg.runs import RunDir
 
     run = RunDir(out, "classify", config, resume_keys=RESUME_KEYS)
