@@ -212,7 +212,35 @@ def _checked(key: str, value: Any, file: ConfigFile) -> Any:
     if leaf in ("device", "dtype") and not isinstance(value, str):
         raise InputError(f"`{key}` must be a string, got {value!r}", where=str(file.path),
                          hint=f'e.g. {leaf} = "{"cpu" if leaf == "device" else "float32"}"')
+    if key.startswith("ldm.") and leaf in LDM_TYPES:
+        kind, example = LDM_TYPES[leaf]
+        if not _is_kind(value, kind):
+            raise InputError(f"`{key}` must be {kind}, got {value!r}", where=str(file.path),
+                             hint=f"e.g. {leaf} = {example}")
     return value
+
+
+LDM_TYPES = {"inference_steps": ("a whole number", "100"), "batch": ("a whole number", "4"),
+             "capture_steps": ("a list of whole numbers", "[30, 31, 32]"),
+             "layers": ("a list of names in quotes", '["mid_block.attentions.0"]'),
+             "smoothing_sigma": ("a number", "1.0"), "otsu": ("true or false", "true"),
+             "timestep_spacing": ("text in quotes", '"trailing"'),
+             "capture_order": ("text in quotes", '"denoising"')}
+"""The type of each [ldm] value in a configuration file (checked with one line naming the key)."""
+
+
+def _is_kind(value: Any, kind: str) -> bool:
+    if kind == "a whole number":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "a number":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if kind == "true or false":
+        return isinstance(value, bool)
+    if kind == "a list of whole numbers":
+        return isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    if kind == "a list of names in quotes":
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
+    return isinstance(value, str)
 
 
 def config_paths(cwd: Path | None = None) -> list[Path]:

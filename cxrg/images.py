@@ -30,6 +30,54 @@ __all__ = ["CropGeometry", "ResizeCenterCrop", "image_size", "read_annotated_ima
            "resolve_image", "to_xywh", "to_xyxy"]
 
 DICOM_SUFFIXES = (".dcm", ".dicom", ".dic")
+DEFAULT_MAX_PIXELS = 64_000_000
+"""Largest image read (width x height), checked from the header before decoding; a chest radiograph is
+about 3,000 x 3,000 = 9 megapixels. $CXRG_MAX_IMAGE_PIXELS changes it."""
+DEFAULT_MAX_ASPECT = 8.0
+"""Largest ratio of the longer to the shorter side ($CXRG_MAX_IMAGE_ASPECT): a 1 x 50,000 strip would need
+tens of GB once its short side is resized to the model's 512."""
+
+
+def image_limits() -> tuple[int, float]:
+    """(max pixels, max aspect ratio) in force."""
+    from cxrg.config import env
+
+    def number(name: str, default: float) -> float:
+        text = env(name)
+        if text is None:
+            return default
+        try:
+            value = float(text)
+        except ValueError:
+            raise InputError(f"${name}={text!r} is not a number", hint=f"e.g. {name}={default:g}") from None
+        if value <= 0:
+            raise InputError(f"${name}={text!r} must be positive")
+        return value
+
+    return int(number("CXRG_MAX_IMAGE_PIXELS", DEFAULT_MAX_PIXELS)), number("CXRG_MAX_IMAGE_ASPECT",
+                                                                             DEFAULT_MAX_ASPECT)
+
+
+def check_image_size(height: int, width: int, where: str) -> None:
+    """Refuse, before any pixel is decoded, an image over the pixel budget or with an extreme aspect."""
+    max_pixels, max_aspect = image_limits()
+    if height * width > max_pixels:
+        raise InputError(f"image is {width}x{height} = {height * width / 1e6:.1f} megapixels, over the limit "
+                         f"of {max_pixels / 1e6:g}", where=where,
+                         hint="downscale it, or raise $CXRG_MAX_IMAGE_PIXELS if you have the memory")
+    if min(height, width) > 0 and max(height, width) / min(height, width) > max_aspect:
+        raise InputError(f"image is {width}x{height}: aspect ratio over {max_aspect:g}:1, not a radiograph",
+                         where=where, hint="check the file, or raise $CXRG_MAX_IMAGE_ASPECT")
+
+
+def _one_line_warnings(caught: list, where: str) -> None:
+    """Library warnings (Pillow, pydicom) as cxrg's one-line messages on stderr."""
+    import sys
+
+    for item in caught:
+        text = " ".join(str(item.message).split())
+        print(f"cxrg: warning: {where}: {text}", file=sys.stderr)
+
 _LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, the weights Pillow's convert("L") uses
 
 # Which pip packages let pydicom decode a compressed transfer syntax (by UID prefix).
@@ -89,6 +137,9 @@ def read_image(path: str | Path) -> np.ndarray:
         raise InputError("image file not found", where=where, hint="check the path")
     if p.is_dir():
         raise InputError("expected an image file, got a directory", where=where)
+    if not p.is_file():  # a FIFO, socket or device would block or never end
+        raise InputError("not a regular file (a pipe, socket or device)", where=where,
+                         hint="point at the image file itself")
     try:
         with p.open("rb") as f:
             head = f.read(132)
@@ -131,9 +182,20 @@ def _luminance(rgb: np.ndarray) -> np.ndarray:
 
 
 def _read_pil(path: Path) -> np.ndarray:
+    import warnings
+
     where = str(path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        image = _read_pil_image(path, where)
+    _one_line_warnings(caught, where)
+    return image
+
+
+def _read_pil_image(path: Path, where: str) -> np.ndarray:
     try:
         with Image.open(path) as im:
+            check_image_size(im.height, im.width, where)
             frames = getattr(im, "n_frames", 1)
             if frames > 1:
                 raise InputError(f"image has {frames} frames; expected one radiograph", where=where,
@@ -177,32 +239,55 @@ def _read_dicom(path: Path, *, force: bool) -> np.ndarray:
     the rescale, widened to the actual min/max only if the data exceed it. A min-max stretch would make
     the same grey mean different things in different files; the header's range keeps the file's scale.
     """
+    import warnings
+
     import pydicom
     from pydicom.pixels import apply_color_lut
 
     where = str(path)
     try:
-        ds = pydicom.dcmread(path, force=force)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ds = pydicom.dcmread(path, force=force)
     except Exception as exc:
+        import struct
+
+        if isinstance(exc, struct.error | EOFError) or _truncation(str(exc)):
+            raise InputError("DICOM file is truncated (it ends inside a data element)", where=where,
+                             hint="copy or download the file again") from exc
         raise InputError(f"not a readable DICOM file: {exc}", where=where,
                          hint="the file may be corrupt or truncated") from exc
+    if any(_truncation(str(w.message)) for w in caught) or _pixel_data_cut(path, ds):
+        raise InputError("DICOM file is truncated (its data end before the pixel data does)", where=where,
+                         hint="copy or download the file again")
+    _one_line_warnings(caught, where)
     if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
         if force and "Rows" not in ds:  # parsed without a 'DICM' marker and found nothing DICOM-like
             raise InputError("not a DICOM image (no 'DICM' marker, no image attributes)", where=where,
                              hint="the file may be corrupt, or not DICOM despite its name")
-        raise InputError("DICOM file has no pixel data", where=where,
-                         hint="pass the image object, not a report or a DICOMDIR")
+        raise InputError("DICOM file has no pixel data: it is truncated, or not an image", where=where,
+                         hint="pass the image object, not a report or a DICOMDIR; copy a cut file again")
     frames = _int(ds.get("NumberOfFrames"), 1)
     if frames > 1:
         raise InputError(f"multi-frame DICOM ({frames} frames); expected one radiograph", where=where,
                          hint="export the frame you want as its own file")
     if not _int(ds.get("Rows"), 0) or not _int(ds.get("Columns"), 0):
         raise InputError(f"DICOM image has zero size ({ds.get('Rows')} x {ds.get('Columns')})", where=where)
+    check_image_size(_int(ds.get("Rows"), 0), _int(ds.get("Columns"), 0), where)
     _default_transfer_syntax(ds)
     try:
-        arr = ds.pixel_array
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            arr = ds.pixel_array
     except Exception as exc:
+        if _truncation(str(exc)):
+            raise InputError("DICOM file is truncated (less pixel data than its header states)",
+                             where=where, hint="copy or download the file again") from exc
         raise _decode_error(ds, where, exc) from exc
+    if any(_truncation(str(w.message)) for w in caught):
+        raise InputError("DICOM file is truncated (less pixel data than its header states)", where=where,
+                         hint="copy or download the file again")
+    _one_line_warnings(caught, where)
 
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
     if photometric == "PALETTE COLOR":
@@ -221,6 +306,25 @@ def _read_dicom(path: Path, *, force: bool) -> np.ndarray:
     if photometric == "MONOCHROME1":
         np.subtract(np.float32(1), image, out=image)
     return image
+
+
+def _truncation(text: str) -> bool:
+    """Whether a pydicom message says the file ends early."""
+    text = text.lower()
+    return any(word in text for word in ("truncat", "end of file", "unexpected end", "less than expected",
+                                         "is shorter than", "fewer bytes", "not enough"))
+
+
+def _pixel_data_cut(path: Path, ds: Any) -> bool:
+    """A file whose parse stopped before its pixel data: the Pixel Data tag is in the bytes but not in the
+    dataset (pydicom gives up quietly on a cut element)."""
+    if any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
+        return False
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return False
+    return b"\xe0\x7f\x10\x00" in data or b"\x7f\xe0\x00\x10" in data
 
 
 def _int(value: Any, default: int) -> int:

@@ -217,11 +217,20 @@ class PluginEntry:
     value: str
     distribution: str
     version: str
+    conflict: str = ""
+    """Set when two distributions register this name: the name is disabled (this says why)."""
 
     def load_factory(self) -> Callable[[], HeatmapModel]:
+        from cxrg.runs import is_contained
+
+        if self.conflict:
+            raise PluginLoadError(self.conflict,
+                                  hint="uninstall one of them; the other models are unaffected")
         try:
             factory = metadata.EntryPoint(self.name, self.value, ENTRY_POINT_GROUP).load()
-        except Exception as exc:  # a plugin's import error is its own, never the CLI's
+        except BaseException as exc:  # a plugin's import error (even SystemExit) is its own, never the CLI's
+            if not is_contained(exc):
+                raise
             raise PluginLoadError(f"model '{self.name}' failed to import: {type(exc).__name__}: {exc}",
                                   where=f"{self.value} from {self.distribution} {self.version}",
                                   hint="reinstall the plugin or check its dependencies") from exc
@@ -229,7 +238,9 @@ class PluginEntry:
 
 
 def discover() -> dict[str, PluginEntry]:
-    """All models installed in this environment, by name; two distributions with one name is an error."""
+    """All models installed in this environment, by name. The entry-point name is a model's identity: when
+    two distributions register one name, that name alone is disabled (its entry carries a `conflict`
+    naming both, raised when it is used); every other model keeps working."""
     from cxrg.config import plugin_filter
 
     allowed = plugin_filter()
@@ -242,10 +253,10 @@ def discover() -> dict[str, PluginEntry]:
             continue
         previous = found.get(ep.name)
         if previous is not None and previous.distribution != entry.distribution:
-            raise UsageError(
-                f"two plugins register the model name '{ep.name}': "
-                f"{previous.distribution} {previous.version} and {entry.distribution} {entry.version}",
-                hint="uninstall one of them")
+            found[ep.name] = dataclasses.replace(previous, conflict=(
+                f"model '{ep.name}' is disabled: two distributions register it: "
+                f"{previous.distribution} {previous.version} and {entry.distribution} {entry.version}"))
+            continue
         found.setdefault(ep.name, entry)
     return dict(sorted(found.items()))
 
@@ -260,13 +271,17 @@ def create_model(name: str, entries: dict[str, PluginEntry] | None = None) -> He
             raise PluginLoadError(f"model '{name}' is not installed: it comes with the plugin {plugin}",
                                   hint=f"{PLUGIN_INSTALL[plugin]}; installed models: {known}")
         raise UsageError(f"unknown model '{name}'", hint=f"installed models: {known}; see `cxrg models list`")
+    from cxrg.runs import is_contained
+
     entry = entries[name]
     factory = entry.load_factory()
     try:
         model = factory()
     except CxrgError:
         raise
-    except Exception as exc:
+    except BaseException as exc:
+        if not is_contained(exc):
+            raise
         raise PluginLoadError(f"model '{name}' failed to construct: {type(exc).__name__}: {exc}",
                               where=f"{entry.value} from {entry.distribution}") from exc
     card = getattr(model, "card", None)
@@ -274,7 +289,17 @@ def create_model(name: str, entries: dict[str, PluginEntry] | None = None) -> He
         raise PluginLoadError(f"model '{name}' does not follow the HeatmapModel protocol",
                               where=f"{entry.value} from {entry.distribution}",
                               hint="it needs a `card` (cxrg.registry.ModelCard), `load()` and `heatmap()`")
+    check_identity(name, card, f"{entry.value} from {entry.distribution}")
     return model
+
+
+def check_identity(name: str, card: ModelCard, where: str | None = None) -> None:
+    """The entry-point name is a model's identity (results are stored under it): a card that calls itself
+    something else is refused, so a plugin cannot pass for, or overwrite the results of, another model."""
+    if card.name != name:
+        raise PluginLoadError(f"model '{name}' has a card named '{card.name}'; a model's card must carry "
+                              "its entry-point name", where=where,
+                              hint="the plugin's author must set ModelCard(name=...) to the registered name")
 
 
 def load_model(name: str, weights_dir: Path | None = None, device: str = "cpu",
@@ -282,7 +307,10 @@ def load_model(name: str, weights_dir: Path | None = None, device: str = "cpu",
                options: Mapping[str, Any] | None = None, model: Any = None) -> HeatmapModel:
     """Construct (unless given) and load a model with its options; any failure becomes a PluginLoadError
     naming it."""
+    from cxrg.runs import is_contained
+
     model = create_model(name, entries) if model is None else model
+    check_identity(name, model.card)
     built = make_options(name, model, options or {})
     try:
         if built is not None and "options" in inspect.signature(model.load).parameters:
@@ -291,6 +319,8 @@ def load_model(name: str, weights_dir: Path | None = None, device: str = "cpu",
             model.load(weights_dir=weights_dir, device=device)
     except CxrgError:
         raise
-    except Exception as exc:
+    except BaseException as exc:  # SystemExit or a stray KeyboardInterrupt from plugin code is its error
+        if not is_contained(exc):
+            raise
         raise PluginLoadError(f"model '{name}' failed to load: {type(exc).__name__}: {exc}") from exc
     return model

@@ -48,7 +48,7 @@ def test_oracle_bench_matches_independent_values(ms_cxr, tmp_path):
     assert len(rows) == len(MS_CXR_SAMPLES) and not any(r["error"] for r in rows)
     expected_by_class: dict[str, list[tuple[float, float]]] = {}
     for row, (dicom_id, category, phrase, boxes, shape) in zip(rows, MS_CXR_SAMPLES, strict=True):
-        assert row["sample_id"].startswith(f"{dicom_id}:") and row["prompt"] == phrase
+        assert row["sample_id"].startswith(f"{dicom_id}:") and row["phrase"] == phrase
         cnr, miou = independent_scores(boxes, shape)
         assert float(row["cnr"]) == pytest.approx(cnr, rel=1e-5)
         assert float(row["miou"]) == pytest.approx(miou, rel=1e-5)

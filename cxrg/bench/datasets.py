@@ -17,6 +17,10 @@ import numpy as np
 
 from cxrg.errors import InputError, UsageError
 from cxrg.images import resolve_image  # noqa: F401  (readers below; kept importable from here)
+from cxrg.runs import check_complete  # importing cxrg.runs also sets the one CSV field-size policy
+
+ROW_ERROR = "_error"
+"""Key of a row dict holding what is wrong with the row itself (more fields than the header)."""
 
 MS_CXR_COLUMNS = ("dicom_id", "category_name", "label_text", "path", "x", "y", "w", "h",
                   "image_width", "image_height")
@@ -56,6 +60,7 @@ def read_csv_rows(path: Path, required: Sequence[str]) -> list[dict[str, str]]:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"annotations file not found: {path}", hint="check --annotations")
+    check_complete(path)
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
             reader = csv.DictReader(handle)
@@ -64,7 +69,14 @@ def read_csv_rows(path: Path, required: Sequence[str]) -> list[dict[str, str]]:
             if missing:
                 raise InputError(f"annotations file lacks column(s) {', '.join(missing)}", where=str(path),
                                  hint=f"expected columns: {', '.join(required)}")
-            return [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
+            rows = []
+            for row in reader:
+                extra = row.pop(None, None)  # fields beyond the header: the row is malformed, not the file
+                clean = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
+                if extra:
+                    clean[ROW_ERROR] = f"{len(extra)} more field(s) than the header"
+                rows.append(clean)
+            return rows
     except UnicodeDecodeError as exc:
         raise InputError("annotations file is not UTF-8 text", where=str(path)) from exc
     except csv.Error as exc:
@@ -108,6 +120,9 @@ def _make_sample(sample_id: str, members: list[tuple[int, dict]], images: Path, 
     sample = Sample(sample_id=sample_id, image_path=None, category=category, prompt=prompt, rows=lines)
     first = members[0][1]
     try:
+        broken = [f"row {line}: {row[ROW_ERROR]}" for line, row in members if row.get(ROW_ERROR)]
+        if broken:
+            raise ValueError("; ".join(broken))
         if not prompt:
             raise ValueError("the phrase is empty")
         if not first.get(path_key):
@@ -152,19 +167,39 @@ def read_ms_cxr(annotations: Path, images: Path, split: str | None = None,
     if prompt_text == "original" and (not rows or original not in rows[0]):
         raise UsageError("--prompt-text original needs an MS-CXR-loc file (with original_label_text)",
                          where=str(annotations), hint="use it with --dataset ms-cxr-loc")
-    groups = _group(numbered, lambda row: (row["dicom_id"], row["label_text"]))
+    # Boxes pool only within one image file: rows with the same dicom_id and phrase but another path are
+    # separate samples (and said so); an MS-CXR-loc file's phrases that became one prompt on one image are
+    # one sample with all their boxes (counted).
+    text_key = original if prompt_text == "original" else "label_text"  # original: each phrase on its own
+    groups = _group(numbered, lambda row: (row["dicom_id"], row.get(text_key) or row["label_text"],
+                                           row["path"]))
     phrase_counter: dict[str, int] = {}
-    samples = []
-    for (dicom_id, label_text), members in groups.items():
+    paths_per_phrase: dict[tuple[str, str], int] = {}
+    samples, notes = [], []
+    merged_phrases = merged_samples = 0
+    for (dicom_id, label_text, _path), members in groups.items():
         k = phrase_counter.get(dicom_id, 0)
         phrase_counter[dicom_id] = k + 1
+        paths_per_phrase[(dicom_id, label_text)] = paths_per_phrase.get((dicom_id, label_text), 0) + 1
         category = members[0][1]["category_name"] or "unknown"
-        phrase = members[0][1].get(original) or label_text
-        prompt = phrase if prompt_text == "original" else label_text
+        phrases = list(dict.fromkeys(row.get(original) or label_text for _, row in members))
+        if len(phrases) > 1:
+            merged_phrases += len(phrases)
+            merged_samples += 1
+        phrase = " | ".join(phrases)
+        prompt = phrases[0] if prompt_text == "original" else label_text
         sample = _make_sample(f"{dicom_id}:{k}", members, images, "path", category, prompt)
         sample.phrase = phrase
         samples.append(sample)
-    return Dataset("ms-cxr", Path(annotations), samples)
+    split_paths = {key: n for key, n in paths_per_phrase.items() if n > 1}
+    if split_paths:
+        notes.append(f"{len(split_paths)} (dicom_id, phrase) pair(s) appear with more than one image path; "
+                     f"each path is its own sample, boxes are never pooled across files (e.g. "
+                     f"{next(iter(split_paths))[0]})")
+    if merged_phrases:
+        notes.append(f"{merged_phrases} phrases share an image and a prompt with another one: merged into "
+                     f"{merged_samples} samples with all their boxes (phrases joined with ' | ')")
+    return Dataset("ms-cxr", Path(annotations), samples, notes)
 
 
 def read_generic(annotations: Path, images: Path) -> Dataset:

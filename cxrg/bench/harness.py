@@ -4,12 +4,18 @@ The loop is sample-major (each image is read once and shown to every model). Fin
 pairs are written to RUN_DIR/per_sample.csv as they come (atomically, at most every few seconds), so a
 rerun with the same RUN_DIR resumes; pairs that ended in an error are tried again. A failed sample is
 recorded with its error and left out of the statistics; the summary counts them.
+
+Every row carries a `fingerprint` of what determined it (the sample: id, image path and file identity,
+boxes, prompt, class; the model: name, card version, weights, options and settings; the metric version;
+the cxrg version). On a rerun, a finished row is kept only when its fingerprint is the one the current
+inputs give; every other row is recomputed (docs/decisions.md, "Resume and changed inputs").
 """
 
 from __future__ import annotations
 
 import csv
 import math
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -23,10 +29,21 @@ from cxrg.bench.datasets import Dataset, Sample
 from cxrg.bench.heatmap_store import HeatmapStore
 from cxrg.errors import CxrgError, NoPrediction
 from cxrg.registry import HeatmapModel, make_query
-from cxrg.runs import RunDir, atomic_write_csv, format_number
+from cxrg.runs import (
+    Interrupted,
+    RunDir,
+    atomic_write_csv,
+    file_fingerprint,
+    fingerprint,
+    format_number,
+    is_contained,
+)
 
 PER_SAMPLE_FIELDS = ("model", "sample_id", "category", "prompt", "phrase", "status", "cnr", "miou", "seconds",
-                     "error")
+                     "error", "fingerprint")
+METRIC_VERSION = "cnr+miou(0.1..0.5)/minmax/v2"
+"""Changes whenever the scoring of a map changes (thresholds, normalisation, NaN policy): rows scored under
+another version are recomputed on resume."""
 FLUSH_SECONDS = 5.0
 SCORED, UNDEFINED, NO_PREDICTION, FAILED = "scored", "undefined", "no-prediction", "failed"
 STATUSES = (SCORED, UNDEFINED, NO_PREDICTION, FAILED)
@@ -59,14 +76,30 @@ def read_per_sample(path: Path) -> dict[tuple[str, str], dict[str, str]]:
     return rows
 
 
-def _row(model: HeatmapModel, sample: Sample) -> dict[str, str]:
-    return {"model": model.card.name, "sample_id": sample.sample_id, "category": sample.category,
+def _row(name: str, sample: Sample) -> dict[str, str]:
+    return {"model": name, "sample_id": sample.sample_id, "category": sample.category,
             "prompt": sample.prompt, "phrase": sample.phrase, "status": FAILED, "cnr": "", "miou": "",
-            "seconds": "", "error": ""}
+            "seconds": "", "error": "", "fingerprint": ""}
 
 
 def _error_text(exc: BaseException) -> str:
     return exc.one_line() if isinstance(exc, CxrgError) else f"{type(exc).__name__}: {exc}"
+
+
+def sample_fingerprint(sample: Sample) -> str:
+    """What of a sample determines its row: id, image path and file identity (size and modification time),
+    stated size, boxes, prompt, phrase, class and any row error."""
+    return fingerprint({
+        "id": sample.sample_id, "image": str(sample.image_path) if sample.image_path else None,
+        "file": file_fingerprint(sample.image_path) if sample.image_path else None,
+        "size": sample.image_size, "boxes": np.asarray(sample.boxes, dtype=np.float64).tolist(),
+        "prompt": sample.prompt, "phrase": sample.phrase, "category": sample.category, "error": sample.error})
+
+
+def row_fingerprint(model_fingerprint: str, sample: Sample) -> str:
+    from cxrg import __version__
+
+    return fingerprint([model_fingerprint, sample_fingerprint(sample), METRIC_VERSION, __version__])
 
 
 def score_heatmap(model: HeatmapModel, sample: Sample, image: np.ndarray, heatmap: Any,
@@ -81,7 +114,7 @@ def score_heatmap(model: HeatmapModel, sample: Sample, image: np.ndarray, heatma
         scored = metrics.normalise(heatmap)
         cnr_value, miou_value = metrics.score(scored, sample.boxes)
         if store is not None:
-            store.save(model.card.name, sample.sample_id, scored)
+            store.save(row["model"], sample.sample_id, scored)
         reported = [v for name, v in (("cnr", cnr_value), ("miou", miou_value)) if name in model.card.metrics]
         if "cnr" in model.card.metrics:
             row["cnr"] = format_number(cnr_value)
@@ -90,23 +123,27 @@ def score_heatmap(model: HeatmapModel, sample: Sample, image: np.ndarray, heatma
         row["status"] = SCORED if all(math.isfinite(v) for v in reported) else UNDEFINED
     except NoPrediction as exc:
         row["status"], row["error"] = NO_PREDICTION, exc.one_line()
-    except Exception as exc:  # one sample's failure must not stop the run
+    except BaseException as exc:  # one sample's failure (even a plugin's SystemExit) must not stop the run
+        if not is_contained(exc):
+            raise
         row["status"], row["error"] = FAILED, _error_text(exc)
     return row
 
 
 def score_sample(model: HeatmapModel, sample: Sample, image: np.ndarray,
-                 store: HeatmapStore | None = None) -> dict[str, str]:
+                 store: HeatmapStore | None = None, name: str | None = None) -> dict[str, str]:
     """One (model, sample) pair -> a per_sample row. A model error becomes the row's error. With a
     `store`, the map as scored is kept (reduced) for the report and the reader study."""
-    return score_samples(model, [sample], image, store)[0]
+    return score_samples(model, [sample], image, store, name)[0]
 
 
 def score_samples(model: HeatmapModel, samples: Sequence[Sample], image: np.ndarray,
-                  store: HeatmapStore | None = None) -> list[dict[str, str]]:
+                  store: HeatmapStore | None = None, name: str | None = None) -> list[dict[str, str]]:
     """Rows of several samples of one image. A model with `heatmaps(queries)` (the optional batched part
     of the protocol; the LDM inverts the image once for all of them) gets them in one call; if that call
-    raises, each sample is tried on its own so that the error lands on the sample that caused it."""
+    raises, each sample is tried on its own so that the error lands on the sample that caused it. Rows are
+    stored under `name` (the entry-point name, a model's identity; default: its card's name)."""
+    name = name or model.card.name
     started = time.perf_counter()
     queries = [make_query(model.card, image, s.prompt, s.boxes, s.image_path) for s in samples]
     maps: list[Any] | None = None
@@ -116,7 +153,9 @@ def score_samples(model: HeatmapModel, samples: Sequence[Sample], image: np.ndar
             maps = list(batched(queries))
             if len(maps) != len(queries):
                 raise CxrgError(f"heatmaps() returned {len(maps)} maps for {len(queries)} prompts")
-        except Exception:
+        except BaseException as exc:
+            if not is_contained(exc):
+                raise
             maps = None
     rows = []
     for k, (sample, query) in enumerate(zip(samples, queries, strict=True)):
@@ -126,9 +165,11 @@ def score_samples(model: HeatmapModel, samples: Sequence[Sample], image: np.ndar
             started = time.perf_counter()
             try:
                 heatmap = model.heatmap(query)
-            except Exception as exc:
+            except BaseException as exc:
+                if not is_contained(exc):
+                    raise
                 heatmap = exc
-        row = score_heatmap(model, sample, image, heatmap, store, _row(model, sample))
+        row = score_heatmap(model, sample, image, heatmap, store, _row(name, sample))
         elapsed = (time.perf_counter() - started) / (len(samples) if maps is not None else 1)
         row["seconds"] = f"{elapsed:.4f}"
         rows.append(row)
@@ -146,16 +187,30 @@ def _load_image(sample: Sample) -> np.ndarray:
 def run_benchmark(models: dict[str, HeatmapModel], dataset: Dataset, run: RunDir, resamples: int,
                   seed: int, limit: int | None = None, model_errors: dict[str, str] | None = None,
                   progress: Callable[[int], Any] | None = None,
-                  store: HeatmapStore | None = None) -> BenchResult:
+                  store: HeatmapStore | None = None,
+                  model_fingerprints: dict[str, str] | None = None) -> BenchResult:
     """Score every model on every sample (resuming), write per_sample.csv and return the statistics.
-    With a `store`, every scored map is also kept in RUN_DIR/heatmaps/ (see heatmap_store)."""
+    With a `store`, every scored map is also kept in RUN_DIR/heatmaps/ (see heatmap_store).
+    `model_fingerprints` (name -> identity of the model: version, weights, options) enter each row's
+    fingerprint; a finished row whose fingerprint differs from the current one is recomputed. A Ctrl-C
+    writes what is finished and raises Interrupted ("N of M done")."""
     samples = dataset.samples[:limit] if limit is not None else dataset.samples
+    fingerprints = model_fingerprints or {}
+    expected = {(name, s.sample_id): row_fingerprint(fingerprints.get(name, name), s)
+                for name in models for s in samples}
     per_sample_path = run.file("per_sample.csv")
     rows = read_per_sample(per_sample_path)
-    sample_ids = {s.sample_id for s in samples}
-    done = {key for key, row in rows.items() if row.get("status") in FINISHED and key[1] in sample_ids}
+    finished = {key for key, row in rows.items() if row.get("status") in FINISHED and key in expected}
+    done = {key for key in finished if rows[key].get("fingerprint") == expected[key]}
     if rows:
-        run.logger.info("resuming: %d finished (model, sample) pairs found", len(done))
+        run.logger.info("resuming: %d finished (model, sample) pairs found", len(finished))
+    stale = sorted(finished - done)
+    if stale:
+        run.logger.warning("recomputing %d finished pairs whose inputs changed (annotations, image files, "
+                           "model weights, options or settings): %s", len(stale),
+                           ", ".join(f"{m} {s}" for m, s in stale[:20]) + (" ..." if len(stale) > 20 else ""))
+        print(f"cxrg: {len(stale)} finished (model, sample) pairs recomputed: their inputs changed since "
+              "they were scored (details in log.txt)", file=sys.stderr, flush=True)
     last_flush = time.monotonic()
 
     def flush() -> None:
@@ -173,10 +228,11 @@ def run_benchmark(models: dict[str, HeatmapModel], dataset: Dataset, run: RunDir
                     if not todo[name]:
                         continue
                     if image is None:
-                        new_rows = [{**_row(model, s), "seconds": "0", "error": error} for s in todo[name]]
+                        new_rows = [{**_row(name, s), "seconds": "0", "error": error} for s in todo[name]]
                     else:
-                        new_rows = score_samples(model, todo[name], image, store)
+                        new_rows = score_samples(model, todo[name], image, store, name)
                     for sample, row in zip(todo[name], new_rows, strict=True):
+                        row["fingerprint"] = expected[(name, sample.sample_id)]
                         if row["error"]:
                             run.logger.warning("%s %s: %s: %s", row["model"], sample.sample_id,
                                                row["status"], row["error"])
@@ -186,6 +242,13 @@ def run_benchmark(models: dict[str, HeatmapModel], dataset: Dataset, run: RunDir
             if time.monotonic() - last_flush > FLUSH_SECONDS:
                 flush()
                 last_flush = time.monotonic()
+    except KeyboardInterrupt:
+        flush()
+        complete = sum(1 for s in samples
+                       if all(rows.get((n, s.sample_id), {}).get("status") in FINISHED for n in models))
+        run.logger.warning("interrupted: %d of %d samples done", complete, len(samples))
+        raise Interrupted(f"interrupted: {complete} of {len(samples)} samples done; rerun the same command "
+                          "to resume") from None
     finally:
         flush()
     summary = summarise(list(models), samples, rows, resamples, seed, model_errors or {})

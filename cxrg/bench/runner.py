@@ -40,18 +40,29 @@ def run(cfg: Config, models: str, dataset: str, annotations: Path | None = None,
         split: str | None = None, strict: bool = False, extractor: str = "auto",
         option_pairs: Sequence[str] | None = None, shortcuts: dict[str, Any] | None = None,
         save_heatmaps: bool = True, heatmap_size: int = 256, prompt_text: str = "standardised",
-        progress: bool = True, report: bool | None = None):
-    """Score `models` on `dataset`; returns the harness's BenchResult (its run folder holds everything)."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        progress: bool = True, report: bool | None = None, exact_prompt: bool = False, restart: bool = False):
+    """Score `models` on `dataset`; returns the harness's BenchResult (its run folder holds everything).
+
+    One writer per run folder (an OS lock; a second run into it is refused). Rows whose inputs changed
+    since they were scored are recomputed (see cxrg.bench.harness); `restart` drops every row first. A
+    Ctrl-C keeps what is finished and raises cxrg.runs.Interrupted (exit 130)."""
+    from cxrg.runs import interrupt_guard
+
+    with interrupt_guard():
+        return _run(cfg, models, dataset, annotations, images, out, resamples, seed, limit, split, strict,
+                    extractor, option_pairs, shortcuts, save_heatmaps, heatmap_size, prompt_text, progress,
+                    report, exact_prompt, restart)
+
+
+def _run(cfg, models, dataset, annotations, images, out, resamples, seed, limit, split, strict, extractor,
+         option_pairs, shortcuts, save_heatmaps, heatmap_size, prompt_text, progress, report, exact_prompt,
+         restart):
 
     from cxrg.anatomy.lut import active_lut
     from cxrg.bench.datasets import DATASETS, read_dataset
-    from cxrg.bench.harness import run_benchmark
-    from cxrg.bench.heatmap_store import HeatmapStore
-    from cxrg.bench.reports import rich_table, write_reports
+    from cxrg.bench.harness import METRIC_VERSION
     from cxrg.loading import load_models, parse_option_pairs
-    from cxrg.runs import RunDir
+    from cxrg.runs import RunDir, file_fingerprint
 
     names = model_names(models)
     known = (*DATASETS, "ms-cxr-loc")
@@ -76,6 +87,7 @@ def run(cfg: Config, models: str, dataset: str, annotations: Path | None = None,
     lut_path = shortcuts.get("lut") or cfg.get("lut")
     shortcuts["lut"] = lut_path
     table = active_lut(weights, lut_path)
+    data = None
     if dataset != "ms-cxr-loc":
         data = read_dataset(dataset, annotations, images, split=split, lut=table)
         if not data.samples:
@@ -95,9 +107,98 @@ def run(cfg: Config, models: str, dataset: str, annotations: Path | None = None,
               "prompt_text": prompt_text, "model_options": options,
               "ldm_settings": {name: m.settings.to_dict() | {"window": m.settings.window()}
                                for name, m in loaded.items() if getattr(m, "settings", None) is not None},
-              "save_heatmaps": save_heatmaps, "heatmap_size": heatmap_size, "settings": cfg.record()}
+              "save_heatmaps": save_heatmaps, "heatmap_size": heatmap_size, "exact_prompt": exact_prompt,
+              "settings": cfg.record()}
+    model_fps = model_fingerprints(loaded, options, config["ldm_settings"], weights)
+    config["fingerprints"] = {"annotations": file_fingerprint(annotations, content=True),
+                              "images": str(images.resolve()), "models": model_fps,
+                              "metrics": METRIC_VERSION, "cxrg": config_version()}
     out = out or Path("runs") / f"bench-{dataset}"
-    run_dir = RunDir(out, "bench", config, resume_keys=RESUME_KEYS)
+    run_dir = RunDir(out, "bench", config, resume_keys=() if restart else RESUME_KEYS, lock=True)
+    try:
+        if restart:
+            for name in ("per_sample.csv", "summary.csv", "summary.json"):
+                run_dir.file(name).unlink(missing_ok=True)
+            say(f"--restart: previous results in {run_dir.path} dropped")
+        return _score(run_dir, config, data, loaded, model_errors,
+                      model_fps, dataset, annotations, images, split, extractor, device, prompt_text,
+                      exact_prompt, resamples, seed, limit, save_heatmaps, heatmap_size, progress, report)
+    finally:
+        run_dir.close()
+
+
+def config_version() -> str:
+    from cxrg import __version__
+
+    return __version__
+
+
+def model_fingerprints(loaded: dict[str, Any], options: dict[str, Any], ldm_settings: dict[str, Any],
+                       weights: Any) -> dict[str, str]:
+    """Per model: a hash of its identity (name, card version, distribution version), its weight files (size
+    and modification time of each file its card names, under the weights folder), its options (which
+    include the embeddings and LUT paths: their files are fingerprinted too) and its settings."""
+    from cxrg.config import weights_root
+    from cxrg.registry import discover
+    from cxrg.runs import file_fingerprint, fingerprint
+
+    entries = discover()
+    root = weights_root(weights)
+    out = {}
+    for name, model in loaded.items():
+        entry = entries.get(name)
+        files = {w.path: file_fingerprint(root / w.path) for w in model.card.weights}
+        option_files = {k: file_fingerprint(Path(v)) for k, v in (options.get(name) or {}).items()
+                        if isinstance(v, str) and v and Path(v).exists()}
+        out[name] = fingerprint({"name": name, "version": model.card.version,
+                                 "distribution": [entry.distribution, entry.version] if entry else None,
+                                 "weights": files, "option_files": option_files,
+                                 "options": options.get(name), "settings": ldm_settings.get(name)})
+    return out
+
+
+def normalise_prompts(samples: list, exact: bool, log) -> None:
+    """Every sample's phrase through cxrg.phrases.normalise (its class as the pathology when it is one of
+    the eight), so every model sees the same canonical prompt; the phrase as given stays in `phrase`. A
+    phrase that cannot be read keeps its text (models that take free text still run on it), logged."""
+    from cxrg.errors import CxrgError
+    from cxrg.phrases import normalise
+    from cxrg.vocab import PATHOLOGIES
+
+    if exact:
+        log("prompts: --exact-prompt: every prompt is given to the models as written")
+        return
+    changed, unread = 0, []
+    for sample in samples:
+        if sample.error or not sample.prompt:
+            continue
+        sample.phrase = sample.phrase or sample.prompt
+        try:
+            prompt = normalise(sample.prompt, pathology=sample.category if sample.category in PATHOLOGIES
+                               else None).prompt
+        except CxrgError as exc:
+            unread.append(f"{sample.sample_id} ({exc.what})")
+            continue
+        if prompt != sample.prompt:
+            changed += 1
+            sample.prompt = prompt
+    log(f"prompts: {changed} of {len(samples)} rewritten to the canonical prompt (cxrg.phrases; "
+        "--exact-prompt turns this off)" + (f"; {len(unread)} could not be read and are given as written: "
+                                            + ", ".join(unread[:5]) + (" ..." if len(unread) > 5 else "")
+                                            if unread else ""))
+
+
+def _score(run_dir, config, data, loaded, model_errors, model_fps, dataset, annotations, images, split,
+           extractor, device, prompt_text, exact_prompt, resamples, seed, limit, save_heatmaps, heatmap_size,
+           progress, report):
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from cxrg.bench.datasets import read_dataset
+    from cxrg.bench.harness import run_benchmark
+    from cxrg.bench.heatmap_store import HeatmapStore
+    from cxrg.bench.reports import rich_table, write_reports
+
     if dataset == "ms-cxr-loc":
         loc = ms_cxr_loc(annotations, run_dir, extractor, device)
         data = read_dataset("ms-cxr", loc, images, split=split, prompt_text=prompt_text)
@@ -107,6 +208,13 @@ def run(cfg: Config, models: str, dataset: str, annotations: Path | None = None,
     for note in data.notes:
         run_dir.logger.info("dataset: %s", note)
         say(f"dataset: {note}")
+
+    def log(text: str) -> None:
+        run_dir.logger.info("%s", text)
+        say(text)
+
+    normalise_prompts(data.samples[:limit] if limit else data.samples,
+                      exact_prompt or prompt_text == "original", log)
     err = Console(stderr=True)
     total = len(data.samples[:limit] if limit else data.samples)
     store = HeatmapStore(run_dir.path, heatmap_size) if save_heatmaps else None
@@ -114,7 +222,8 @@ def run(cfg: Config, models: str, dataset: str, annotations: Path | None = None,
                   console=err, transient=True, disable=not (progress and err.is_terminal)) as bar:
         task = bar.add_task("samples", total=total)
         result = run_benchmark(loaded, data, run_dir, resamples, seed, limit, model_errors,
-                               progress=lambda k: bar.advance(task, k), store=store)
+                               progress=lambda k: bar.advance(task, k), store=store,
+                               model_fingerprints=model_fps)
     write_reports(result.summary, run_dir.path)
     Console(file=sys.stdout).print(rich_table(result.summary))
     for name, count in result.summary["counts"].items():
@@ -136,27 +245,45 @@ def run(cfg: Config, models: str, dataset: str, annotations: Path | None = None,
     elif report is None or pairs_scored > REPORT_AUTO_PAIRS:
         say(f"report: not written for {pairs_scored} (model, sample) pairs; run `cxrg report {run_dir.path}`")
     say(f"results in {run_dir.path}")
-    run_dir.close()
     return result
 
 
 def ms_cxr_loc(ms_cxr: Path, run, extractor: str, device: str) -> Path:
     """MS-CXR rewritten to '{location} {pathology}' prompts, cached in RUN/ms-cxr-loc/ (with dropped.csv)."""
+    import json
+
     from cxrg.curation.extractors import make_extractor
     from cxrg.curation.mscxr import to_ms_cxr_loc, write_ms_cxr_loc
+    from cxrg.runs import atomic_write_json, file_fingerprint
 
     folder = run.file("ms-cxr-loc")
     cached = sorted(folder.glob("*_loc.csv")) if folder.is_dir() else []
-    if cached:
+    source = {"annotations": file_fingerprint(ms_cxr, content=True), "extractor": extractor}
+    stamp = folder / "source.json"
+    try:
+        same = json.loads(stamp.read_text()) == source
+    except (OSError, ValueError):
+        same = False
+    if cached and same:
         say(f"dataset: MS-CXR-loc from {cached[0]} (delete {folder} to rebuild)")
         return cached[0]
+    if cached:
+        say("dataset: the MS-CXR annotations or the extractor changed since MS-CXR-loc was built: rebuilding")
+        for path in cached:
+            path.unlink()
     chosen, note = make_extractor(extractor, device=device)
     result = to_ms_cxr_loc(ms_cxr, chosen)
     path = write_ms_cxr_loc(result, folder, ms_cxr)
+    atomic_write_json(stamp, source)
     dropped = sum(result.dropped.values())
     reasons = ", ".join(f"{n} {reason}" for reason, n in result.dropped.most_common())
+    merged = (f"; {result.shared_prompts} kept phrases share an image and a prompt: merged into "
+              f"{result.merged_samples} samples" if result.shared_prompts else "")
+    split = (f"; {result.split_paths} (dicom_id, phrase) pairs have several image paths: kept apart"
+             if result.split_paths else "")
     say(f"dataset: MS-CXR-loc ({type(chosen).__name__}{'; ' + note if note else ''}): {len(result.kept)} of "
         f"{len(result.phrases)} phrases kept, {dropped} dropped" + (f" ({reasons})" if reasons else "")
-        + f"; written to {path}")
-    run.logger.info("ms-cxr-loc: %d kept, %d dropped: %s", len(result.kept), dropped, reasons)
+        + merged + split + f"; written to {path}")
+    run.logger.info("ms-cxr-loc: %d kept, %d dropped: %s%s%s", len(result.kept), dropped, reasons, merged,
+                    split)
     return path

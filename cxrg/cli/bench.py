@@ -46,6 +46,9 @@ def bench(
     option: Annotated[list[str] | None, typer.Option("--option", "-o", help=OPTION_HELP)] = None,
     report: Annotated[bool | None, typer.Option("--report/--no-report", help="Write RUN/report.html "
                                                 "(default: yes up to 2,000 model-sample pairs).")] = None,
+    exact_prompt: Annotated[bool, typer.Option(help="Give each sample's prompt to the models as written "
+                                               "(default: read into the canonical prompt).")] = False,
+    restart: Annotated[bool, typer.Option(help="Drop the results already in --out and start over.")] = False,
 ) -> None:
     """Score models on a phrase-grounding dataset: per_sample.csv, summary.csv/json, results.md/png."""
     import cxrg.bench
@@ -54,4 +57,4 @@ def bench(
     cfg = load_config(cli={"weights": weights, "device": device})
     cxrg.bench.run(cfg, models, dataset, annotations, images, out, resamples, seed, limit, split, strict,
                    extractor, option, {"lut": lut, "dtype": dtype, "embeddings": embeddings}, save_heatmaps,
-                   heatmap_size, prompt_text, report=report)
+                   heatmap_size, prompt_text, report=report, exact_prompt=exact_prompt, restart=restart)

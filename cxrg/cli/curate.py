@@ -97,7 +97,7 @@ def _reports(*, reports: Path | None, report_format: str, mimic_reports: Path | 
     from cxrg.curation.pipeline import Curator
     from cxrg.curation.reports import is_iu_csv, read_generic, read_iu, read_mimic, read_study_list
     from cxrg.errors import UsageError
-    from cxrg.runs import RunDir
+    from cxrg.runs import RunDir, mark_complete, mark_incomplete
 
     section_names = [name.strip().lower() for name in sections.split(",") if name.strip()]
     if not section_names:
@@ -128,13 +128,15 @@ def _reports(*, reports: Path | None, report_format: str, mimic_reports: Path | 
         total = min(total, limit)
     config = {**source, "extractor": chosen.name, "extractor_option": extractor, "labels": labels,
               "unit": unit, "sections": section_names, "limit": limit}
-    run = RunDir(out, "curate", config)
+    run = RunDir(out, "curate", config, lock=True)
+    mark_incomplete(run.path, "curate")  # removed after the last output: readers refuse a half-written run
     err = Console(stderr=True)
     with Progress(TextColumn("curate"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=err, transient=True, disable=not err.is_terminal) as bar:
         task = bar.add_task("reports", total=total)
         result = curator.run(stream, progress=lambda k: bar.advance(task, k))
     info = write_all(result, run.path, source)
+    mark_complete(run.path)
     run.logger.info("%d reports: %d kept; skipped %s", result.reports.total, result.reports.kept,
                     dict(result.reports.skipped))
     run.logger.info("%d sentences examined: %d kept; skipped %s", result.sentences.total,
@@ -170,15 +172,24 @@ def _print_summary(info: dict[str, Any]) -> None:
 def _ms_cxr(path: Path, out: Path, chosen: Any, extractor: str) -> None:
     from cxrg.cli import say
     from cxrg.curation.mscxr import to_ms_cxr_loc, write_ms_cxr_loc
-    from cxrg.runs import RunDir
+    from cxrg.runs import RunDir, mark_complete, mark_incomplete
 
     run = RunDir(out, "curate", {"ms_cxr": str(path.resolve()), "extractor": chosen.name,
-                                 "extractor_option": extractor})
+                                 "extractor_option": extractor}, lock=True)
+    mark_incomplete(run.path, "curate")
     result = to_ms_cxr_loc(path, chosen)
     target = write_ms_cxr_loc(result, run.path, path)
+    mark_complete(run.path)
     total, kept = len(result.phrases), len(result.kept)
-    run.logger.info("%d phrases: %d kept, dropped %s", total, kept, dict(result.dropped))
+    run.logger.info("%d phrases: %d kept, dropped %s; %d phrases merged into %d samples (same image and "
+                    "prompt); %d phrases found with several image paths (kept apart)", total, kept,
+                    dict(result.dropped), result.shared_prompts, result.merged_samples, result.split_paths)
     print(f"{total} phrases: {kept} kept, {total - kept} dropped")
+    if result.shared_prompts:
+        print(f"  merged: {result.shared_prompts} kept phrases share an image and a prompt: "
+              f"{result.merged_samples} samples in `cxrg bench`")
+    if result.split_paths:
+        print(f"  {result.split_paths} (dicom_id, phrase) pairs have several image paths: kept apart")
     for reason, count in result.dropped.most_common():
         print(f"  dropped {count}: {reason}")
     say(f"MS-CXR-loc written to {target} (dropped phrases in {run.path / 'dropped.csv'})")

@@ -15,15 +15,17 @@ app = typer.Typer(help="List, describe and check the installed grounding models.
 def list_models() -> None:
     """Installed models: name, distribution, version; a plugin that fails to import shows its error."""
     from cxrg.registry import PluginLoadError, discover
+    from cxrg.runs import interrupt_guard
 
-    for name, entry in discover().items():
-        try:
-            factory = entry.load_factory()
-            card = getattr(factory, "card", None)
-            gt = " (uses ground truth)" if getattr(card, "uses_ground_truth", False) else ""
-            typer.echo(f"{name}: {entry.distribution} {entry.version}{gt}")
-        except PluginLoadError as exc:
-            typer.echo(f"{name}: error: {exc.one_line()}")
+    with interrupt_guard():
+        for name, entry in discover().items():
+            try:
+                factory = entry.load_factory()
+                card = getattr(factory, "card", None)
+                gt = " (uses ground truth)" if getattr(card, "uses_ground_truth", False) else ""
+                typer.echo(f"{name}: {entry.distribution} {entry.version}{gt}")
+            except PluginLoadError as exc:
+                typer.echo(f"{name}: error: {exc.one_line()}")
 
 
 @app.command("info")
@@ -31,8 +33,10 @@ def info(name: str, as_json: Annotated[bool, typer.Option("--json", help="Print 
          ) -> None:
     """Print a model's card: version, licence, what it uses, which weights it needs and how to get them."""
     from cxrg.registry import create_model
+    from cxrg.runs import interrupt_guard
 
-    card = create_model(name).card
+    with interrupt_guard():
+        card = create_model(name).card
     if as_json:
         typer.echo(json.dumps(card.as_dict(), indent=2))
         return
@@ -58,15 +62,17 @@ def check(
     """Import and load each model; print `name: ok` or `name: error: ...`. Exit 1 if any failed."""
     from cxrg.errors import CxrgError
     from cxrg.registry import discover, load_model
+    from cxrg.runs import interrupt_guard
 
     entries = discover()
     failed = 0
-    for name in names or list(entries):
-        try:
-            load_model(name, weights_dir=weights, entries=entries)
-            typer.echo(f"{name}: ok")
-        except CxrgError as exc:
-            failed += 1
-            typer.echo(f"{name}: error: {exc.one_line()}")
+    with interrupt_guard():
+        for name in names or list(entries):
+            try:
+                load_model(name, weights_dir=weights, entries=entries)
+                typer.echo(f"{name}: ok")
+            except CxrgError as exc:
+                failed += 1
+                typer.echo(f"{name}: error: {exc.one_line()}")
     if failed:
         raise typer.Exit(1)

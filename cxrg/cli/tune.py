@@ -59,7 +59,7 @@ def tune(
     from cxrg.ldm.config import HeatmapSettings
     from cxrg.ldm.loading import load_ldm
     from cxrg.ldm.weights import WeightPaths, weights_root
-    from cxrg.runs import RunDir
+    from cxrg.runs import RunDir, file_fingerprint
     from cxrg.tuning.data import read_manifest
     from cxrg.tuning.trainer import Distributed, Trainer, TuneConfig
 
@@ -97,35 +97,40 @@ def tune(
     run = RunDir(out, "tune", {"manifest": str(manifest.resolve()), "images": str(images.resolve()),
                                "weights": str(weights_root(weights)), "lut": table.metadata.get("source"),
                                "processes": dist.world, **config.to_dict(),
-                               "window": config.settings.window(), "settings": cfg.record()})
-    if restart:
-        for name in ("checkpoint.json", "checkpoint.safetensors", "losses.csv"):
-            run.file(name).unlink(missing_ok=True)
-    for sample_id, reason in data.skipped:
-        run.logger.warning("skipped %s: %s", sample_id, reason)
-    if dist.main:
-        say(f"manifest: {data.rows} rows, {len(data.samples)} samples, {len(data.skipped)} skipped"
-            + (" (reasons in log.txt)" if data.skipped else ""))
-    trainer = Trainer(ldm, table, data, config, run, cache or out / "trajectories", dist)
-    if trainer.resume() and dist.main:
-        say(f"continuing the run in {out} at step {trainer.step} of {config.steps} (--restart to start over)")
-    err = Console(stderr=True)
-    with Progress(TextColumn("tune"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("loss {task.fields[loss]}"), TimeRemainingColumn(), console=err, transient=True,
-                  disable=not (err.is_terminal and dist.main)) as bar:
-        task = bar.add_task("steps", total=config.steps, completed=trainer.step, loss="-")
-        result = trainer.train(
-            progress=lambda step, loss: bar.update(task, completed=step, loss=f"{loss:.4f}"))
-    if dist.main:
-        say(f"tuned embeddings: {result}; losses in {run.file('losses.csv')} and loss_curve.png; trajectory "
-            f"cache {trainer.cache.hits} hits, {trainer.cache.misses} computed")
-        if install:
-            target = WeightPaths(weights_root(weights)).tuned_embeddings
-            target.parent.mkdir(parents=True, exist_ok=True)
-            from cxrg.runs import atomic_write_bytes
+                               "window": config.settings.window(), "settings": cfg.record()},
+                 lock=dist.main)
+    try:
+        inputs = {"manifest": file_fingerprint(manifest, content=True), "images": str(images.resolve())}
+        if restart:
+            for name in ("checkpoint.json", "checkpoint.safetensors", "losses.csv"):
+                run.file(name).unlink(missing_ok=True)
+        for sample_id, reason in data.skipped:
+            run.logger.warning("skipped %s: %s", sample_id, reason)
+        if dist.main:
+            say(f"manifest: {data.rows} rows, {len(data.samples)} samples, {len(data.skipped)} skipped"
+                + (" (reasons in log.txt)" if data.skipped else ""))
+        trainer = Trainer(ldm, table, data, config, run, cache or out / "trajectories", dist, inputs=inputs)
+        if trainer.resume() and dist.main:
+            say(f"continuing the run in {out} at step {trainer.step} of {config.steps} "
+                "(--restart to start over)")
+        err = Console(stderr=True)
+        with Progress(TextColumn("tune"), BarColumn(), MofNCompleteColumn(),
+                      TextColumn("loss {task.fields[loss]}"), TimeRemainingColumn(), console=err,
+                      transient=True, disable=not (err.is_terminal and dist.main)) as bar:
+            task = bar.add_task("steps", total=config.steps, completed=trainer.step, loss="-")
+            result = trainer.train(
+                progress=lambda step, loss: bar.update(task, completed=step, loss=f"{loss:.4f}"))
+        if dist.main:
+            say(f"tuned embeddings: {result}; losses in {run.file('losses.csv')} and loss_curve.png; "
+                f"trajectory cache {trainer.cache.hits} hits, {trainer.cache.misses} computed")
+            if install:
+                target = WeightPaths(weights_root(weights)).tuned_embeddings
+                target.parent.mkdir(parents=True, exist_ok=True)
+                from cxrg.runs import atomic_write_bytes
 
-            atomic_write_bytes(target, result.read_bytes())
-            say(f"installed as the default tuned embeddings: {target}")
-    run.close()
+                atomic_write_bytes(target, result.read_bytes())
+                say(f"installed as the default tuned embeddings: {target}")
+    finally:
+        run.close()
     if os.environ.get("WORLD_SIZE", "1") != "1" and dist.accelerator is not None:
         dist.accelerator.end_training()

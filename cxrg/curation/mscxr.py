@@ -49,6 +49,10 @@ class LocResult:
     shared_prompts: int = 0
     """Kept phrases whose (image, prompt) equals another kept phrase's: `cxrg bench` reads them as one
     sample with both phrases' boxes."""
+    merged_samples: int = 0
+    """How many samples those shared phrases become (shared_prompts phrases -> merged_samples samples)."""
+    split_paths: int = 0
+    """(dicom_id, phrase) pairs found with more than one image path: one phrase per path, never pooled."""
 
     @property
     def kept(self) -> list[Phrase]:
@@ -72,9 +76,9 @@ def read_phrases(path: Path) -> tuple[list[str], list[Phrase]]:
         raise InputError("MS-CXR annotations are not UTF-8 text", where=str(path)) from exc
     except csv.Error as exc:
         raise InputError(f"MS-CXR annotations are not valid CSV: {exc}", where=str(path)) from exc
-    phrases: dict[tuple[str, str], Phrase] = {}
-    for row in rows:
-        key = (row["dicom_id"].strip(), row["label_text"].strip())
+    phrases: dict[tuple[str, str, str], Phrase] = {}
+    for row in rows:  # one phrase per image file: boxes of another path are never pooled with these
+        key = (row["dicom_id"].strip(), row["label_text"].strip(), row["path"].strip())
         if key not in phrases:
             phrases[key] = Phrase(key[0], row["category_name"].strip(), key[1], [])
         phrases[key].rows.append(row)
@@ -102,8 +106,12 @@ def to_ms_cxr_loc(path: Path, extractor: Extractor) -> LocResult:
         else:
             phrase.reason = NO_SIDE if find_groups(tokens(phrase.text)) else NO_LOCATION_WORD
     result.dropped = Counter(p.reason for p in phrases if not p.prompt)
-    seen: Counter[tuple[str, str]] = Counter((p.dicom_id, p.prompt) for p in result.kept)
+    seen: Counter[tuple[str, str, str]] = Counter((p.dicom_id, p.rows[0]["path"].strip(), p.prompt)
+                                                  for p in result.kept)
     result.shared_prompts = sum(n for n in seen.values() if n > 1)
+    result.merged_samples = sum(1 for n in seen.values() if n > 1)
+    paths = Counter((p.dicom_id, p.text) for p in phrases)
+    result.split_paths = sum(1 for n in paths.values() if n > 1)
     return result
 
 
@@ -139,7 +147,11 @@ def loc_markdown(result: LocResult, source: Path) -> str:
         buffer.write(f"| {category} | {count} |\n")
     if result.shared_prompts:
         buffer.write(f"\n{result.shared_prompts} kept phrases share an image and a prompt with another one; "
-                     "`cxrg bench` reads each such group as one sample with all their boxes.\n")
+                     f"`cxrg bench` reads them as {result.merged_samples} samples, each with all the boxes "
+                     "of its phrases.\n")
+    if result.split_paths:
+        buffer.write(f"\n{result.split_paths} (dicom_id, phrase) pairs appear with more than one image path; "
+                     "each path is its own phrase (boxes are never pooled across image files).\n")
     buffer.write("\nExamples:\n\n")
     for phrase in result.kept[:10]:
         buffer.write(f"- \"{phrase.text}\" -> `{phrase.prompt}`\n")

@@ -8,15 +8,13 @@ wrong columns) is an InputError; one bad row or report file is a Skip.
 from __future__ import annotations
 
 import csv
-import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cxrg.runs  # noqa: F401  (sets the one CSV field-size policy of cxrg: report texts can be long)
 from cxrg.errors import InputError
 from cxrg.vocab import PATHOLOGIES, canonical_pathology
-
-csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # report texts can be long
 
 
 @dataclass

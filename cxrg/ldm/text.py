@@ -47,7 +47,19 @@ class TokenSpan:
 
 
 def tokenize(tokenizer, prompts: Sequence[str]) -> tuple[torch.Tensor, list[TokenSpan]]:
-    """Ids padded to the model length, and where each prompt's own tokens are (after begin, before end)."""
+    """Ids padded to the model length, and where each prompt's own tokens are (after begin, before end).
+
+    A prompt longer than the text encoder reads (77 tokens with begin and end) is refused, naming its
+    length: cut silently, its heatmap would ground a different phrase."""
+    from cxrg.errors import InputError
+
+    limit = int(tokenizer.model_max_length)
+    for prompt in prompts:
+        length = len(tokenizer(prompt, truncation=False).input_ids)
+        if length > limit:
+            raise InputError(f"prompt is {length} tokens long; the text encoder reads at most {limit} "
+                             f"(with its begin and end tokens): {prompt[:60]!r}...",
+                             hint="shorten the phrase (a canonical '{location} {pathology}' is short)")
     batch = tokenizer(list(prompts), padding="max_length", max_length=tokenizer.model_max_length,
                       truncation=True, return_tensors="pt")
     spans = []

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from cxrg.errors import InputError
 from cxrg.images import resolve_image
+from cxrg.runs import check_complete  # importing cxrg.runs also sets the one CSV field-size policy
 from cxrg.vocab import prompt_locations
 
 
@@ -33,11 +34,26 @@ def read_manifest(path: Path, images: Path) -> Manifest:
     path = Path(path)
     if not path.is_file():
         raise InputError("manifest not found", where=str(path), hint="make one with `cxrg curate`")
+    check_complete(path)
     rows = _rows(path)
+    first_seen: dict[str, int] = {}
+    repeated: dict[str, list[int]] = {}
+    for k, row in enumerate(rows, start=1):
+        sample_id = str(row.get("sample_id") or "")
+        if sample_id and sample_id in first_seen:
+            repeated.setdefault(sample_id, [first_seen[sample_id]]).append(k)
+        first_seen.setdefault(sample_id, k)
+    if repeated:
+        listed = "; ".join(f"{sid}: rows {', '.join(map(str, ks))}" for sid, ks in list(repeated.items())[:5])
+        raise InputError(f"the manifest repeats sample_id(s) ({len(repeated)}): {listed}"
+                         + (" ..." if len(repeated) > 5 else ""), where=str(path),
+                         hint="each sample needs its own sample_id (rows count from 1 after the header)")
     samples, skipped = [], []
     for k, row in enumerate(rows, start=1):
         sample_id = str(row.get("sample_id") or f"row {k}")
         try:
+            if None in row:
+                raise ValueError(f"row {k} has more fields than the header")
             if not row.get("image_path"):
                 raise ValueError("no image_path")
             image = resolve_image(images, str(row["image_path"]))

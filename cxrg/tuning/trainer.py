@@ -9,6 +9,12 @@ masked to the anatomy rows, so pathology and special rows stay bit-identical; Ad
 
 Randomness (sample order per epoch, jitter) is drawn from generators seeded by (seed, step), never from
 a running global state, so `--resume` continues exactly: N steps + resume + N steps equals 2N straight.
+
+The checkpoint is one atomic unit: checkpoint.safetensors holds the rows, Adam's moments and, in its
+metadata, the step, the settings, the fingerprint of the inputs and the loss rows; it is replaced in one
+rename. checkpoint.json and losses.csv are human-readable copies written after it and never read back, so
+a kill between any two writes resumes into exactly the uninterrupted run. A checkpoint made from other
+inputs (manifest content, images root, weights, LUT) or settings is refused with the names that changed.
 Several processes (`accelerate launch -m cxrg tune` or `torchrun -m cxrg tune`) split each step's samples
 and average the gradients (data parallel); one process needs no launcher.
 """
@@ -38,7 +44,16 @@ from cxrg.ldm.config import HeatmapSettings
 from cxrg.ldm.heatmap import LdmEngine
 from cxrg.ldm.loading import LoadedLdm
 from cxrg.ldm.text import Codebook, content_positions, encode, tokenize
-from cxrg.runs import RunDir, atomic_write_bytes, atomic_write_csv, atomic_write_json, save_figure
+from cxrg.runs import (
+    RunDir,
+    atomic_write_bytes,
+    atomic_write_csv,
+    atomic_write_json,
+    changed_parts,
+    file_fingerprint,
+    fingerprint,
+    save_figure,
+)
 from cxrg.tuning.data import Manifest, TuningSample
 from cxrg.tuning.losses import layer_token_maps, tuning_losses
 from cxrg.tuning.trajectories import TrajectoryCache
@@ -113,7 +128,8 @@ def sample_for(step: int, rank: int, world: int, n: int, seed: int) -> int:
 
 class Trainer:
     def __init__(self, ldm: LoadedLdm, lut: Lut, manifest: Manifest, config: TuneConfig, run: RunDir,
-                 cache_dir: Path, distributed: Distributed | None = None) -> None:
+                 cache_dir: Path, distributed: Distributed | None = None,
+                 inputs: dict[str, str] | None = None) -> None:
         self.ldm = ldm
         self.lut = lut
         self.manifest = manifest
@@ -130,12 +146,18 @@ class Trainer:
         self._pixels: dict[str, torch.Tensor] = {}
         self.times = torch.tensor([self.engine.timesteps[i] for i in config.settings.inversion_steps],
                                   dtype=torch.long, device=ldm.device)
+        self.inputs = {"samples": self.data_fingerprint(), "lut": fingerprint(lut.to_dict()),
+                       "text_encoder": str(ldm.fingerprint),
+                       "unet_autoencoder": fingerprint(self.cache.model_key), **(inputs or {})}
+        """Fingerprints of what determines the run (the samples and their files, the LUT, the weights, and
+        what the command adds: manifest content, images root); a checkpoint from others is refused."""
 
     # -- one sample ---------------------------------------------------------------------------------------
     def pixels(self, sample: TuningSample) -> torch.Tensor:
-        if sample.sample_id not in self._pixels:
-            self._pixels[sample.sample_id] = self.engine.model_input(read_image(sample.image_path)).cpu()
-        return self._pixels[sample.sample_id].to(self.ldm.device, self.ldm.dtype)
+        key = str(sample.image_path)  # by file, never by sample_id (the trajectory cache keys by content)
+        if key not in self._pixels:
+            self._pixels[key] = self.engine.model_input(read_image(sample.image_path)).cpu()
+        return self._pixels[key].to(self.ldm.device, self.ldm.dtype)
 
     def gaussian(self, sample: TuningSample, side: int, step: int) -> torch.Tensor:
         rng = np.random.default_rng([self.config.seed, step, self.dist.rank, 7])
@@ -221,11 +243,12 @@ class Trainer:
 
     # -- files ----------------------------------------------------------------------------------------------
     def _last_checkpoint_step(self) -> int | None:
-        meta = self.run.file(CHECKPOINT_META)
-        return json.loads(meta.read_text())["step"] if meta.is_file() else None
+        meta = self._read_checkpoint()
+        return None if meta is None else int(meta[0]["step"])
 
     def save_checkpoint(self) -> None:
-        from safetensors.torch import save_file
+        """One atomic write holds everything a resume reads; the two copies after it are for people."""
+        from safetensors.torch import save
 
         if self.dist.main:
             state = self.optimizer.state[self.codebook.rows]
@@ -233,36 +256,61 @@ class Trainer:
             if state:
                 tensors["exp_avg"] = state["exp_avg"].cpu().contiguous()
                 tensors["exp_avg_sq"] = state["exp_avg_sq"].cpu().contiguous()
-            tmp = self.run.file(f".{CHECKPOINT}.tmp")
-            save_file(tensors, str(tmp))
-            atomic_write_bytes(self.run.file(CHECKPOINT), tmp.read_bytes())
-            tmp.unlink()
             adam_step = float(state["step"]) if state else 0.0
+            meta = {"step": self.step, "adam_step": adam_step, "config": self.config.to_dict(),
+                    "inputs": self.inputs, "losses": self.losses,
+                    "note": "randomness is drawn per step from (seed, step); nothing else to restore"}
+            atomic_write_bytes(self.run.file(CHECKPOINT),
+                               save(tensors, metadata={"cxrg_checkpoint": json.dumps(meta)}))
             atomic_write_csv(self.run.file("losses.csv"), LOSS_FIELDS, self.losses)
-            atomic_write_json(self.run.file(CHECKPOINT_META), {
-                "step": self.step, "adam_step": adam_step, "config": self.config.to_dict(),
-                "torch_rng": torch.get_rng_state().tolist()[:16],
-                "note": "randomness is drawn per step from (seed, step); nothing else to restore"})
+            atomic_write_json(self.run.file(CHECKPOINT_META), {k: v for k, v in meta.items() if k != "losses"}
+                              | {"copy_of": CHECKPOINT})
             self.run.logger.info("checkpoint at step %d", self.step)
         self.dist.barrier()
 
-    def resume(self) -> bool:
-        """Continue from the run folder's checkpoint; False when there is none."""
+    def _read_checkpoint(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]] | None:
+        from safetensors import safe_open
         from safetensors.torch import load_file
 
-        meta_path = self.run.file(CHECKPOINT_META)
-        if not meta_path.is_file():
+        path = self.run.file(CHECKPOINT)
+        if not path.is_file():
+            return None
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                text = (handle.metadata() or {}).get("cxrg_checkpoint")
+            tensors = load_file(str(path))
+        except Exception as exc:
+            raise CxrgError(f"cannot read the checkpoint: {exc}", where=str(path),
+                            hint="pass --restart to start over") from exc
+        if text is None:  # cxrg 0.1: the settings were in checkpoint.json beside it
+            legacy = self.run.file(CHECKPOINT_META)
+            if not legacy.is_file():
+                return None
+            meta = json.loads(legacy.read_text())
+            meta.setdefault("losses", None)
+            return meta, tensors
+        return json.loads(text), tensors
+
+    def resume(self) -> bool:
+        """Continue from the run folder's checkpoint; False when there is none."""
+        got = self._read_checkpoint()
+        if got is None:
             return False
-        meta = json.loads(meta_path.read_text())
+        meta, tensors = got
+        where = str(self.run.file(CHECKPOINT))
         saved = {k: v for k, v in meta["config"].items() if k != "steps"}
         now = {k: v for k, v in self.config.to_dict().items() if k != "steps"}
         if json.loads(json.dumps(saved)) != json.loads(json.dumps(now)):
             changed = sorted(k for k in now if saved.get(k) != json.loads(json.dumps(now[k])))
             raise UsageError(f"this run folder holds a checkpoint made with other settings "
-                             f"({', '.join(changed)})",
-                             where=str(meta_path),
+                             f"({', '.join(changed)})", where=where,
                              hint="continue with the same settings, or pass --restart or a new --out")
-        tensors = load_file(str(self.run.file(CHECKPOINT)))
+        if "inputs" in meta and meta["inputs"] != self.inputs:
+            changed = changed_parts(meta["inputs"], self.inputs)
+            raise UsageError("this run folder holds a checkpoint made from other inputs "
+                             f"({', '.join(changed)} "
+                             "changed)", where=where,
+                             hint="rerun with the same inputs, or pass --restart or a new --out")
         with torch.no_grad():
             self.codebook.rows.copy_(tensors["rows"].to(self.codebook.rows.device))
         if "exp_avg" in tensors:
@@ -271,17 +319,21 @@ class Trainer:
                 "exp_avg": tensors["exp_avg"].to(self.ldm.device),
                 "exp_avg_sq": tensors["exp_avg_sq"].to(self.ldm.device)}
         self.step = int(meta["step"])
-        losses_csv = self.run.file("losses.csv")
-        if losses_csv.is_file():
-            with losses_csv.open(newline="") as handle:
-                self.losses = [row for row in csv.DictReader(handle) if int(row["step"]) <= self.step]
+        if meta.get("losses") is not None:
+            self.losses = [dict(row) for row in meta["losses"]]
+        else:
+            losses_csv = self.run.file("losses.csv")
+            if losses_csv.is_file():
+                with losses_csv.open(newline="") as handle:
+                    self.losses = [row for row in csv.DictReader(handle) if int(row["step"]) <= self.step]
         self.run.logger.info("resumed at step %d", self.step)
         return True
 
     def data_fingerprint(self) -> str:
         digest = hashlib.sha256()
         for sample in self.manifest.samples:
-            digest.update(f"{sample.sample_id}\t{sample.image_path.name}\t{sample.prompt}\n".encode())
+            digest.update(f"{sample.sample_id}\t{sample.image_path}\t{file_fingerprint(sample.image_path)}\t"
+                          f"{sample.prompt}\n".encode())
         return digest.hexdigest()[:24]
 
     def finish(self) -> Path:
