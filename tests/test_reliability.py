@@ -1,0 +1,614 @@
+"""Issue 14: runs you can trust. Each test is a case that lost data or gave wrong numbers before (or a
+robustness case); docs/reliability.md lists what they guarantee."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from cxrg_test_support import MS_CXR_HEADER, mimic_path, read_csv, run_cli
+from PIL import Image
+
+from cxrg.errors import CxrgError, InputError, UsageError
+from cxrg.runs import RunDir, check_complete, mark_complete, mark_incomplete
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def bench(annotations: Path, images: Path, out: Path, *extra: str, models: str = "oracle") -> int:
+    return run_cli("bench", "--models", models, "--dataset", "ms-cxr", "--annotations", str(annotations),
+                   "--images", str(images), "--out", str(out), "--resamples", "100", "--no-report", *extra)
+
+
+def rows_by_id(out: Path) -> dict[tuple[str, str], dict[str, str]]:
+    return {(r["model"], r["sample_id"]): r for r in read_csv(out / "per_sample.csv")}
+
+
+def cxrg_process(*args: str, site: Path | None = None, env: dict | None = None, **kw) -> subprocess.Popen:
+    environment = dict(os.environ)
+    if site is not None:
+        environment["PYTHONPATH"] = str(site)
+        environment.pop("CXRG_LOAD_PLUGINS", None)
+    environment.update(env or {})
+    return subprocess.Popen([sys.executable, "-m", "cxrg", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=environment, **kw)
+
+
+def make_distribution(site: Path, name: str, entry_points: dict[str, str], modules: dict[str, str]) -> None:
+    info = site / f"{name}-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+    lines = "\n".join(f"{k} = {v}" for k, v in entry_points.items())
+    (info / "entry_points.txt").write_text(f"[cxrg.models]\n{lines}\n")
+    for module, source in modules.items():
+        (site / f"{module}.py").write_text(textwrap.dedent(source))
+
+
+PLUGINS = '''
+import time
+import numpy as np
+from cxrg.registry import ModelCard
+
+def card(name):
+    return ModelCard(name=name, version="1", licence="MIT", description="test plugin")
+
+def blob(query):
+    h, w = query.image.shape
+    yy, xx = np.mgrid[0:h, 0:w]
+    return np.exp(-((xx - w / 3) ** 2 + (yy - h / 2) ** 2) / (2 * (w / 5) ** 2)).astype(np.float32)
+
+class Impostor:  # registered as 'impostor' but its card says 'oracle'
+    card = card("oracle")
+    def load(self, weights_dir=None, device="cpu"): pass
+    def heatmap(self, query): return blob(query)
+
+class ExitsInLoad:
+    card = card("exits-in-load")
+    def load(self, weights_dir=None, device="cpu"): raise SystemExit(3)
+    def heatmap(self, query): return blob(query)
+
+class ExitsInHeatmap:
+    card = card("exits-in-heatmap")
+    def load(self, weights_dir=None, device="cpu"): pass
+    def heatmap(self, query): raise SystemExit("bye")
+
+class InterruptsInHeatmap:
+    card = card("interrupts")
+    def load(self, weights_dir=None, device="cpu"): pass
+    def heatmap(self, query): raise KeyboardInterrupt
+
+class Slow:
+    card = card("slow")
+    def load(self, weights_dir=None, device="cpu"): pass
+    def heatmap(self, query):
+        time.sleep(0.6)
+        return blob(query)
+'''
+EXITS_AT_IMPORT = "raise SystemExit('plugin gave up at import')\n"
+
+
+@pytest.fixture
+def plugins(tmp_path) -> Path:
+    site = tmp_path / "site"
+    site.mkdir()
+    make_distribution(site, "evil", {
+        "impostor": "evilmod:Impostor", "exits-in-load": "evilmod:ExitsInLoad",
+        "exits-in-heatmap": "evilmod:ExitsInHeatmap", "interrupts": "evilmod:InterruptsInHeatmap",
+        "slow": "evilmod:Slow", "exits-at-import": "exitmod:M"},
+        {"evilmod": PLUGINS, "exitmod": EXITS_AT_IMPORT})
+    return site
+
+
+# ------------------------------------------------------------------------------- 1. stale resume
+
+def test_changed_box_recomputes_only_that_row_and_equals_a_fresh_run(ms_cxr, tmp_path, capsys):
+    annotations, images = ms_cxr
+    out = tmp_path / "run"
+    assert bench(annotations, images, out) == 0
+    before = rows_by_id(out)
+    text = annotations.read_text().replace("d4,Pleural Effusion,left pleural effusion,"
+                                           f"{mimic_path('d4')},70,70,40,35",
+                                           f"d4,Pleural Effusion,left pleural effusion,{mimic_path('d4')},"
+                                           "10,10,40,35")
+    assert text != annotations.read_text()
+    annotations.write_text(text)
+    capsys.readouterr()
+    assert bench(annotations, images, out) == 0
+    assert "1 finished (model, sample) pairs recomputed" in capsys.readouterr().err
+    after = rows_by_id(out)
+    assert bench(annotations, images, tmp_path / "fresh") == 0
+    fresh = rows_by_id(tmp_path / "fresh")
+    changed = [key for key in after if after[key]["cnr"] != before[key]["cnr"]]
+    assert changed == [("oracle", "d4:0")]
+    for key, row in after.items():
+        assert (row["cnr"], row["miou"], row["prompt"]) == (fresh[key]["cnr"], fresh[key]["miou"],
+                                                            fresh[key]["prompt"])
+        if key != ("oracle", "d4:0"):
+            assert row["seconds"] == before[key]["seconds"]  # kept, not recomputed
+
+
+def test_other_images_root_recomputes_every_row(ms_cxr, tmp_path, capsys):
+    import shutil
+
+    annotations, images = ms_cxr
+    out = tmp_path / "run"
+    assert bench(annotations, images, out) == 0
+    other = tmp_path / "other-images"
+    shutil.copytree(images, other)
+    for path in other.rglob("*.jpg"):  # other pixels, same names
+        Image.fromarray(np.full(Image.open(path).size[::-1], 7, np.uint8)).save(path)
+    capsys.readouterr()
+    assert bench(annotations, other, out) == 0
+    err = capsys.readouterr().err
+    assert "8 finished (model, sample) pairs recomputed" in err
+    config = json.loads((out / "config.json").read_text())["config"]
+    assert config["fingerprints"]["images"] == str(other.resolve())
+    assert set(config["fingerprints"]) >= {"annotations", "images", "models", "metrics", "cxrg"}
+
+
+def test_model_fingerprint_follows_its_weight_files(tmp_path):
+    from cxrg.bench.runner import model_fingerprints
+    from cxrg.registry import ModelCard, WeightFile
+
+    class Weighted:
+        card = ModelCard(name="w", version="1", licence="MIT", description="",
+                         weights=(WeightFile("w.bin", "weights", "make them"),))
+
+    (tmp_path / "w.bin").write_bytes(b"one")
+    first = model_fingerprints({"w": Weighted()}, {"w": {}}, {}, tmp_path)
+    assert model_fingerprints({"w": Weighted()}, {"w": {}}, {}, tmp_path) == first
+    (tmp_path / "w.bin").write_bytes(b"other weights")
+    assert model_fingerprints({"w": Weighted()}, {"w": {}}, {}, tmp_path) != first
+    assert model_fingerprints({"w": Weighted()}, {"w": {"dtype": "bfloat16"}}, {}, tmp_path) != first
+
+
+def test_restart_drops_previous_rows(ms_cxr, tmp_path, capsys):
+    annotations, images = ms_cxr
+    out = tmp_path / "run"
+    assert bench(annotations, images, out) == 0
+    capsys.readouterr()
+    assert bench(annotations, images, out, "--restart") == 0
+    assert "--restart: previous results" in capsys.readouterr().err
+    assert len(read_csv(out / "per_sample.csv")) == 8
+
+
+# ------------------------------------------------------------------------------- 2. one writer per run
+
+HOLDER = """
+import sys, time
+from cxrg.runs import RunDir
+run = RunDir(sys.argv[1], "bench", {}, lock=True)
+print("locked", flush=True)
+time.sleep(120)
+"""
+
+
+def test_second_run_into_a_locked_folder_is_refused_and_a_killed_holder_leaves_no_stale_lock(ms_cxr, tmp_path,
+                                                                                                capsys):
+    annotations, images = ms_cxr
+    out = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        capsys.readouterr()
+        assert bench(annotations, images, out) == 2
+        err = capsys.readouterr().err
+        assert f"another cxrg run is writing to {out} (process {holder.pid})" in err
+        assert len(err.strip().splitlines()) == 1 and not (out / "per_sample.csv").exists()
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    assert bench(annotations, images, out) == 0  # the kernel dropped the dead process's lock
+    assert len(read_csv(out / "per_sample.csv")) == 8
+
+
+def test_two_run_dirs_in_one_process_exclude_each_other(tmp_path):
+    first = RunDir(tmp_path / "r", "bench", {}, lock=True)
+    with pytest.raises(UsageError, match="another cxrg run is writing"):
+        RunDir(tmp_path / "r", "bench", {}, lock=True)
+    first.close()
+    RunDir(tmp_path / "r", "bench", {}, lock=True).close()
+
+
+# ------------------------------------------------------------- 3 + 4. plugins cannot corrupt or stop a run
+
+def test_plugins_cannot_take_another_models_name_or_stop_the_run(ms_cxr, tmp_path, plugins):
+    annotations, images = ms_cxr
+    alone = tmp_path / "alone"
+    assert bench(annotations, images, alone) == 0
+    out = tmp_path / "run"
+    process = cxrg_process("bench", "--models", "oracle,impostor,exits-in-load,exits-in-heatmap,interrupts,"
+                           "exits-at-import", "--dataset", "ms-cxr", "--annotations", str(annotations),
+                           "--images", str(images), "--out", str(out), "--resamples", "100", "--no-report",
+                           site=plugins)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    assert "model 'impostor' has a card named 'oracle'" in stderr
+    assert "model 'exits-in-load' failed to load: SystemExit: 3" in stderr
+    assert "model 'exits-at-import' failed to import: SystemExit" in stderr
+    rows = rows_by_id(out)
+    solo = rows_by_id(alone)
+    for (model, sample_id), row in rows.items():
+        assert model in ("oracle", "exits-in-heatmap", "interrupts")
+        if model == "oracle":  # oracle's numbers are its own, not the impostor's
+            assert (row["cnr"], row["miou"]) == (solo[(model, sample_id)]["cnr"], solo[(model, sample_id)]["miou"])
+        else:
+            assert row["status"] == "failed"
+            assert row["error"].startswith("SystemExit" if model == "exits-in-heatmap" else "KeyboardInterrupt")
+    assert sum(1 for key in rows if key[0] == "interrupts") == 8
+
+
+def test_models_list_survives_plugins_that_exit(plugins):
+    process = cxrg_process("models", "list", site=plugins)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0 and "Traceback" not in stderr
+    assert "exits-at-import: error: model 'exits-at-import' failed to import: SystemExit" in stdout
+    assert "slow: evil 1.0" in stdout and "oracle: cxrg" in stdout  # listed after the one that exited
+
+
+def test_real_ctrl_c_stops_bench_with_n_of_m_and_exit_130_then_resumes(ms_cxr, tmp_path, plugins):
+    annotations, images = ms_cxr
+    out = tmp_path / "run"
+    args = ("bench", "--models", "slow", "--dataset", "ms-cxr", "--annotations", str(annotations), "--images",
+            str(images), "--out", str(out), "--resamples", "100", "--no-report")
+    process = cxrg_process(*args, site=plugins)
+    deadline = time.monotonic() + 60
+    while len(list((out / "heatmaps").rglob("*.npz"))) < 3:  # d1's two samples and d2's are done
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    line = [x for x in stderr.splitlines() if "interrupted" in x]
+    assert len(line) == 1 and "Traceback" not in stderr
+    done = int(line[0].split("interrupted: ")[1].split(" of ")[0])
+    assert 1 <= done < 8 and "of 8 samples done; rerun the same command to resume" in line[0]
+    finished = [r for r in read_csv(out / "per_sample.csv") if r["status"] == "scored"]
+    assert len(finished) >= done
+    again = cxrg_process(*args, site=plugins)
+    _, stderr = again.communicate(timeout=120)
+    assert again.returncode == 0, stderr
+    rows = read_csv(out / "per_sample.csv")
+    assert len(rows) == 8 and all(r["status"] == "scored" for r in rows)
+    kept = {r["sample_id"]: r["seconds"] for r in finished}
+    assert all(r["seconds"] == kept[r["sample_id"]] for r in rows if r["sample_id"] in kept)  # not redone
+
+
+# --------------------------------------------------------------------------- 5-7. tune checkpoint, inputs
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    from cxrg.ldm.tiny import write_tiny
+
+    return write_tiny(tmp_path_factory.mktemp("weights"), seed=0)
+
+
+@pytest.fixture(scope="module")
+def phantoms(tmp_path_factory) -> tuple[Path, Path]:
+    from cxrg.anatomy.lut import Lut
+    from cxrg.tuning.phantoms import write_phantom_set
+
+    folder = tmp_path_factory.mktemp("phantoms")
+    return write_phantom_set(folder, 4, Lut.default()), folder / "images"
+
+
+def make_trainer(tiny, phantoms, out: Path, steps: int = 3, inputs: dict | None = None):
+    from cxrg.anatomy.lut import Lut
+    from cxrg.ldm.config import HeatmapSettings
+    from cxrg.ldm.loading import load_ldm
+    from cxrg.tuning.data import read_manifest
+    from cxrg.tuning.trainer import Trainer, TuneConfig
+
+    manifest, images = phantoms
+    settings = HeatmapSettings(inference_steps=10, capture_steps=(4, 5, 6), otsu=False)
+    config = TuneConfig(steps=steps, checkpoint_every=1, chunk=3, settings=settings, lr=0.05)
+    run = RunDir(out, "tune", {"test": True})
+    return Trainer(load_ldm(tiny), Lut.default(), read_manifest(manifest, images), config, run,
+                   out.parent / "cache", inputs=inputs)
+
+
+class Killed(BaseException):
+    """Stands for the process dying between two writes."""
+
+
+def _result(out: Path):
+    from safetensors.torch import load_file
+
+    return load_file(str(out / "tuned_embeddings.safetensors"))["rows"]
+
+
+def test_tune_resume_equals_uninterrupted_at_every_kill_point(tiny, phantoms, tmp_path, monkeypatch):
+    import torch
+
+    import cxrg.tuning.trainer as trainer_module
+
+    straight = make_trainer(tiny, phantoms, tmp_path / "straight")
+    straight.train()
+    expected, expected_losses = _result(tmp_path / "straight"), [r["loss"] for r in straight.losses]
+    names = ("atomic_write_bytes", "atomic_write_csv", "atomic_write_json")
+    originals = {name: getattr(trainer_module, name) for name in names}
+    writes = 3 * 2  # three files per checkpoint: kill before each write of the first two checkpoints
+    for kill_at in range(writes):
+        calls = {"n": 0}
+
+        def counting(original):
+            def write(*args, **kwargs):
+                if calls["n"] == kill_at:
+                    raise Killed
+                calls["n"] += 1
+                return original(*args, **kwargs)
+            return write
+
+        for name in names:
+            monkeypatch.setattr(trainer_module, name, counting(originals[name]))
+        out = tmp_path / f"kill{kill_at}"
+        with pytest.raises(Killed):
+            make_trainer(tiny, phantoms, out).train()
+        for name in names:
+            monkeypatch.setattr(trainer_module, name, originals[name])
+        resumed = make_trainer(tiny, phantoms, out)
+        resumed.resume()
+        resumed.train()
+        assert torch.equal(_result(out), expected), kill_at
+        assert [r["loss"] for r in resumed.losses] == expected_losses, kill_at
+
+
+def test_tune_refuses_a_checkpoint_from_other_inputs(tiny, phantoms, tmp_path):
+    first = make_trainer(tiny, phantoms, tmp_path / "r", steps=1, inputs={"manifest": "a"})
+    first.train()
+    other = make_trainer(tiny, phantoms, tmp_path / "r", steps=2, inputs={"manifest": "b"})
+    with pytest.raises(UsageError, match=r"other inputs \(manifest changed\).*--restart"):
+        other.resume()
+
+
+def test_tune_cli_refuses_another_manifest_in_the_same_out(tiny, phantoms, tmp_path, capsys):
+    manifest, images = phantoms
+    out = tmp_path / "run"
+    common = ("--images", str(images), "--out", str(out), "--weights", str(tiny), "--no-install")
+    assert run_cli("tune", "--manifest", str(manifest), "--steps", "1", *common) == 0
+    edited = tmp_path / "manifest.csv"
+    rows = read_csv(manifest)
+    rows[0]["prompt"], rows[1]["prompt"] = rows[1]["prompt"], rows[0]["prompt"]
+    with edited.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    capsys.readouterr()
+    assert run_cli("tune", "--manifest", str(edited), "--steps", "2", *common) == 2
+    err = capsys.readouterr().err
+    assert "checkpoint made from other inputs (manifest, samples changed)" in err and "--restart" in err
+
+
+def test_duplicate_sample_ids_are_refused_with_their_rows(tmp_path, phantoms):
+    from cxrg.tuning.data import read_manifest
+
+    manifest, images = phantoms
+    rows = read_csv(manifest)
+    rows[2]["sample_id"] = rows[0]["sample_id"]
+    path = tmp_path / "dup.csv"
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    with pytest.raises(InputError, match=rf"repeats sample_id.*{rows[0]['sample_id']}: rows 1, 3"):
+        read_manifest(path, images)
+
+
+def test_trainer_pixels_are_keyed_by_image_not_sample_id(tiny, phantoms, tmp_path):
+    import torch
+
+    from cxrg.tuning.data import TuningSample
+
+    trainer = make_trainer(tiny, phantoms, tmp_path / "p")
+    a, b = trainer.manifest.samples[:2]
+    same_id = TuningSample(a.sample_id, b.image_path, b.prompt, b.locations)
+    assert not torch.equal(trainer.pixels(a), trainer.pixels(same_id))
+    assert torch.equal(trainer.pixels(same_id), trainer.pixels(b))
+
+
+# ------------------------------------------------------------------------------- 8. MS-CXR merges
+
+def write_ms_cxr(path: Path, rows: list[list]) -> Path:
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(MS_CXR_HEADER)
+        writer.writerows(rows)
+    return path
+
+
+def test_same_dicom_and_phrase_on_another_path_is_another_sample(tmp_path):
+    from cxrg.bench.datasets import read_ms_cxr
+
+    images = tmp_path / "img"
+    for name in ("a.jpg", "b.jpg"):
+        (images / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.zeros((100, 100), np.uint8)).save(images / name)
+    path = write_ms_cxr(tmp_path / "ms.csv", [
+        ["d1", "Pneumonia", "left lower lobe opacity", "a.jpg", 10, 10, 20, 20, 100, 100],
+        ["d1", "Pneumonia", "left lower lobe opacity", "b.jpg", 50, 50, 20, 20, 100, 100]])
+    data = read_ms_cxr(path, images)
+    assert [len(s.boxes) for s in data.samples] == [1, 1]
+    assert {s.image_path.name for s in data.samples} == {"a.jpg", "b.jpg"}
+    assert any("more than one image path" in note for note in data.notes)
+
+
+def test_ms_cxr_loc_merges_are_counted_and_logged(tmp_path):
+    from cxrg.bench.datasets import read_ms_cxr
+    from cxrg.curation.extractors import make_extractor
+    from cxrg.curation.mscxr import to_ms_cxr_loc, write_ms_cxr_loc
+
+    images = tmp_path / "img"
+    images.mkdir()
+    Image.fromarray(np.zeros((100, 100), np.uint8)).save(images / "a.jpg")
+    path = write_ms_cxr(tmp_path / "ms.csv", [
+        ["d1", "Pneumonia", "right lower lobe opacity", "a.jpg", 10, 10, 20, 20, 100, 100],
+        ["d1", "Pneumonia", "opacity in the right lower lobe", "a.jpg", 40, 40, 20, 20, 100, 100],
+        ["d1", "Pneumonia", "left upper lobe opacity", "a.jpg", 60, 10, 20, 20, 100, 100]])
+    result = to_ms_cxr_loc(path, make_extractor("rules")[0])
+    assert len(result.kept) == 3 and result.shared_prompts == 2 and result.merged_samples == 1
+    loc = write_ms_cxr_loc(result, tmp_path / "loc", path)
+    assert "reads them as 1 samples" in (tmp_path / "loc" / "summary.md").read_text()
+    data = read_ms_cxr(loc, images)
+    assert len(data.samples) == 2
+    merged = next(s for s in data.samples if len(s.boxes) == 2)
+    assert merged.phrase == "right lower lobe opacity | opacity in the right lower lobe"
+    assert any("2 phrases share an image and a prompt with another one: merged into 1 samples" in note
+               for note in data.notes)
+
+
+# ------------------------------------------------------------------------------------ robustness
+
+def test_a_row_with_more_fields_than_the_header_is_one_failed_sample(ms_cxr, tmp_path, capsys):
+    annotations, images = ms_cxr
+    with annotations.open("a", newline="") as handle:
+        csv.writer(handle).writerow(["d9", "Pneumonia", "left pneumonia", mimic_path("d1"), 1, 1, 5, 5, 100,
+                                     120, "extra", "fields"])
+    out = tmp_path / "run"
+    assert bench(annotations, images, out) == 0
+    rows = rows_by_id(out)
+    assert len(rows) == 9
+    bad = rows[("oracle", "d9:0")]
+    assert bad["status"] == "failed" and "2 more field(s) than the header" in bad["error"]
+    assert "oracle: 8 of 9 samples scored, 1 failed" in capsys.readouterr().err
+
+
+def test_fifo_is_refused_without_blocking(tmp_path):
+    from cxrg.images import read_image
+
+    fifo = tmp_path / "x.png"
+    os.mkfifo(fifo)
+    with pytest.raises(InputError, match="not a regular file"):
+        read_image(fifo)
+
+
+def test_csv_field_size_is_one_policy_for_every_reader(tmp_path, phantoms):
+    manifest, images = phantoms
+    rows = read_csv(manifest)
+    rows[0]["sentence"] = "effusion " * 20_000  # 180,000 characters: over the csv module's default
+    long = tmp_path / "long.csv"
+    with long.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    code = ("from cxrg.tuning.data import read_manifest; import sys; "
+            "print(len(read_manifest(sys.argv[1], sys.argv[2]).samples))")
+    done = subprocess.run([sys.executable, "-c", code, str(long), str(images)], capture_output=True, text=True,
+                          timeout=60)  # a fresh process: nothing else has raised the limit
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "4"
+
+
+def test_pixel_budget_and_aspect_are_checked_before_decoding(tmp_path, monkeypatch):
+    from cxrg.images import read_image
+
+    big = tmp_path / "big.png"
+    Image.fromarray(np.zeros((300, 400), np.uint8)).save(big)
+    monkeypatch.setenv("CXRG_MAX_IMAGE_PIXELS", "100000")
+    with pytest.raises(InputError, match=r"400x300 = 0.1 megapixels, over the limit of 0.1"):
+        read_image(big)
+    monkeypatch.delenv("CXRG_MAX_IMAGE_PIXELS")
+    assert read_image(big).shape == (300, 400)
+    strip = tmp_path / "strip.png"
+    Image.fromarray(np.zeros((2, 500), np.uint8)).save(strip)
+    with pytest.raises(InputError, match="aspect ratio over 8:1"):
+        read_image(strip)
+
+
+def test_truncated_dicom_says_truncated(tmp_path):
+    sys.path.insert(0, str(ROOT / "tests"))
+    from test_images import write_dicom
+
+    from cxrg.images import read_image
+
+    path = write_dicom(tmp_path / "a.dcm", (np.arange(64 * 64, dtype=np.uint16) % 4096).reshape(64, 64))
+    data = path.read_bytes()
+    for cut in (len(data) - 10, len(data) - 5000, 566):
+        (tmp_path / "cut.dcm").write_bytes(data[:cut])
+        with pytest.raises(InputError, match="truncated"):
+            read_image(tmp_path / "cut.dcm")
+
+
+def test_out_under_a_file_is_one_line_not_an_internal_error(ms_cxr, tmp_path, capsys):
+    annotations, images = ms_cxr
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    capsys.readouterr()
+    code = bench(annotations, images, blocker / "run")
+    err = capsys.readouterr().err
+    assert code in (1, 2) and "internal error" not in err and str(blocker) in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_wrong_value_types_in_cxrg_toml_name_the_key(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    image = tmp_path / "x.png"
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save(image)
+    for text, key, model in (
+            ("weights = 5\n", "`weights` must be a path", "prior"),
+            ('[ldm]\ninference_steps = "abc"\n', "`ldm.inference_steps` must be a whole number", "ldm-frozen"),
+            ("device = 7\n", "`device` must be a string", "prior")):
+        (tmp_path / "cxrg.toml").write_text(text)
+        capsys.readouterr()
+        assert run_cli("ground", str(image), "left pneumonia", "--model", model) != 0
+        err = capsys.readouterr().err
+        assert key in err and "cxrg.toml" in err and "internal error" not in err
+
+
+def test_incomplete_curate_outputs_are_refused(tmp_path, phantoms):
+    from cxrg.tuning.data import read_manifest
+
+    manifest, images = phantoms
+    folder = tmp_path / "curate"
+    folder.mkdir()
+    copy = folder / "manifest.csv"
+    copy.write_bytes(manifest.read_bytes())
+    mark_incomplete(folder, "curate")
+    with pytest.raises(InputError, match="run that did not finish"):
+        read_manifest(copy, images)
+    mark_complete(folder)
+    check_complete(copy)
+    assert len(read_manifest(copy, images).samples) == 4
+
+
+def test_curate_ms_cxr_leaves_no_incomplete_marker(ms_cxr, tmp_path):
+    annotations, _ = ms_cxr
+    out = tmp_path / "loc"
+    assert run_cli("curate", "--ms-cxr", str(annotations), "--out", str(out), "--extractor", "rules") == 0
+    assert not (out / "INCOMPLETE").exists() and list(out.glob("*_loc.csv"))
+
+
+def test_prompt_over_77_tokens_is_refused(tiny):
+    from cxrg.ldm.loading import load_ldm
+    from cxrg.ldm.text import tokenize
+
+    tokenizer = load_ldm(tiny).tokenizer
+    tokenize(tokenizer, ["left lower pneumonia"])
+    with pytest.raises(CxrgError, match=r"prompt is \d+ tokens long; the text encoder reads at most 77"):
+        tokenize(tokenizer, ["left lower pneumonia " * 30])
+
+
+# ------------------------------------------------------------------- issue 19: one prompt for every model
+
+def test_bench_normalises_prompts_unless_exact_prompt(ms_cxr, tmp_path, capsys):
+    annotations, images = ms_cxr
+    assert bench(annotations, images, tmp_path / "n", models="oracle,prior") == 0
+    err = capsys.readouterr().err
+    assert "rewritten to the canonical prompt" in err
+    rows = rows_by_id(tmp_path / "n")
+    first = rows[("prior", "d1:0")]
+    assert first["phrase"] == "right lower lobe opacity" and first["prompt"] == "right lower pneumonia"
+    assert rows[("oracle", "d1:0")]["prompt"] == first["prompt"]  # every model sees the same prompt
+    assert bench(annotations, images, tmp_path / "e", "--exact-prompt", models="oracle,prior") == 0
+    exact = rows_by_id(tmp_path / "e")
+    assert exact[("prior", "d1:0")]["prompt"] == "right lower lobe opacity"
+    assert "--exact-prompt: every prompt is given to the models as written" in capsys.readouterr().err
