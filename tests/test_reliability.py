@@ -241,10 +241,12 @@ def test_plugins_cannot_take_another_models_name_or_stop_the_run(ms_cxr, tmp_pat
     for (model, sample_id), row in rows.items():
         assert model in ("oracle", "exits-in-heatmap", "interrupts")
         if model == "oracle":  # oracle's numbers are its own, not the impostor's
-            assert (row["cnr"], row["miou"]) == (solo[(model, sample_id)]["cnr"], solo[(model, sample_id)]["miou"])
+            own = solo[(model, sample_id)]
+            assert (row["cnr"], row["miou"]) == (own["cnr"], own["miou"])
         else:
             assert row["status"] == "failed"
-            assert row["error"].startswith("SystemExit" if model == "exits-in-heatmap" else "KeyboardInterrupt")
+            cause = "SystemExit" if model == "exits-in-heatmap" else "KeyboardInterrupt"
+            assert row["error"].startswith(cause)
     assert sum(1 for key in rows if key[0] == "interrupts") == 8
 
 
@@ -341,7 +343,7 @@ def test_tune_resume_equals_uninterrupted_at_every_kill_point(tiny, phantoms, tm
     for kill_at in range(writes):
         calls = {"n": 0}
 
-        def counting(original):
+        def counting(original, calls=calls, kill_at=kill_at):
             def write(*args, **kwargs):
                 if calls["n"] == kill_at:
                     raise Killed
@@ -502,8 +504,8 @@ def test_csv_field_size_is_one_policy_for_every_reader(tmp_path, phantoms):
         writer.writerows(rows)
     code = ("from cxrg.tuning.data import read_manifest; import sys; "
             "print(len(read_manifest(sys.argv[1], sys.argv[2]).samples))")
-    done = subprocess.run([sys.executable, "-c", code, str(long), str(images)], capture_output=True, text=True,
-                          timeout=60)  # a fresh process: nothing else has raised the limit
+    done = subprocess.run([sys.executable, "-c", code, str(long), str(images)], capture_output=True,
+                          text=True, timeout=60)  # a fresh process: nothing else has raised the limit
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "4"
 
@@ -555,7 +557,8 @@ def test_wrong_value_types_in_cxrg_toml_name_the_key(tmp_path, monkeypatch, caps
     Image.fromarray(np.zeros((64, 64), np.uint8)).save(image)
     for text, key, model in (
             ("weights = 5\n", "`weights` must be a path", "prior"),
-            ('[ldm]\ninference_steps = "abc"\n', "`ldm.inference_steps` must be a whole number", "ldm-frozen"),
+            ('[ldm]\ninference_steps = "abc"\n', "`ldm.inference_steps` must be a whole number",
+             "ldm-frozen"),
             ("device = 7\n", "`device` must be a string", "prior")):
         (tmp_path / "cxrg.toml").write_text(text)
         capsys.readouterr()
