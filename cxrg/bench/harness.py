@@ -302,6 +302,7 @@ def summarise(model_names: Sequence[str], samples: Sequence[Sample], rows: dict[
                 table.append({"model": name, "category": category, "metric": metric, "mean": interval.mean,
                               "ci_low": interval.low, "ci_high": interval.high, "n": interval.n})
     return {"rows": table, "counts": counts, "model_errors": model_errors, "resamples": resamples,
+            "class_sizes": {c: len(members) for c, members in sorted(by_class.items())},
             "seed": seed, "level": 0.95, "n_samples": len(samples),
             "categories": sorted(by_class)}
 

@@ -35,7 +35,9 @@ FEW = 10
 
 
 def class_sizes(summary: dict[str, Any]) -> dict[str, int]:
-    """Samples per class: the largest n any model reached in it (the Average row: every sample)."""
+    """Samples per class (summaries before 0.2: the largest n any model reached in it)."""
+    if summary.get("class_sizes"):
+        return {c: int(n) for c, n in summary["class_sizes"].items()}
     sizes: dict[str, int] = {}
     for r in summary["rows"]:
         if r["category"] != AVERAGE:

@@ -1,0 +1,221 @@
+"""The GPU check, prepared for the day a GPU is lent: one run, one table, ratios within the run.
+
+At the real architecture's size with random weights (MONAI bundle U-Net, autoencoder, SD 2.1-size text
+encoder): environment facts; seconds per heatmap for the fast and the reference path in float32, bfloat16
+and float16 (agreement with float32: Pearson and Otsu-mask IoU); peak GPU memory per path; images per
+second for a bench-like batch (several images, three prompts each); one tuning step, fast against naive
+(with the gradients' agreement); the classifier's U-Net passes per second. `--device cpu --size 64` is the
+dry mode the slow tests run (minutes on 2 cores); on a GPU: `benchmarks/gpu_suite.sh`.
+
+    python benchmarks/bench_gpu.py [--device cuda] [--size 512] [--images 8] [--out results.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from machine import cpu_model  # noqa: E402
+
+from cxrg.anatomy.lut import Lut  # noqa: E402
+from cxrg.ldm.config import HeatmapSettings, LdmArchitecture  # noqa: E402
+from cxrg.ldm.ddim import alphas_cumprod  # noqa: E402
+from cxrg.ldm.heatmap import LdmEngine, otsu_threshold, reference_maps  # noqa: E402
+from cxrg.ldm.loading import LoadedLdm, text_encoder_fingerprint  # noqa: E402
+from cxrg.ldm.tiny import build_random, sd21_text_config  # noqa: E402
+from cxrg.ldm.tokenizer import load_tokenizer  # noqa: E402
+
+PROMPTS = ["left lower pleural effusion", "right apical pneumothorax", "bilateral lower pneumonia"]
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def make_ldm(size: int, dtype: torch.dtype, device: torch.device) -> LoadedLdm:
+    arch = LdmArchitecture(image_size=size)
+    autoencoder, unet, text = build_random(arch, sd21_text_config(), seed=0)
+    for module in (autoencoder, unet, text):
+        module.to(device=device, dtype=dtype).eval().requires_grad_(False)
+    return LoadedLdm(autoencoder, unet, text, load_tokenizer(), arch, alphas_cumprod(arch.scheduler),
+                     device, dtype, text_encoder_fingerprint(text))
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(device: torch.device, fn):
+    """(result, seconds, peak memory in GiB or None) of one call."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    sync(device)
+    started = time.perf_counter()
+    result = fn()
+    sync(device)
+    seconds = time.perf_counter() - started
+    peak = torch.cuda.max_memory_allocated(device) / 1024 ** 3 if device.type == "cuda" else None
+    return result, seconds, peak
+
+
+def agreement(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    pearson = float(np.corrcoef(a.ravel(), b.ravel())[0, 1]) if a.std() > 0 and b.std() > 0 else float("nan")
+    ma, mb = a > otsu_threshold(a), b > otsu_threshold(b)
+    return pearson, float((ma & mb).sum() / max((ma | mb).sum(), 1))
+
+
+def environment(device: torch.device) -> dict:
+    facts = {"python": platform.python_version(), "torch": torch.__version__, "cpu": cpu_model(),
+             "cpus": os.cpu_count(), "device": str(device)}
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        facts |= {"gpu": props.name, "gpu_memory_gib": round(props.total_memory / 1024 ** 3, 1),
+                  "cuda": torch.version.cuda, "bf16": torch.cuda.is_bf16_supported()}
+    return facts
+
+
+def heatmap_rows(args, device, image) -> list[dict]:
+    rows, reference_f32 = [], None
+    for name in args.dtypes:
+        ldm = make_ldm(args.size, DTYPES[name], device)
+        engine = LdmEngine(ldm, HeatmapSettings(otsu=False), batch_size=args.batch)
+        engine.maps(image, PROMPTS[:1])  # warm-up (kernels, caches)
+        engine._trajectory_key = None
+        fast, t_fast, mem_fast = timed(device, lambda e=engine: e.maps(image, PROMPTS[:1])[0])
+        row = {"what": f"heatmap fast {name}", "seconds": t_fast, "peak_gib": mem_fast}
+        if name == "float32" or args.reference_all:
+            slow, t_ref, mem_ref = timed(device, lambda e=engine: reference_maps(e, image, PROMPTS[:1])[0])
+            rows.append({"what": f"heatmap reference {name}", "seconds": t_ref, "peak_gib": mem_ref})
+            row["ratio"] = t_ref / t_fast
+            scale = max(float(np.abs(slow).max()), 1e-12)
+            row["max_rel_diff_vs_reference"] = float(np.abs(fast - slow).max() / scale)
+            if name == "float32":
+                reference_f32 = fast
+        if reference_f32 is not None and name != "float32":
+            row["pearson_vs_fp32"], row["otsu_iou_vs_fp32"] = agreement(fast, reference_f32)
+        rows.append(row)
+        print(table([row]), flush=True)
+        del engine, ldm
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    return rows
+
+
+def bench_rows(args, device, images) -> list[dict]:
+    ldm = make_ldm(args.size, DTYPES[args.bench_dtype], device)
+    engine = LdmEngine(ldm, HeatmapSettings(otsu=True), batch_size=args.batch)
+    engine.maps(images[0], PROMPTS)
+    _, seconds, peak = timed(device, lambda: [engine.maps(im, PROMPTS) for im in images])
+    return [{"what": f"bench {len(images)} images x {len(PROMPTS)} prompts {args.bench_dtype}",
+             "seconds": seconds, "images_per_s": len(images) / seconds, "peak_gib": peak}]
+
+
+def tuning_rows(args, device) -> list[dict]:
+    from cxrg.runs import RunDir
+    from cxrg.tuning.data import read_manifest
+    from cxrg.tuning.naive import naive_sample_gradients
+    from cxrg.tuning.phantoms import write_phantom_set
+    from cxrg.tuning.trainer import Trainer, TuneConfig
+
+    ldm = make_ldm(args.size, torch.float32, device)
+    with tempfile.TemporaryDirectory() as tmp:
+        manifest = write_phantom_set(Path(tmp) / "ph", 2, Lut.default(), size=args.size)
+        data = read_manifest(manifest, manifest.parent / "images")
+        run = RunDir(Path(tmp) / "run", "bench", {})
+        trainer = Trainer(ldm, Lut.default(), data, TuneConfig(steps=1, chunk=args.batch), run,
+                          Path(tmp) / "cache")
+        sample = data.samples[0]
+        trainer.cache.latents(trainer.pixels(sample))
+        trainer.codebook.rows.grad = None
+        _, t_fast, mem_fast = timed(device, lambda: trainer.sample_gradients(sample, step=0))
+        fast = trainer.codebook.rows.grad.clone()
+        trainer.codebook.rows.grad = None
+        _, t_naive, mem_naive = timed(device, lambda: naive_sample_gradients(trainer, sample, step=0))
+        naive = trainer.codebook.rows.grad.clone()
+        run.close()
+    diff = float((fast - naive).abs().max() / naive.abs().max().clamp_min(1e-30))
+    return [{"what": "tuning step naive", "seconds": t_naive, "peak_gib": mem_naive},
+            {"what": "tuning step fast", "seconds": t_fast, "peak_gib": mem_fast, "ratio": t_naive / t_fast,
+             "max_rel_grad_diff": diff}]
+
+
+def classify_rows(args, device, image) -> list[dict]:
+    from cxrg.classify.diffusion import DrawSettings, draw_noise, error_maps
+
+    ldm = make_ldm(args.size, DTYPES[args.bench_dtype], device)
+    engine = LdmEngine(ldm, HeatmapSettings())
+    draws = DrawSettings(args.draws, 0, 999, args.batch * 3)
+    with torch.inference_mode():
+        latent = engine.encode_image(engine.model_input(image))
+        contexts, _ = engine.contexts(["no acute cardiopulmonary process", "pneumothorax"])
+        t, eps = draw_noise(0, "bench", draws, tuple(latent.shape[1:]))
+        run = lambda: error_maps(ldm.unet, latent, contexts, t, eps, ldm.alphas,  # noqa: E731
+                                 ldm.architecture.scheduler["prediction_type"], draws.batch_size)
+        run()
+        _, seconds, peak = timed(device, run)
+    passes = 2 * args.draws
+    return [{"what": f"classifier U-Net passes {args.bench_dtype}", "seconds": seconds,
+             "passes_per_s": passes / seconds, "peak_gib": peak}]
+
+
+def table(rows: list[dict]) -> str:
+    keys = ["seconds", "ratio", "peak_gib", "images_per_s", "passes_per_s", "max_rel_diff_vs_reference",
+            "pearson_vs_fp32", "otsu_iou_vs_fp32", "max_rel_grad_diff"]
+    used = [k for k in keys if any(k in r for r in rows)]
+    lines = ["| what | " + " | ".join(used) + " |", "|---|" + "---:|" * len(used)]
+    for r in rows:
+        cells = ["" if r.get(k) is None else (f"{r[k]:.3g}" if isinstance(r[k], float) else str(r[k]))
+                 for k in used]
+        lines.append(f"| {r['what']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--images", type=int, default=8)
+    parser.add_argument("--draws", type=int, default=20)
+    parser.add_argument("--batch", type=int, default=10)
+    parser.add_argument("--dtypes", default="float32,bfloat16,float16")
+    parser.add_argument("--bench-dtype", default="float32")
+    parser.add_argument("--reference-all", action="store_true", help="reference path in every dtype")
+    parser.add_argument("--skip", default="", help="comma-separated parts to skip: tuning,classify,bench")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+    args.dtypes = [d for d in args.dtypes.split(",") if d]
+    device = torch.device(args.device)
+    if device.type == "cpu":
+        torch.set_flush_denormal(True)
+        torch.set_num_threads(1)  # the dry mode shares 2 cores; a second thread only adds contention
+    rng = np.random.default_rng(0)
+    images = [rng.random((int(args.size * 1.2), args.size)).astype(np.float32) for _ in range(args.images)]
+    facts = environment(device)
+    print("environment: " + ", ".join(f"{k}={v}" for k, v in facts.items()), flush=True)
+    print(f"settings: {args.size} px, 100 DDIM steps, 30 captured steps (noise -> image), 4 layers, "
+          f"random weights of the real architecture, batch {args.batch}", flush=True)
+    skip = set(args.skip.split(","))
+    rows = heatmap_rows(args, device, images[0])
+    if "bench" not in skip:
+        rows += bench_rows(args, device, images)
+    if "tuning" not in skip:
+        rows += tuning_rows(args, device)
+    if "classify" not in skip:
+        rows += classify_rows(args, device, images[0])
+    print(table(rows), flush=True)
+    result = {"environment": facts, "settings": vars(args) | {"out": str(args.out)}, "rows": rows}
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=2, default=str))
+    return result
+
+
+if __name__ == "__main__":
+    main()
