@@ -158,3 +158,18 @@ def test_ground_records_the_ldm_settings(tmp_path, tiny, monkeypatch):
     summary = json.loads((study / "g" / "d1.ldm-frozen.json").read_text())
     assert summary["model_settings"]["inference_steps"] == 10
     assert summary["model_settings"]["window"]["capture_order"] == "denoising"
+
+
+def test_tune_keeps_the_previous_default_embeddings(tmp_path, capsys):
+    from cxrg.tuning.command import install_embeddings
+
+    target = tmp_path / "w" / "tuned_embeddings.safetensors"
+    first, second = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
+    first.write_bytes(b"first")
+    second.write_bytes(b"second")
+    assert install_embeddings(first, target) is None and target.read_bytes() == b"first"
+    kept = install_embeddings(second, target)
+    assert target.read_bytes() == b"second" and kept is not None and kept.read_bytes() == b"first"
+    assert kept.name.startswith("tuned_embeddings.") and kept.suffix == ".safetensors"
+    assert f"the previous ones are kept as {kept.name}" in capsys.readouterr().err
+    assert install_embeddings(second, target) is None  # the same result twice: nothing to keep
