@@ -206,7 +206,7 @@ def test_bench_oracle_and_prior_on_vindr(vindr, tmp_path):
     assert summary["counts"]["prior"]["failed"] == 1 and summary["counts"]["prior"]["scored"] == 4
     assert "dataset: 10 annotation rows" in (out / "log.txt").read_text()
     results = (out / "results.md").read_text()
-    assert "| Atelectasis | - | - | - | - |" in results
+    assert "| Atelectasis (n=1) † | - | - | - | - |" in results
     assert "- prior CNR: no value in Atelectasis; its Average is over the other 4 classes" in results
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cxrg.curation.extractors import Query, make_extractor
+from cxrg.curation.extractors import SentenceQuery, make_extractor
 from cxrg.curation.radgraph import anatomy_phrases, locations_from_annotation
 from cxrg.errors import MissingWeightsError
 
@@ -172,11 +172,11 @@ def test_radgraph_loads_offline_and_tags_anatomy(radgraph_extractor):
     tagged = [(e["tokens"], e["label"]) for e in annotations[0]["entities"].values()]
     assert tagged == [("left", ANAT), ("pleural", ANAT)]
     assert annotations[1]["entities"] == {}
-    queries = [Query("Small left pleural effusion.", "Pleural Effusion"),
-               Query("Consolidation at both lung bases.", "Consolidation"),
-               Query("Trace pneumothorax on the left.", "Pneumothorax"),
-               Query("Right lower lobe opacity.", "Lung Opacity"),
-               Query("Mild cardiomegaly.", "Cardiomegaly")]
+    queries = [SentenceQuery("Small left pleural effusion.", "Pleural Effusion"),
+               SentenceQuery("Consolidation at both lung bases.", "Consolidation"),
+               SentenceQuery("Trace pneumothorax on the left.", "Pneumothorax"),
+               SentenceQuery("Right lower lobe opacity.", "Lung Opacity"),
+               SentenceQuery("Mild cardiomegaly.", "Cardiomegaly")]
     assert radgraph_extractor.locations(queries) == [("left pleural",), ("bibasilar",), ("left",),
                                                      ("right lower",), ()]
 
@@ -186,8 +186,8 @@ def test_auto_picks_hybrid_when_radgraph_xl_is_there(tiny_radgraph, radgraph_ext
     assert extractor.name == "hybrid" and note == ""
     extractor.radgraph = radgraph_extractor  # reuse the loaded model
     found = extractor.locations([
-        Query("Mild cardiomegaly.", "Cardiomegaly"),
-        Query("Small pleural effusions are present bilaterally.", "Pleural Effusion")])
+        SentenceQuery("Mild cardiomegaly.", "Cardiomegaly"),
+        SentenceQuery("Small pleural effusions are present bilaterally.", "Pleural Effusion")])
     assert found == [("cardiomegaly",), ("bilateral pleural",)]  # from the rules: RadGraph finds no side
 
 

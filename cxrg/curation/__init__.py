@@ -7,16 +7,23 @@ labelled sentences the extractors are scored on. Importing this package never lo
 """
 
 from cxrg.curation.extractors import (
-           EXTRACTORS,
-           Extractor,
-           HybridExtractor,
-           Query,
-           RulesExtractor,
-           make_extractor,
+    EXTRACTORS,
+    Extractor,
+    HybridExtractor,
+    RulesExtractor,
+    SentenceQuery,
+    make_extractor,
 )
 from cxrg.curation.pipeline import CurationResult, Curator, Sample, curate_sentence
 from cxrg.curation.reports import Report, Skip, read_generic, read_iu, read_mimic
 
-__all__ = ["EXTRACTORS", "CurationResult", "Curator", "Extractor", "HybridExtractor", "Query", "Report",
-           "RulesExtractor", "Sample", "Skip", "curate_sentence", "make_extractor", "read_generic", "read_iu",
-           "read_mimic"]
+__all__ = ["EXTRACTORS", "CurationResult", "Curator", "Extractor", "HybridExtractor", "Report",
+           "RulesExtractor", "Sample", "SentenceQuery", "Skip", "curate_sentence", "make_extractor",
+           "read_generic", "read_iu", "read_mimic"]
+
+
+def run(*args, **kwargs):
+    """`cxrg curate` as a call (cxrg.curation.command.run), imported lazily."""
+    from cxrg.curation.command import run as _run
+
+    return _run(*args, **kwargs)

@@ -19,7 +19,7 @@ EXTRACTORS = ("auto", "rules", "radgraph", "hybrid")
 
 
 @dataclass
-class Query:
+class SentenceQuery:
     """One sentence and the label it is about."""
 
     sentence: str
@@ -34,7 +34,7 @@ class Query:
 class Extractor(Protocol):
     name: str
 
-    def locations(self, queries: Sequence[Query]) -> list[tuple[str, ...]]:
+    def locations(self, queries: Sequence[SentenceQuery]) -> list[tuple[str, ...]]:
         """Locations of each query's label in its sentence (empty tuple: none found)."""
         ...
 
@@ -44,7 +44,7 @@ class RulesExtractor:
 
     name = "rules"
 
-    def locations(self, queries: Sequence[Query]) -> list[tuple[str, ...]]:
+    def locations(self, queries: Sequence[SentenceQuery]) -> list[tuple[str, ...]]:
         out = []
         for query in queries:
             analysis = query.analysis or analyse(query.sentence, query.pathology)
@@ -64,7 +64,7 @@ class HybridExtractor:
         self.radgraph = radgraph
         self.rules = rules or RulesExtractor()
 
-    def locations(self, queries: Sequence[Query]) -> list[tuple[str, ...]]:
+    def locations(self, queries: Sequence[SentenceQuery]) -> list[tuple[str, ...]]:
         from_model = self.radgraph.locations(queries)
         from_rules = self.rules.locations(queries)
         return [combine([a, b]) for a, b in zip(from_model, from_rules, strict=True)]

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cxrg.curation.anatomy import groups as find_groups
-from cxrg.curation.extractors import Extractor, Query
+from cxrg.curation.extractors import Extractor, SentenceQuery
 from cxrg.curation.rules import analyse
 from cxrg.curation.text import tokens
 from cxrg.errors import InputError
@@ -89,7 +89,7 @@ def to_ms_cxr_loc(path: Path, extractor: Extractor) -> LocResult:
     """Rewrite every phrase of an MS-CXR CSV; phrases without a location get a drop reason."""
     header, phrases = read_phrases(path)
     result = LocResult(header, phrases)
-    queries: list[Query] = []
+    queries: list[SentenceQuery] = []
     todo: list[Phrase] = []
     for phrase in phrases:
         try:
@@ -98,7 +98,7 @@ def to_ms_cxr_loc(path: Path, extractor: Extractor) -> LocResult:
             phrase.reason = UNKNOWN_CATEGORY
             continue
         phrase.category = pathology
-        queries.append(Query(phrase.text, pathology, analyse(phrase.text, pathology), whole=True))
+        queries.append(SentenceQuery(phrase.text, pathology, analyse(phrase.text, pathology), whole=True))
         todo.append(phrase)
     for phrase, locations in zip(todo, extractor.locations(queries), strict=True):
         if locations:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cxrg.curation.anatomy import combine
-from cxrg.curation.extractors import Extractor, Query
+from cxrg.curation.extractors import Extractor, SentenceQuery
 from cxrg.curation.mentions import PRESENT
 from cxrg.curation.reports import Report, ReportError, Skip, read_text
 from cxrg.curation.rules import analyse, mentions_label
@@ -172,7 +172,7 @@ class Curator:
     def _label(self, report: Report, pathology: str, sents: list[str]) -> str | None:
         """Curate one label of a report; the reason it gave nothing, or None if it gave samples."""
         self.labels.total += 1
-        queries: list[Query] = []
+        queries: list[SentenceQuery] = []
         indices: list[int] = []
         verdicts: set[str] = set()
         for index, sentence in enumerate(sents):
@@ -187,7 +187,7 @@ class Curator:
                 reason = SENTENCE_REASONS.get(verdict, verdict)
                 self._skip_sentence(report, pathology, index, reason, sentence)
                 continue
-            queries.append(Query(sentence, pathology, analysis))
+            queries.append(SentenceQuery(sentence, pathology, analysis))
             indices.append(index)
         found = self.extractor.locations(queries) if queries else []
         kept: list[tuple[int, str, tuple[str, ...]]] = []
@@ -236,5 +236,5 @@ def curate_sentence(sentence: str, pathology: str, extractor: Extractor) -> tupl
     verdict = analysis.verdict()
     if verdict != PRESENT:
         return verdict, ()
-    locations = extractor.locations([Query(sentence, pathology, analysis)])[0]
+    locations = extractor.locations([SentenceQuery(sentence, pathology, analysis)])[0]
     return verdict, canonical(Prompt(locations, pathology)).locations if locations else ()

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cxrg.curation.anatomy import Group, locations_of_groups, parse_phrase
-from cxrg.curation.extractors import Query
+from cxrg.curation.extractors import SentenceQuery
 from cxrg.curation.mentions import mention_pattern
 from cxrg.errors import InputError, MissingWeightsError
 
@@ -123,6 +123,6 @@ class RadGraphExtractor:
             result = model(list(sentences))
         return [result.get(str(k), {}) for k in range(len(sentences))]
 
-    def locations(self, queries: Sequence[Query]) -> list[tuple[str, ...]]:
+    def locations(self, queries: Sequence[SentenceQuery]) -> list[tuple[str, ...]]:
         annotations = self.annotate([q.sentence for q in queries])
         return [locations_from_annotation(a, q.pathology) for q, a in zip(queries, annotations, strict=True)]
