@@ -8,7 +8,6 @@ Hub publishes it) and then directly in the weights folder (where hi-ml users oft
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from cxrg.errors import MissingWeightsError
@@ -19,11 +18,10 @@ TEXT_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
 
 
 def weights_root(weights_dir: str | Path | None) -> Path:
-    if weights_dir:
-        return Path(weights_dir)
-    if os.environ.get("CXRG_HOME"):
-        return Path(os.environ["CXRG_HOME"])
-    return Path.home() / ".cache" / "cxrg"
+    """The weights folder, resolved exactly as for the core models (--weights, cxrg.toml, $CXRG_HOME...)."""
+    from cxrg.config import weights_root as resolve
+
+    return resolve(weights_dir)
 
 
 def download_hint(variant: Variant, root: Path) -> str:

@@ -8,7 +8,6 @@ box mapping are this plugin's own (prompt.py, parse.py, geometry.py), written to
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +30,10 @@ class NoPredictionError(NoPrediction):
 
 
 def weights_root(weights_dir: str | Path | None) -> Path:
-    if weights_dir:
-        return Path(weights_dir)
-    if os.environ.get("CXRG_HOME"):
-        return Path(os.environ["CXRG_HOME"])
-    return Path.home() / ".cache" / "cxrg"
+    """The weights folder, resolved exactly as for the core models (--weights, cxrg.toml, $CXRG_HOME...)."""
+    from cxrg.config import weights_root as resolve
+
+    return resolve(weights_dir)
 
 
 def find_folder(root: Path) -> Path:
