@@ -270,7 +270,9 @@ def create_model(name: str, entries: dict[str, PluginEntry] | None = None) -> He
             plugin = KNOWN_PLUGINS[name]
             raise PluginLoadError(f"model '{name}' is not installed: it comes with the plugin {plugin}",
                                   hint=f"{PLUGIN_INSTALL[plugin]}; installed models: {known}")
-        raise UsageError(f"unknown model '{name}'", hint=f"installed models: {known}; see `cxrg models list`")
+        close = difflib.get_close_matches(name, [*entries, *KNOWN_PLUGINS], n=1)
+        raise UsageError(f"unknown model '{name}'" + (f" (did you mean '{close[0]}'?)" if close else ""),
+                         hint=f"installed models: {known}; see `cxrg models list`")
     from cxrg.runs import is_contained
 
     entry = entries[name]

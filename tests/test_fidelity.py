@@ -173,3 +173,12 @@ def test_tune_keeps_the_previous_default_embeddings(tmp_path, capsys):
     assert kept.name.startswith("tuned_embeddings.") and kept.suffix == ".safetensors"
     assert f"the previous ones are kept as {kept.name}" in capsys.readouterr().err
     assert install_embeddings(second, target) is None  # the same result twice: nothing to keep
+
+
+def test_unknown_model_is_a_usage_error_with_a_suggestion(ms_cxr, tmp_path, capsys):
+    annotations, images = ms_cxr
+    assert cli("bench", "--models", "oracle,priro", "--dataset", "ms-cxr", "--annotations", str(annotations),
+               "--images", str(images), "--out", str(tmp_path / "r")) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown model 'priro' (did you mean 'prior'?)" in err
+    assert not (tmp_path / "r" / "per_sample.csv").exists()
