@@ -182,3 +182,21 @@ def test_unknown_model_is_a_usage_error_with_a_suggestion(ms_cxr, tmp_path, caps
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "unknown model 'priro' (did you mean 'prior'?)" in err
     assert not (tmp_path / "r" / "per_sample.csv").exists()
+
+
+def test_iu_manifest_rows_find_open_i_file_names(tmp_path):
+    from cxrg.tuning.data import read_manifest
+
+    images = tmp_path / "openi"
+    images.mkdir()
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save(images / "CXR3_IM-1384-1001.png")
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save(images / "7_IM-2263-1001.dcm.png")
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("sample_id,image_path,prompt\n"
+                        "a,3_IM-1384-1001.dcm.png,left lower pneumonia\n"  # Kaggle name, Open-i file
+                        "b,CXR7_IM-2263-1001.png,right pleural pleural effusion\n"  # and the other way
+                        "c,9_IM-0001-1001.dcm.png,left pneumothorax\n"
+                        "d,,left pneumothorax\n")
+    data = read_manifest(manifest, images)
+    assert [s.image_path.name for s in data.samples] == ["CXR3_IM-1384-1001.png", "7_IM-2263-1001.dcm.png"]
+    assert [sid for sid, _ in data.skipped] == ["c", "d"]

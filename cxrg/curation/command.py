@@ -130,7 +130,9 @@ def _print_summary(info: dict[str, Any]) -> None:
 
     console = Console(file=sys.stdout)
     console.print(f"{info['samples']} samples, {info['locations']} locations, "
-                  f"{info['pathologies']} pathologies (extractor {info['extractor']})")
+                  f"{info['pathologies']} pathologies (extractor {info['extractor']})"
+                  + (f"; {info['samples_without_image']} without an image_path (tune skips them)"
+                     if info.get("samples_without_image") else ""))
     table = Table("level", "total", "kept", "skipped: reason (count)")
     for level in ("reports", "labels", "sentences"):
         tally = info[level]

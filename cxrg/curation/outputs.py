@@ -84,6 +84,7 @@ def summary(result: CurationResult, source: dict[str, Any] | None = None,
         "label_rule": result.label_rule,
         "unit": result.unit,
         "samples": len(result.samples),
+        "samples_without_image": sum(1 for s in result.samples if not s.image_path),
         "pathologies": sum(1 for p in PATHOLOGIES if per_pathology[p]),
         "locations": len(used),
         "samples_per_pathology": {p: per_pathology[p] for p in PATHOLOGIES},
@@ -102,7 +103,9 @@ def markdown(info: dict[str, Any]) -> str:
     lines += [f"Source: {src}" if src else "Source: -",
               f"Extractor: {info['extractor']}; label rule: {info['label_rule']}; unit: {info['unit']}", "",
               f"**{info['samples']} samples, {info['locations']} locations, "
-              f"{info['pathologies']} pathologies.**",
+              f"{info['pathologies']} pathologies.**"
+              + (f" {info['samples_without_image']} samples have no image_path (no frontal image found; "
+                 "`cxrg tune` skips them)." if info.get("samples_without_image") else ""),
               "", "| level | total | kept | skipped |", "|---|---:|---:|---:|"]
     for level in ("reports", "labels", "sentences"):
         tally = info[level]

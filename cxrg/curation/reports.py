@@ -357,3 +357,17 @@ def read_study_list(path: Path) -> set[str]:
     if not ids:
         raise InputError("study list holds no study id", where=str(path))
     return ids
+
+
+def iu_file_aliases(name: str) -> list[str]:
+    """The other spelling of an IU X-ray image file: the Kaggle copy's `3_IM-1384-1001.dcm.png` is Open-i's
+    `CXR3_IM-1384-1001.png` and back (curated manifests name the Kaggle files; many users hold Open-i's)."""
+    import re
+
+    kaggle = re.fullmatch(r"(\d+)_(IM-\d+-\d+)\.dcm\.png", name)
+    if kaggle:
+        return [f"CXR{kaggle[1]}_{kaggle[2]}.png"]
+    openi = re.fullmatch(r"CXR(\d+)_(IM-\d+-\d+)\.png", name)
+    if openi:
+        return [f"{openi[1]}_{openi[2]}.dcm.png"]
+    return []

@@ -29,6 +29,21 @@ class Manifest:
     rows: int
 
 
+def find_image(images: Path, relative: str) -> Path:
+    """The manifest's image under `images`, or the same IU X-ray image under its other file name (Kaggle's
+    `3_IM-1384-1001.dcm.png` or Open-i's `CXR3_IM-1384-1001.png`)."""
+    from cxrg.curation.reports import iu_file_aliases
+
+    image = resolve_image(images, relative)
+    if image.is_file():
+        return image
+    for alias in iu_file_aliases(Path(relative).name):
+        other = resolve_image(images, str(Path(relative).with_name(alias)))
+        if other.is_file():
+            return other
+    raise ValueError(f"image not found: {image}")
+
+
 def read_manifest(path: Path, images: Path) -> Manifest:
     """Rows need sample_id, image_path (relative to `images`, or absolute inside it) and prompt."""
     path = Path(path)
@@ -56,9 +71,7 @@ def read_manifest(path: Path, images: Path) -> Manifest:
                 raise ValueError(f"row {k} has more fields than the header")
             if not row.get("image_path"):
                 raise ValueError("no image_path")
-            image = resolve_image(images, str(row["image_path"]))
-            if not image.is_file():
-                raise ValueError(f"image not found: {image}")
+            image = find_image(images, str(row["image_path"]))
             prompt = str(row.get("prompt") or "")
             samples.append(TuningSample(sample_id, image, prompt, prompt_locations(prompt)))
         except (ValueError, InputError) as exc:
