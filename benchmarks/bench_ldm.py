@@ -103,6 +103,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--ground-rss", action="store_true")
+    parser.add_argument("--orders", default="inversion,denoising",
+                        help="capture orders to time; the last one is the default's for the bfloat16 line")
     args = parser.parse_args()
     settings = HeatmapSettings(otsu=False)
     image = np.random.default_rng(0).random((300, 260)).astype(np.float32)
@@ -111,34 +113,41 @@ def main() -> None:
           f"threads={torch.get_num_threads()}")
     print(f"settings: image {args.size}x{args.size} (latent {args.size // 8}), "
           f"{settings.inference_steps} DDIM steps, captured steps "
-          f"{settings.capture_steps[0]}..{settings.capture_steps[-1]}, "
+          f"{settings.capture_steps[0]}..{settings.capture_steps[-1]} (default order "
+          f"{settings.capture_order}), "
           f"{len(settings.layers)} layers, real-size architecture with random weights")
     peak32, peak16 = matmul_peak(torch.float32), matmul_peak(torch.bfloat16)
     print(f"matmul peak: float32 {peak32:.0f} GFLOP/s, bfloat16 {peak16:.0f} GFLOP/s")
 
     ldm = make_ldm(args.size, torch.float32)
-    engine = LdmEngine(ldm, settings)
-    started = time.perf_counter()
-    reference = reference_maps(engine, image, [PROMPT])[0]
-    t_ref = time.perf_counter() - started
-    started = time.perf_counter()
-    fast = engine.maps(image, [PROMPT])[0]
-    t_fast = time.perf_counter() - started
-    rel = float(np.abs(fast - reference).max() / np.abs(reference).max())
-
     full, trunc = unet_gflops(ldm, args.size, False), unet_gflops(ldm, args.size, True)
-    steps, captured = settings.inference_steps, len(settings.capture_steps)
-    last = max(settings.capture_steps)
-    gf_ref = steps * 2 * full
-    gf_fast = last * full + captured * trunc
     print(f"U-Net forward at batch 1: {full:.1f} GFLOP full, {trunc:.1f} GFLOP stopped after the last "
           f"captured layer ({trunc / full:.1%})")
-    print(f"{'path':<22}{'s/heatmap':>10}{'U-Net GFLOP':>13}{'GFLOP/s':>9}{'of fp32 peak':>14}")
-    for name, seconds, gflop in (("reference float32", t_ref, gf_ref), ("fast float32", t_fast, gf_fast)):
-        rate = gflop / seconds
-        print(f"{name:<22}{seconds:>10.1f}{gflop:>13.0f}{rate:>9.0f}{rate / peak32:>14.0%}")
-    print(f"fast vs reference: {t_ref / t_fast:.2f}x faster (U-Net work alone allows "
-          f"{gf_ref / gf_fast:.2f}x); max relative difference {rel:.1e}")
+    print(f"{'path':<34}{'s/heatmap':>10}{'U-Net GFLOP':>13}{'GFLOP/s':>9}{'of fp32 peak':>14}")
+    for order in args.orders.split(","):
+        ordered = settings.with_changes(capture_order=order)
+        engine = LdmEngine(ldm, ordered)
+        started = time.perf_counter()
+        reference = reference_maps(engine, image, [PROMPT])[0]
+        t_ref = time.perf_counter() - started
+        started = time.perf_counter()
+        fast = engine.maps(image, [PROMPT])[0]
+        t_fast = time.perf_counter() - started
+        rel = float(np.abs(fast - reference).max() / np.abs(reference).max())
+        steps, captured = ordered.inference_steps, len(ordered.capture_steps)
+        last = max(ordered.inversion_steps)  # inversion passes before the last captured step
+        gf_ref = steps * 2 * full
+        gf_fast = last * full + captured * trunc
+        window = ordered.window()["timesteps"]
+        for name, seconds, gflop in ((f"reference float32 ({order})", t_ref, gf_ref),
+                                     (f"fast float32 ({order})", t_fast, gf_fast)):
+            rate = gflop / seconds
+            print(f"{name:<34}{seconds:>10.1f}{gflop:>13.0f}{rate:>9.0f}{rate / peak32:>14.0%}")
+        print(f"{order} order (t = {window[0]}..{window[1]}, {last} inversion passes): fast vs reference "
+              f"{t_ref / t_fast:.2f}x faster (U-Net work alone allows {gf_ref / gf_fast:.2f}x); max relative "
+              f"difference {rel:.1e}")
+    engine = LdmEngine(ldm, settings)
+    fast = engine.maps(image, [PROMPT])[0]
 
     ldm16 = make_ldm(args.size, torch.bfloat16)
     engine16 = LdmEngine(ldm16, settings)
@@ -149,7 +158,8 @@ def main() -> None:
     rate16 = gf_fast / t16
     print(f"{'fast bfloat16':<22}{t16:>10.1f}{gf_fast:>13.0f}{rate16:>9.0f}{rate16 / peak16:>14.0%}"
           "  (of bf16 peak)")
-    print(f"bfloat16 fast vs float32 reference: {t_ref / t16:.2f}x faster; vs float32 fast: "
+    print(f"bfloat16 fast vs float32 reference ({args.orders.split(',')[-1]}): {t_ref / t16:.2f}x faster; vs "
+          f"float32 fast: "
           f"{t_fast / t16:.2f}x; agreement with float32: Pearson {pearson:.4f}, Otsu-mask IoU "
           f"{otsu_iou(fast16, fast):.3f}")
 

@@ -23,11 +23,11 @@ BUNDLE = "cxr_image_synthesis_latent_diffusion_model"
 TEXT_REPO = "stable-diffusion-2-1-base"
 TEXT_REPO_ID = "stabilityai/stable-diffusion-2-1-base"
 TUNED_EMBEDDINGS = "tuned_embeddings.safetensors"
-HOW_TO_GET_BUNDLE = ("the MONAI bundle cxr_image_synthesis_latent_diffusion_model: `cxrg weights fetch "
-                     "--bundle-repo REPO` from a Hugging Face copy, or the files linked from "
-                     "Project-MONAI/GenerativeModels "
-                     "model-zoo/models/cxr_image_synthesis_latent_diffusion_model/large_files.yml, "
-                     "placed as models/autoencoder.pth and models/diffusion_model.pth")
+HOW_TO_GET_BUNDLE = ("the MONAI bundle cxr_image_synthesis_latent_diffusion_model: `cxrg weights fetch` "
+                     "(online; it tries the Hugging Face copy named by --bundle-repo), or download the files "
+                     "linked from Project-MONAI/GenerativeModels "
+                     "model-zoo/models/cxr_image_synthesis_latent_diffusion_model/large_files.yml and "
+                     "place them as models/autoencoder.pth and models/diffusion_model.pth")
 HOW_TO_GET_TEXT = (f"`cxrg weights fetch`, or `huggingface-cli download {TEXT_REPO_ID} --include "
                    f"'text_encoder/*' 'tokenizer/*' --local-dir <weights>/{TEXT_REPO}`")
 
