@@ -9,8 +9,9 @@ Precedence, first found wins:
    CXRG_WEIGHTS, CXRG_LUT, CXRG_EMBEDDINGS, CXRG_DEVICE, CXRG_DTYPE, CXRG_LDM_BATCH;
 5. the built-in default.
 
-CXRG_HOME (the default weights folder and where config.toml lives), CXRG_DEBUG (tracebacks) and
-CXRG_LOAD_PLUGINS (which plugin distributions to discover) are read here too. Relative paths in a file are relative to that file's folder. Keys (TOML):
+CXRG_HOME (the default weights folder and where config.toml lives), CXRG_DEBUG (tracebacks),
+CXRG_LOAD_PLUGINS (which plugin distributions to discover) and the image limits CXRG_MAX_IMAGE_PIXELS /
+CXRG_MAX_IMAGE_ASPECT are read here too. Relative paths in a file are relative to that file's folder. Keys:
 
     weights = "/data/cxrg-weights"        # the weights folder (as --weights)
     embeddings = "..."                    # tuned embeddings for `ldm` (default <weights>/tuned_embeddings...)
@@ -137,8 +138,8 @@ class Config:
             if found:
                 return _checked(key, value, file), str(file.path)
         variable = ENVIRONMENT.get(key)
-        if variable and env(variable) is not None:
-            value = env(variable)
+        value = env(variable) if variable else None
+        if value is not None:
             return (Path(value).expanduser() if key.split(".")[-1] in PATH_KEYS else value), f"${variable}"
         return default, DEFAULT
 

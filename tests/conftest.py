@@ -56,3 +56,19 @@ def _restore_cxrg_environment():
         if key not in saved:
             del os.environ[key]
     os.environ.update(saved)
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory) -> Path:
+    """A tiny random LDM of the real classes in the real on-disk layout (`cxrg weights tiny`), shared by the
+    test modules; tests that change weight files work on a copy."""
+    from cxrg.ldm.tiny import write_tiny
+
+    return write_tiny(tmp_path_factory.mktemp("weights"), seed=0)
+
+
+@pytest.fixture(scope="session")
+def ldm(tiny):
+    from cxrg.ldm.loading import load_ldm
+
+    return load_ldm(tiny)

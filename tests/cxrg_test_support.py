@@ -49,3 +49,16 @@ def read_csv(path) -> list[dict[str, str]]:
 
     with open(path, newline="") as handle:
         return list(csv.DictReader(handle))
+
+
+def make_distribution(site, name: str, entry_points: dict[str, str], modules: dict[str, str]) -> None:
+    """A fake installed distribution under `site` (dist-info with cxrg.models entry points, and modules)."""
+    import textwrap
+
+    info = site / f"{name}-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+    lines = "\n".join(f"{k} = {v}" for k, v in entry_points.items())
+    (info / "entry_points.txt").write_text(f"[cxrg.models]\n{lines}\n")
+    for module, source in modules.items():
+        (site / f"{module}.py").write_text(textwrap.dedent(source))

@@ -7,15 +7,6 @@ import torch
 
 from cxrg.errors import UsageError
 from cxrg.ldm.attention import capture, cross_attention_layers
-from cxrg.ldm.loading import load_ldm
-from cxrg.ldm.tiny import write_tiny
-
-
-@pytest.fixture(scope="module")
-def ldm(tmp_path_factory):
-    return load_ldm(write_tiny(tmp_path_factory.mktemp("w"), seed=0))
-
-
 
 
 def test_unet_output_is_the_same_with_capture_on_every_cross_attention_layer(ldm):

@@ -14,23 +14,11 @@ from PIL import Image
 
 from cxrg.ldm.config import HeatmapSettings
 from cxrg.ldm.heatmap import LdmEngine, reference_maps
-from cxrg.ldm.loading import load_ldm
 from cxrg.ldm.text import content_positions, tokenize
-from cxrg.ldm.tiny import write_tiny
 from cxrg.ldm.tokenizer import load_tokenizer
 from cxrg.tuning.losses import tuning_losses
 
 IMAGE = np.random.default_rng(1).random((70, 90)).astype(np.float32)
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> Path:
-    return write_tiny(tmp_path_factory.mktemp("weights"), seed=0)
-
-
-@pytest.fixture(scope="module")
-def ldm(tiny):
-    return load_ldm(tiny)
 
 
 def test_capture_window_is_counted_from_noise_to_image_by_default():

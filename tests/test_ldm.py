@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,7 +17,7 @@ from cxrg.ldm.ddim import inversion_timesteps, invert_step, to_x0_and_eps
 from cxrg.ldm.heatmap import LdmEngine, otsu_threshold, reference_maps
 from cxrg.ldm.loading import load_ldm, read_checkpoint, to_old_layout
 from cxrg.ldm.text import Codebook, encode, tokenize, vocabulary_rows
-from cxrg.ldm.tiny import TINY, write_tiny
+from cxrg.ldm.tiny import TINY
 from cxrg.ldm.tokenizer import load_tokenizer
 from cxrg.ldm.weights import WeightPaths
 from cxrg.models.ldm import LdmFrozenModel, LdmTunedModel, LdmTunedOptions
@@ -26,16 +25,6 @@ from cxrg.registry import Query
 from cxrg.testing import check_model
 
 IMAGE = np.random.default_rng(0).random((80, 100)).astype(np.float32)
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> Path:
-    return write_tiny(tmp_path_factory.mktemp("weights"), seed=0)
-
-
-@pytest.fixture(scope="module")
-def ldm(tiny):
-    return load_ldm(tiny)
 
 
 # ------------------------------------------------------------------------------------ text

@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cxrg_test_support import make_distribution
 
 from cxrg.models.oracle import OracleModel, box_gaussians
 from cxrg.registry import GroundTruthAccessError, ModelCard, Query, discover, make_query
@@ -28,17 +28,6 @@ class CentreModel:
         yy, xx = np.mgrid[0:h, 0:w]
         return np.exp(-((xx - w / 2) ** 2 + (yy - h / 2) ** 2) / (2 * (w / 5) ** 2)).astype(np.float32)
 '''
-
-
-def make_distribution(site: Path, name: str, entry_points: dict[str, str], modules: dict[str, str]) -> None:
-    """A minimal installed distribution (dist-info + modules) on a folder that goes on PYTHONPATH."""
-    info = site / f"{name}-1.0.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
-    lines = "\n".join(f"{k} = {v}" for k, v in entry_points.items())
-    (info / "entry_points.txt").write_text(f"[cxrg.models]\n{lines}\n")
-    for module, source in modules.items():
-        (site / f"{module}.py").write_text(textwrap.dedent(source))
 
 
 def cxrg(*args: str, site: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:

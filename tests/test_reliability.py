@@ -9,13 +9,12 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from cxrg_test_support import MS_CXR_HEADER, mimic_path, read_csv, run_cli
+from cxrg_test_support import MS_CXR_HEADER, make_distribution, mimic_path, read_csv, run_cli
 from PIL import Image
 
 from cxrg.errors import CxrgError, InputError, UsageError
@@ -41,16 +40,6 @@ def cxrg_process(*args: str, site: Path | None = None, env: dict | None = None, 
     environment.update(env or {})
     return subprocess.Popen([sys.executable, "-m", "cxrg", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=environment, **kw)
-
-
-def make_distribution(site: Path, name: str, entry_points: dict[str, str], modules: dict[str, str]) -> None:
-    info = site / f"{name}-1.0.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
-    lines = "\n".join(f"{k} = {v}" for k, v in entry_points.items())
-    (info / "entry_points.txt").write_text(f"[cxrg.models]\n{lines}\n")
-    for module, source in modules.items():
-        (site / f"{module}.py").write_text(textwrap.dedent(source))
 
 
 PLUGINS = '''
@@ -287,13 +276,6 @@ def test_real_ctrl_c_stops_bench_with_n_of_m_and_exit_130_then_resumes(ms_cxr, t
 
 
 # --------------------------------------------------------------------------- 5-7. tune checkpoint, inputs
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> Path:
-    from cxrg.ldm.tiny import write_tiny
-
-    return write_tiny(tmp_path_factory.mktemp("weights"), seed=0)
-
 
 @pytest.fixture(scope="module")
 def phantoms(tmp_path_factory) -> tuple[Path, Path]:

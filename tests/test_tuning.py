@@ -16,7 +16,6 @@ from cxrg.errors import CxrgError, InputError
 from cxrg.ldm.config import HeatmapSettings
 from cxrg.ldm.loading import load_ldm
 from cxrg.ldm.text import Codebook
-from cxrg.ldm.tiny import write_tiny
 from cxrg.runs import RunDir
 from cxrg.tuning.data import read_manifest
 from cxrg.tuning.losses import Losses
@@ -25,11 +24,6 @@ from cxrg.tuning.phantoms import write_phantom_set
 from cxrg.tuning.trainer import Trainer, TuneConfig, sample_for
 
 QUICK = HeatmapSettings(inference_steps=20, capture_steps=tuple(range(6, 12)), otsu=False)
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> Path:
-    return write_tiny(tmp_path_factory.mktemp("weights"), seed=0)
 
 
 @pytest.fixture(scope="module")

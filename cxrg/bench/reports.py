@@ -102,7 +102,7 @@ def rich_table(summary: dict[str, Any]):
 
     models, metrics, categories, index = _layout(summary)
     sizes = class_sizes(summary)
-    tables = []
+    tables: list[Any] = []
     for m in metrics:
         table = Table(title=f"{METRIC_TITLES[m]} (mean, 95 % CI)", title_justify="left")
         table.add_column("Class")

@@ -7,9 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-
-def say(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
+from cxrg.runs import say
 
 
 def run(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,9 @@ WINDOW_KEYS = ("capture_order", "capture_steps", "inference_steps", "timestep_sp
 
 
 @dataclass(frozen=True)
-class LdmFrozenOptions:
+class _LdmOptions:
+    """The options both LDM models take."""
+
     dtype: str = option("float32", "U-Net, autoencoder and text encoder precision", "str",
                         ("float32", "bfloat16", "float16"))
     batch: int = option(10, "conditional U-Net passes per call", "int")
@@ -49,24 +51,15 @@ class LdmFrozenOptions:
     smoothing_sigma: float | None = option(None, "Gaussian filter sigma in pixels at 512 (2.5)", "float")
     timestep_spacing: str | None = option(None, "DDIM grid: leading or trailing", "str",
                                           ("leading", "trailing"))
+
+
+@dataclass(frozen=True)
+class LdmFrozenOptions(_LdmOptions):
     otsu: bool | None = option(None, "keep only the pixels above the Otsu threshold (frozen: on)", "bool")
 
 
 @dataclass(frozen=True)
-class LdmTunedOptions:
-    dtype: str = option("float32", "U-Net, autoencoder and text encoder precision", "str",
-                        ("float32", "bfloat16", "float16"))
-    batch: int = option(10, "conditional U-Net passes per call", "int")
-    inference_steps: int | None = option(None, "DDIM steps of the inversion (paper: 100)", "int")
-    capture_steps: tuple[int, ...] | None = option(None, "captured step indices as start,stop (paper: 30,60)",
-                                                   "ints")
-    capture_order: str | None = option(None, "how capture steps are counted: denoising (noise -> image, the "
-                                       "paper) or inversion", "str", ("denoising", "inversion"))
-    layers: tuple[str, ...] | None = option(None, "captured cross-attention layers (comma-separated names)",
-                                            "strs")
-    smoothing_sigma: float | None = option(None, "Gaussian filter sigma in pixels at 512 (2.5)", "float")
-    timestep_spacing: str | None = option(None, "DDIM grid: leading or trailing", "str",
-                                          ("leading", "trailing"))
+class LdmTunedOptions(_LdmOptions):
     embeddings: Path | None = option(None, "tuned embeddings file (default <weights>/tuned_embeddings."
                                      "safetensors)", "path")
     allow_window_mismatch: bool = option(False, "use embeddings tuned on another capture window", "bool")
@@ -220,6 +213,3 @@ def check_window(meta: dict[str, str], settings: Any, train_steps: int, path: Pa
                          hint="set the same [ldm] settings as the tuning run, tune again, or pass "
                               "-o allow_window_mismatch=true")
 
-
-assert {f.name for f in fields(LdmFrozenOptions)} - {"otsu"} == {f.name for f in fields(LdmTunedOptions)} \
-    - {"embeddings", "allow_window_mismatch"}

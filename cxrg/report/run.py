@@ -182,4 +182,5 @@ def _recompute_summary(models: list[str], samples: list[ReportSample], rows: dic
     from cxrg.bench.harness import summarise
 
     resamples = int(config.get("resamples") or 10_000)
-    return summarise(models, samples, rows, resamples, int(config.get("seed") or 0), model_errors)
+    as_samples: list[Any] = list(samples)  # summarise reads only sample_id and category
+    return summarise(models, as_samples, rows, resamples, int(config.get("seed") or 0), model_errors)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -111,7 +112,8 @@ def synthetic_run(out: Path, samples: int = 40, models: tuple[str, ...] = ("orac
         def __init__(self, sample_id: str, category: str) -> None:
             self.sample_id, self.category = sample_id, category
 
-    summary = summarise(list(models), [_Sample(s, c) for s, c, _, _ in kept], rows, resamples, 0, {})
+    as_samples: list[Any] = [_Sample(s, c) for s, c, _, _ in kept]  # summarise reads sample_id, category
+    summary = summarise(list(models), as_samples, rows, resamples, 0, {})
     write_reports(summary, run.path)
     run.close()
     return run.path

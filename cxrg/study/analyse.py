@@ -18,6 +18,7 @@ import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -66,9 +67,9 @@ def _num(value) -> float:
 
 
 def _mean_sd(values: Sequence[float]) -> dict:
-    values = np.asarray(values, dtype=np.float64)
-    return {"n": int(values.size), "mean": float(values.mean()) if values.size else math.nan,
-            "sd": float(values.std(ddof=1)) if values.size > 1 else math.nan}
+    array = np.asarray(values, dtype=np.float64)
+    return {"n": int(array.size), "mean": float(array.mean()) if array.size else math.nan,
+            "sd": float(array.std(ddof=1)) if array.size > 1 else math.nan}
 
 
 def _corr(c: stats.Correlation) -> dict:
@@ -162,7 +163,7 @@ def _p(value: float) -> str:
     return "< 0.001" if value < 0.001 else f"{value:.3f}"
 
 
-def _table(header: Sequence[str], body: list[Sequence[str]]) -> list[str]:
+def _table(header: Sequence[str], body: Sequence[Sequence[Any]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
     return lines + ["| " + " | ".join(str(cell).replace("|", "\\|") for cell in row) + " |" for row in body]
 

@@ -25,6 +25,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -105,7 +106,7 @@ def read_run_dataset(run: Run):
     from cxrg.bench.datasets import read_dataset
 
     cfg = run.config
-    name, split = cfg.get("dataset"), cfg.get("split")
+    name, split = str(cfg.get("dataset") or ""), cfg.get("split")
     if not cfg.get("annotations") or not cfg.get("images"):
         raise InputError("the run's config.json lacks annotations/images",
                          where=str(run.path / "config.json"))
@@ -254,7 +255,8 @@ def create_study(runs: Sequence[Path], models: Sequence[str], out: Path, per_cla
                          hint="; ".join(f"{n} {why}" for why, n in skipped.most_common()) or None)
 
     rng = np.random.default_rng(seed)
-    classes, drawn = [], []
+    classes: list[Any] = []
+    drawn: list[Any] = []
     for category in sorted(by_class):
         groups = by_class[category]
         chosen = spread_draw(groups, per_class, rng)

@@ -177,17 +177,17 @@ class Handler(BaseHTTPRequestHandler):
                 rater, order = _rater(con, body.get("name"))
                 position = _position(body.get("position"), len(order))
                 score = _int(body.get("score"))
-                if score not in range(1, 6):
+                if score is None or score not in range(1, 6):
                     raise HttpError(HTTPStatus.BAD_REQUEST, "score must be 1-5")
                 db.add_rating(con, rater["id"], order[position], score, min(position + 1, len(order)))
                 self._json(session_payload(con, db.get_or_add_rater(con, rater["name"])))
             elif path == "/api/goto":
                 rater, order = _rater(con, body.get("name"))
-                position = _int(body.get("position"))
-                if position is None or not 0 <= position <= len(order):
+                goto = _int(body.get("position"))
+                if goto is None or not 0 <= goto <= len(order):
                     raise HttpError(HTTPStatus.BAD_REQUEST, f"position must be 0-{len(order)}")
-                db.set_position(con, rater["id"], position)
-                self._json({"position": position})
+                db.set_position(con, rater["id"], goto)
+                self._json({"position": goto})
             else:
                 raise HttpError(HTTPStatus.NOT_FOUND, "not found")
 

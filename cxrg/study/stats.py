@@ -34,18 +34,18 @@ class Agreement:
     n: int
 
 
-def spearman(x: Sequence[float], y: Sequence[float]) -> Correlation:
+def spearman(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> Correlation:
     """scipy's Spearman rho and two-sided p over the pairs where both are finite; NaN when fewer than three
     pairs or a constant side (rho is undefined then)."""
     from scipy.stats import spearmanr
 
-    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    keep = np.isfinite(x) & np.isfinite(y)
-    x, y = x[keep], y[keep]
+    xs, ys = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    keep = np.isfinite(xs) & np.isfinite(ys)
+    a, b = xs[keep], ys[keep]
     n = int(keep.sum())
-    if n < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+    if n < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
         return Correlation(math.nan, math.nan, n)
-    result = spearmanr(x, y)
+    result = spearmanr(a, b)
     return Correlation(float(result.statistic), float(result.pvalue), n)
 
 

@@ -4,13 +4,10 @@ LDM, train resumably, install the result. The command only parses."""
 from __future__ import annotations
 
 import os
-import sys
 import time
 from pathlib import Path
 
-
-def say(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
+from cxrg.runs import say
 
 
 def install_embeddings(result: Path, target: Path) -> Path | None:
