@@ -188,3 +188,25 @@ def test_iu_manifest_rows_find_open_i_file_names(tmp_path):
     data = read_manifest(manifest, images)
     assert [s.image_path.name for s in data.samples] == ["CXR3_IM-1384-1001.png", "7_IM-2263-1001.dcm.png"]
     assert [sid for sid, _ in data.skipped] == ["c", "d"]
+
+
+def test_the_engine_reports_progress_over_its_passes(ldm):
+    engine = LdmEngine(ldm, HeatmapSettings(inference_steps=10, capture_steps=(3, 5)), batch_size=1)
+    seen = []
+    engine.progress = lambda stage, done, total: seen.append((stage, done, total))
+    engine.maps(IMAGE, ["left pneumonia"])
+    inversion = [s for s in seen if s[0] == "inversion"]
+    attention = [s for s in seen if s[0] == "attention"]
+    assert inversion[-1] == ("inversion", 6, 6)  # indices 3,4 counted noise -> image: inversion 6,5
+    assert [a[1] for a in attention] == [1, 2] and attention[-1][2] == 2
+
+
+def test_overlay_display_window_stretches_percentiles():
+    from cxrg.grounding import display_window
+
+    image = np.full((100, 100), 0.4, np.float32)
+    image[:50] = 0.45  # a wide DICOM window leaves the anatomy in a narrow band
+    image[0, 0], image[-1, -1] = 0.0, 1.0  # markers must not set the contrast
+    shown = display_window(image)
+    assert shown[10, 10] == pytest.approx(1.0) and shown[60, 60] == pytest.approx(0.0)
+    assert (display_window(np.full((4, 4), 0.3, np.float32)) == 0).all()
