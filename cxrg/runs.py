@@ -47,14 +47,17 @@ _guards = 0
 
 
 @contextlib.contextmanager
-def interrupt_guard():
+def interrupt_guard(terminate: bool = False):
     """While active (on the main thread), a real SIGINT sets a flag before raising KeyboardInterrupt, so
-    that a KeyboardInterrupt raised by plugin code (no flag) can be told apart from the user's Ctrl-C."""
+    that a KeyboardInterrupt raised by plugin code (no flag) can be told apart from the user's Ctrl-C.
+    `terminate`: SIGTERM too (what torchrun sends the other processes when one of them fails), so that a
+    process of a sharded run writes its shard before it ends."""
     global _guards
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.getsignal(signal.SIGINT)
+    signals = (signal.SIGINT, signal.SIGTERM) if terminate else (signal.SIGINT,)
+    previous = {signum: signal.getsignal(signum) for signum in signals}
 
     def handler(signum, frame):  # noqa: ARG001
         _interrupt.set()
@@ -62,13 +65,15 @@ def interrupt_guard():
 
     if _guards == 0:
         _interrupt.clear()
-    signal.signal(signal.SIGINT, handler)
+    for signum in signals:
+        signal.signal(signum, handler)
     _guards += 1
     try:
         yield
     finally:
         _guards -= 1
-        signal.signal(signal.SIGINT, previous)
+        for signum, before in previous.items():
+            signal.signal(signum, before)
 
 
 def user_interrupted() -> bool:
@@ -159,6 +164,11 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def say(text: str) -> None:
+    """A status or warning line on stderr (data go to stdout or files), flushed, never wrapped."""
+    print(text, file=sys.stderr, flush=True)
 
 
 def format_number(value: float | None) -> str:

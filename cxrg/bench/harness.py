@@ -13,6 +13,7 @@ inputs give; every other row is recomputed (docs/decisions.md, "Resume and chang
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import math
 import sys
@@ -27,6 +28,18 @@ import numpy as np
 from cxrg.bench import bootstrap, metrics
 from cxrg.bench.datasets import Dataset, Sample
 from cxrg.bench.heatmap_store import HeatmapStore
+from cxrg.bench.shards import (
+    Ranks,
+    check_complete,
+    collect,
+    fold_in,
+    heartbeat,
+    mark_done,
+    mine,
+    remove_shards,
+    shard_path,
+    wait_or_stop,
+)
 from cxrg.errors import CxrgError, NoPrediction
 from cxrg.registry import HeatmapModel, make_query
 from cxrg.runs import (
@@ -188,17 +201,26 @@ def run_benchmark(models: dict[str, HeatmapModel], dataset: Dataset, run: RunDir
                   seed: int, limit: int | None = None, model_errors: dict[str, str] | None = None,
                   progress: Callable[[int], Any] | None = None,
                   store: HeatmapStore | None = None,
-                  model_fingerprints: dict[str, str] | None = None) -> BenchResult:
+                  model_fingerprints: dict[str, str] | None = None,
+                  ranks: Ranks | None = None) -> BenchResult:
     """Score every model on every sample (resuming), write per_sample.csv and return the statistics.
     With a `store`, every scored map is also kept in RUN_DIR/heatmaps/ (see heatmap_store).
     `model_fingerprints` (name -> identity of the model: version, weights, options) enter each row's
     fingerprint; a finished row whose fingerprint differs from the current one is recomputed. A Ctrl-C
-    writes what is finished and raises Interrupted ("N of M done")."""
+    writes what is finished and raises Interrupted ("N of M done").
+
+    `ranks` (several processes, see cxrg.bench.shards): this process scores its share of the images with
+    work left into its shard; rank 0 then waits for every shard, merges them into per_sample.csv and
+    returns the statistics; the other ranks return their own rows and an empty summary. Rank 0 must have
+    folded old shards into per_sample.csv (shards.fold_in) before any process gets here."""
+    ranks = ranks or Ranks()
     samples = dataset.samples[:limit] if limit is not None else dataset.samples
     fingerprints = model_fingerprints or {}
     expected = {(name, s.sample_id): row_fingerprint(fingerprints.get(name, name), s)
                 for name in models for s in samples}
     per_sample_path = run.file("per_sample.csv")
+    if not ranks.sharded:
+        fold_in(run.path, per_sample_path.name, PER_SAMPLE_FIELDS, read_per_sample)
     rows = read_per_sample(per_sample_path)
     finished = {key for key, row in rows.items() if row.get("status") in FINISHED and key in expected}
     done = {key for key in finished if rows[key].get("fingerprint") == expected[key]}
@@ -209,41 +231,61 @@ def run_benchmark(models: dict[str, HeatmapModel], dataset: Dataset, run: RunDir
         run.logger.warning("recomputing %d finished pairs whose inputs changed (annotations, image files, "
                            "model weights, options or settings): %s", len(stale),
                            ", ".join(f"{m} {s}" for m, s in stale[:20]) + (" ..." if len(stale) > 20 else ""))
-        print(f"cxrg: {len(stale)} finished (model, sample) pairs recomputed: their inputs changed since "
-              "they were scored (details in log.txt)", file=sys.stderr, flush=True)
+        if ranks.main:
+            print(f"cxrg: {len(stale)} finished (model, sample) pairs recomputed: their inputs changed since "
+                  "they were scored (details in log.txt)", file=sys.stderr, flush=True)
+    groups = image_groups(samples)
+    if ranks.sharded:
+        left = [g for g in groups if any((n, s.sample_id) not in done for n in models for s in g)]
+        groups = mine(left, ranks)
+        out_rows: dict[tuple[str, str], dict[str, str]] = {}
+        out_path = shard_path(run.path, "per_sample", ranks.rank, ranks.world)
+        run.logger.info("%s: %d of %d images with work left", ranks.label(), len(groups), len(left))
+    else:
+        out_rows, out_path = rows, per_sample_path
     last_flush = time.monotonic()
 
     def flush() -> None:
-        atomic_write_csv(per_sample_path, PER_SAMPLE_FIELDS, rows.values())
+        atomic_write_csv(out_path, PER_SAMPLE_FIELDS, out_rows.values())
 
     try:
-        for group in image_groups(samples):
-            todo = {name: [s for s in group if (name, s.sample_id) not in done] for name in models}
-            if any(todo.values()):
-                try:
-                    image, error = _load_image(group[0]), ""
-                except Exception as exc:
-                    image, error = None, _error_text(exc)
-                for name, model in models.items():
-                    if not todo[name]:
-                        continue
-                    if image is None:
-                        new_rows = [{**_row(name, s), "seconds": "0", "error": error} for s in todo[name]]
-                    else:
-                        new_rows = score_samples(model, todo[name], image, store, name)
-                    for sample, row in zip(todo[name], new_rows, strict=True):
-                        row["fingerprint"] = expected[(name, sample.sample_id)]
-                        if row["error"]:
-                            run.logger.warning("%s %s: %s: %s", row["model"], sample.sample_id,
-                                               row["status"], row["error"])
-                        rows[(name, sample.sample_id)] = row
-            if progress is not None:
-                progress(len(group))
-            if time.monotonic() - last_flush > FLUSH_SECONDS:
-                flush()
-                last_flush = time.monotonic()
+        with heartbeat(run.path, "per_sample", ranks) if ranks.sharded else contextlib.nullcontext():
+            for group in groups:
+                todo = {name: [s for s in group if (name, s.sample_id) not in done] for name in models}
+                if any(todo.values()):
+                    try:
+                        image, error = _load_image(group[0]), ""
+                    except Exception as exc:
+                        image, error = None, _error_text(exc)
+                    for name, model in models.items():
+                        if not todo[name]:
+                            continue
+                        if image is None:
+                            new_rows = [{**_row(name, s), "seconds": "0", "error": error} for s in todo[name]]
+                        else:
+                            new_rows = score_samples(model, todo[name], image, store, name)
+                        for sample, row in zip(todo[name], new_rows, strict=True):
+                            row["fingerprint"] = expected[(name, sample.sample_id)]
+                            if row["error"]:
+                                run.logger.warning("%s %s: %s: %s", row["model"], sample.sample_id,
+                                                   row["status"], row["error"])
+                            out_rows[(name, sample.sample_id)] = row
+                if progress is not None:
+                    progress(len(group))
+                if time.monotonic() - last_flush > FLUSH_SECONDS:
+                    flush()
+                    last_flush = time.monotonic()
     except KeyboardInterrupt:
         flush()
+        if ranks.sharded:
+            complete = sum(1 for g in groups for s in g
+                           if all(out_rows.get((n, s.sample_id), {}).get("status") in FINISHED
+                                  or (n, s.sample_id) in done for n in models))
+            total = sum(len(g) for g in groups)
+            run.logger.warning("interrupted: %s: %d of its %d samples done", ranks.label(), complete, total)
+            raise Interrupted(f"interrupted: {ranks.label()}: {complete} of its {total} samples done; its "
+                              "shard is kept; rerun the same command (any number of processes) to resume"
+                              ) from None
         complete = sum(1 for s in samples
                        if all(rows.get((n, s.sample_id), {}).get("status") in FINISHED for n in models))
         run.logger.warning("interrupted: %d of %d samples done", complete, len(samples))
@@ -251,8 +293,31 @@ def run_benchmark(models: dict[str, HeatmapModel], dataset: Dataset, run: RunDir
                           "to resume") from None
     finally:
         flush()
+    if ranks.sharded:
+        mark_done(run.path, "per_sample", ranks, len(out_rows))
+        if not ranks.main:
+            return BenchResult(run, out_rows, {}, model_errors or {})
+        wait_or_stop(run.path, "per_sample", ranks, run.logger)
+        merged = collect(run.path, "per_sample", ranks, read_per_sample)
+        check_complete([(n, s.sample_id) for g in left for n in models for s in g
+                        if (n, s.sample_id) not in done], merged, run.path)
+        rows.update(merged)
+        rows = canonical_order(rows, list(models), samples)
+        atomic_write_csv(per_sample_path, PER_SAMPLE_FIELDS, rows.values())
+        remove_shards(run.path, "per_sample")
+        run.logger.info("merged the shards of %d processes into %s", ranks.world, per_sample_path.name)
     summary = summarise(list(models), samples, rows, resamples, seed, model_errors or {})
     return BenchResult(run, rows, summary, model_errors or {})
+
+
+def canonical_order(rows: dict[tuple[str, str], dict[str, str]], model_names: Sequence[str],
+                    samples: Sequence[Sample]) -> dict[tuple[str, str], dict[str, str]]:
+    """Rows in the order a fresh one-process run writes them (image by image, model by model, sample by
+    sample), then any other rows (e.g. beyond today's --limit) in their old order."""
+    keys = [(name, s.sample_id) for group in image_groups(samples) for name in model_names for s in group]
+    ordered = {key: rows[key] for key in keys if key in rows}
+    ordered.update((key, row) for key, row in rows.items() if key not in ordered)
+    return ordered
 
 
 def image_groups(samples: Sequence[Sample]) -> list[list[Sample]]:

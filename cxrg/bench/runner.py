@@ -14,6 +14,7 @@ from typing import Any
 
 from cxrg.config import Config
 from cxrg.errors import InputError, UsageError
+from cxrg.runs import say as say_line
 
 CONFIG_SECTION = {"ms-cxr": "ms-cxr", "ms-cxr-loc": "ms-cxr", "vindr-cxr": "vindr-cxr"}
 RESUME_KEYS = ("dataset", "annotations", "split", "lut", "model_options", "prompt_text")
@@ -22,8 +23,14 @@ REPORT_AUTO_PAIRS = 2_000
 """`cxrg bench` writes report.html by itself up to this many (model, sample) pairs (--report forces it)."""
 
 
+_quiet = False
+"""Set while a process other than rank 0 of a sharded run works: only rank 0 talks to the user."""
+
+
 def say(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
+    """cxrg.runs.say, silent in the processes other than rank 0 of a sharded run."""
+    if not _quiet:
+        say_line(text)
 
 
 def model_names(models: str) -> list[str]:
@@ -46,21 +53,30 @@ def run(cfg: Config, models: str, dataset: str, annotations: Path | None = None,
     One writer per run folder (an OS lock; a second run into it is refused). Rows whose inputs changed
     since they were scored are recomputed (see cxrg.bench.harness); `restart` drops every row first. A
     Ctrl-C keeps what is finished and raises cxrg.runs.Interrupted (exit 130)."""
+    global _quiet
+    from cxrg.bench.shards import Ranks
     from cxrg.runs import interrupt_guard
 
-    with interrupt_guard():
-        return _run(cfg, models, dataset, annotations, images, out, resamples, seed, limit, split, strict,
-                    extractor, option_pairs, shortcuts, save_heatmaps, heatmap_size, prompt_text, progress,
-                    report, exact_prompt, restart)
+    ranks = Ranks.from_environment()
+    _quiet = not ranks.main
+    try:
+        with interrupt_guard(terminate=ranks.sharded):
+            return _run(cfg, models, dataset, annotations, images, out, resamples, seed, limit, split, strict,
+                        extractor, option_pairs, shortcuts, save_heatmaps, heatmap_size, prompt_text,
+                        progress, report, exact_prompt, restart, ranks)
+    finally:
+        _quiet = False
+        ranks.close()
 
 
 def _run(cfg, models, dataset, annotations, images, out, resamples, seed, limit, split, strict, extractor,
          option_pairs, shortcuts, save_heatmaps, heatmap_size, prompt_text, progress, report, exact_prompt,
-         restart):
+         restart, ranks):
 
     from cxrg.anatomy.lut import active_lut
+    from cxrg.bench import shards
     from cxrg.bench.datasets import DATASETS, read_dataset
-    from cxrg.bench.harness import METRIC_VERSION
+    from cxrg.bench.harness import METRIC_VERSION, PER_SAMPLE_FIELDS, read_per_sample
     from cxrg.loading import load_models, parse_option_pairs
     from cxrg.runs import RunDir, file_fingerprint
 
@@ -96,7 +112,10 @@ def _run(cfg, models, dataset, annotations, images, out, resamples, seed, limit,
         raise InputError("MS-CXR annotations file not found", where=str(annotations),
                          hint="check --annotations or [ms-cxr] annotations in cxrg.toml")
     pairs = parse_option_pairs(option_pairs)
-    loaded, model_errors, options = load_models(names, cfg, weights, device, pairs, shortcuts,
+    local_device = ranks.device(device)
+    if ranks.sharded:
+        say(f"{ranks.world} processes: the images are split between them (docs/scale.md)")
+    loaded, model_errors, options = load_models(names, cfg, weights, local_device, pairs, shortcuts,
                                                 strict=strict, warn=say)
     if not loaded:
         raise UsageError("no model could be loaded", hint="see `cxrg models check`")
@@ -114,17 +133,37 @@ def _run(cfg, models, dataset, annotations, images, out, resamples, seed, limit,
                               "images": str(images.resolve()), "models": model_fps,
                               "metrics": METRIC_VERSION, "cxrg": config_version()}
     out = out or Path("runs") / f"bench-{dataset}"
-    run_dir = RunDir(out, "bench", config, resume_keys=() if restart else RESUME_KEYS, lock=True)
+    # Only rank 0 opens the run folder (lock, config.json, log.txt), drops old results on --restart and
+    # folds old shards in; the others wait for it, then read the resume base it left.
+    run_dir = (RunDir(out, "bench", config, resume_keys=() if restart else RESUME_KEYS, lock=True)
+               if ranks.main else None)
     try:
-        if restart:
-            for name in ("per_sample.csv", "summary.csv", "summary.json"):
-                run_dir.file(name).unlink(missing_ok=True)
-            say(f"--restart: previous results in {run_dir.path} dropped")
+        loc = None
+        if run_dir is not None:
+            if restart:
+                for name in ("per_sample.csv", "summary.csv", "summary.json"):
+                    run_dir.file(name).unlink(missing_ok=True)
+                shards.remove_shards(run_dir.path, "per_sample")
+                say(f"--restart: previous results in {run_dir.path} dropped")
+            if ranks.sharded:
+                folded = shards.fold_in(run_dir.path, "per_sample.csv", PER_SAMPLE_FIELDS, read_per_sample)
+                if folded:
+                    say(f"resuming: {folded} rows of an earlier run's shards folded into per_sample.csv")
+            if dataset == "ms-cxr-loc":
+                loc = ms_cxr_loc(annotations, run_dir, extractor, local_device)
+        ranks.barrier("the run folder was ready")
+        if run_dir is None:
+            run_dir = shards.RankRun(out, "bench", ranks)
+            if dataset == "ms-cxr-loc":
+                loc = ms_cxr_loc(annotations, run_dir, extractor, local_device)
+        run_dir.logger.info("%s on %s", ranks.label(), local_device)
         return _score(run_dir, config, data, loaded, model_errors,
-                      model_fps, dataset, annotations, images, split, extractor, device, prompt_text,
-                      exact_prompt, resamples, seed, limit, save_heatmaps, heatmap_size, progress, report)
+                      model_fps, dataset, loc, images, split, extractor, local_device, prompt_text,
+                      exact_prompt, resamples, seed, limit, save_heatmaps, heatmap_size, progress, report,
+                      ranks)
     finally:
-        run_dir.close()
+        if run_dir is not None:
+            run_dir.close()
 
 
 def config_version() -> str:
@@ -188,9 +227,9 @@ def normalise_prompts(samples: list, exact: bool, log) -> None:
                                             if unread else ""))
 
 
-def _score(run_dir, config, data, loaded, model_errors, model_fps, dataset, annotations, images, split,
+def _score(run_dir, config, data, loaded, model_errors, model_fps, dataset, loc, images, split,
            extractor, device, prompt_text, exact_prompt, resamples, seed, limit, save_heatmaps, heatmap_size,
-           progress, report):
+           progress, report, ranks):
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -200,7 +239,6 @@ def _score(run_dir, config, data, loaded, model_errors, model_fps, dataset, anno
     from cxrg.bench.reports import rich_table, write_reports
 
     if dataset == "ms-cxr-loc":
-        loc = ms_cxr_loc(annotations, run_dir, extractor, device)
         data = read_dataset("ms-cxr", loc, images, split=split, prompt_text=prompt_text)
         data.name = "ms-cxr-loc"
         if not data.samples:
@@ -218,12 +256,15 @@ def _score(run_dir, config, data, loaded, model_errors, model_fps, dataset, anno
     err = Console(stderr=True)
     total = len(data.samples[:limit] if limit else data.samples)
     store = HeatmapStore(run_dir.path, heatmap_size) if save_heatmaps else None
-    with Progress(TextColumn("bench"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=err, transient=True, disable=not (progress and err.is_terminal)) as bar:
-        task = bar.add_task("samples", total=total)
+    with Progress(TextColumn("bench" if not ranks.sharded else f"bench, {ranks.label()}"), BarColumn(),
+                  MofNCompleteColumn(), TimeRemainingColumn(), console=err, transient=True,
+                  disable=not (progress and err.is_terminal and ranks.main)) as bar:
+        task = bar.add_task("samples", total=total if not ranks.sharded else None)
         result = run_benchmark(loaded, data, run_dir, resamples, seed, limit, model_errors,
                                progress=lambda k: bar.advance(task, k), store=store,
-                               model_fingerprints=model_fps)
+                               model_fingerprints=model_fps, ranks=ranks)
+    if not ranks.main:
+        return result
     write_reports(result.summary, run_dir.path)
     Console(file=sys.stdout).print(rich_table(result.summary))
     for name, count in result.summary["counts"].items():
