@@ -3,15 +3,10 @@ embeddings, build the classifier, run it resumably and write the reports. The co
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
-
-def say(text: str) -> None:
-    """A status line on stderr (the command's data go to stdout and files)."""
-    import sys
-
-    print(text, file=sys.stderr, flush=True)
-
+from cxrg.runs import say
 
 RESUME_KEYS = ("weighting", "split_file", "positives", "positives_format", "negatives", "chexpert_labels",
                "metadata", "views",
@@ -109,10 +104,16 @@ def run(
     if not negative_jobs:
         raise UsageError("no negative image", where=str(negatives or chexpert_labels))
 
-    classifier, embeddings_used, chosen = _classifier(cfg, weights, device, dtype, embeddings, chosen,
-                                                      strategies is not None, fixed_prompt, healthy_prompt,
-                                                      pathology_prompt, draws, t_min, t_max, batch_size, seed,
-                                                      weighting)
+    from cxrg.bench.shards import Ranks
+
+    ranks = Ranks.from_environment()
+    note = _say if ranks.main else _quiet  # only rank 0 of several processes talks to the user
+    if ranks.sharded:
+        note(f"{ranks.world} processes: the images are split between them (docs/scale.md)")
+    classifier, embeddings_used, chosen = _classifier(cfg, weights, ranks.device(device), dtype, embeddings,
+                                                      chosen, strategies is not None, fixed_prompt,
+                                                      healthy_prompt, pathology_prompt, draws, t_min, t_max,
+                                                      batch_size, seed, weighting, note)
     config = {"positives": str(positives.resolve()), "positives_format": positives_format,
               "images": str(images.resolve()), "negatives": str(negatives.resolve()) if negatives else None,
               "chexpert_labels": str(chexpert_labels.resolve()) if chexpert_labels else None,
@@ -128,13 +129,25 @@ def run(
               "ldm_settings": classifier.engine.settings.to_dict() | {"window": classifier.engine.settings
                                                                      .window()},
               "settings": cfg.record()}
-    _run(classifier, positive_jobs + negative_jobs, out, config, notes, resamples, seed, chosen)
+    try:
+        _run(classifier, positive_jobs + negative_jobs, out, config, notes, resamples, seed, chosen, ranks,
+             note)
+    finally:
+        ranks.close()
+
+
+def _say(text: str) -> None:
+    say(text)
+
+
+def _quiet(text: str) -> None:  # noqa: ARG001
+    pass
 
 
 def _classifier(cfg, weights: Path | None, device: str, dtype: str, embeddings: Path | None,
                 chosen: list[str], explicit: bool, fixed_prompt: str, healthy_prompt: str,
                 pathology_prompt: str, draws: int, t_min: int, t_max: int, batch_size: int, seed: int,
-                weighting: str):
+                weighting: str, say=_say):
     """Load the LDM (and the tuned embeddings when the tuned strategy runs) and build the classifier."""
     from cxrg.classify import heatmaps
     from cxrg.classify.diffusion import DrawSettings
@@ -182,34 +195,63 @@ def _classifier(cfg, weights: Path | None, device: str, dtype: str, embeddings: 
 
 
 def _run(classifier, jobs: list, out: Path, config: dict, notes: list[str], resamples: int, seed: int,
-         strategies: list[str]) -> None:
+         strategies: list[str], ranks=None, say=_say) -> None:
     import sys
 
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from cxrg.bench import shards
     from cxrg.classify.report import markdown, summarise, write_reports
-    from cxrg.classify.runner import run_classification
-    from cxrg.runs import RunDir
+    from cxrg.classify.runner import SCORE_FIELDS, read_scores, run_classification
+    from cxrg.runs import RunDir, interrupt_guard
 
-    run = RunDir(out, "classify", config, resume_keys=RESUME_KEYS)
-    for note in notes:
-        run.logger.info("%s", note)
-        say(note)
-    err = Console(stderr=True)
-    with Progress(TextColumn("classify"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=err, transient=True, disable=not err.is_terminal) as bar:
-        task = bar.add_task("images", total=len(jobs))
-        rows = run_classification(classifier, jobs, run, progress=lambda k: bar.advance(task, k))
-    summary = summarise(rows, jobs, strategies, resamples, seed, notes)
-    write_reports(summary, run.path)
-    print(markdown(summary), file=sys.stdout, end="", flush=True)
-    for kind, count in summary["counts"].items():
-        line = (f"{kind}s: {count['runs_scored']} of {count['runs']} runs scored "
-                f"({count['images'] - count['images_failed']} of {count['images']} images), "
-                f"{count['runs_failed']} failed")
-        if count["runs_failed"]:
-            line += " (reasons in scores.csv and log.txt)"
-        say(line)
-    say(f"results in {run.path}")
-    run.close()
+    ranks = ranks or shards.Ranks()
+    # Several processes: only rank 0 opens the run folder (config.json, log.txt and the folder's lock,
+    # which a one-process classify run does not take) and folds an earlier run's shards in; the others
+    # wait for it, then read the resume base it left.
+    run = (RunDir(out, "classify", config, resume_keys=RESUME_KEYS, lock=ranks.sharded)
+           if ranks.main else None)
+    try:
+        with interrupt_guard(terminate=True) if ranks.sharded else contextlib.nullcontext():
+            if run is not None and ranks.sharded:
+                folded = shards.fold_in(run.path, "scores.csv", SCORE_FIELDS, read_scores)
+                if folded:
+                    say(f"resuming: {folded} rows of an earlier run's shards folded into scores.csv")
+            ranks.barrier("the run folder was ready")
+            if run is None:
+                run = shards.RankRun(out, "classify", ranks)
+            run.logger.info("%s on %s", ranks.label(), classifier.engine.ldm.device)
+            for note in notes:
+                run.logger.info("%s", note)
+                say(note)
+            err = Console(stderr=True)
+            with Progress(TextColumn("classify" if not ranks.sharded else f"classify, {ranks.label()}"),
+                          BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err,
+                          transient=True, disable=not (err.is_terminal and ranks.main)) as bar:
+                task = bar.add_task("images", total=len(jobs) if not ranks.sharded else None)
+                rows = run_classification(classifier, jobs, run, progress=lambda k: bar.advance(task, k),
+                                          ranks=ranks)
+        if not ranks.main:
+            return
+        summary = summarise(rows, jobs, strategies, resamples, seed, notes)
+        write_reports(summary, run.path)
+        print(markdown(summary), file=sys.stdout, end="", flush=True)
+        for kind, count in summary["counts"].items():
+            line = (f"{kind}s: {count['runs_scored']} of {count['runs']} runs scored "
+                    f"({count['images'] - count['images_failed']} of {count['images']} images), "
+                    f"{count['runs_failed']} failed")
+            if count["runs_failed"]:
+                line += " (reasons in scores.csv and log.txt)"
+            say(line)
+        say(f"results in {run.path}")
+    except KeyboardInterrupt:
+        if ranks.sharded:
+            from cxrg.runs import Interrupted
+
+            raise Interrupted(f"interrupted: {ranks.label()}: its shard is kept; rerun the same command "
+                              "(any number of processes) to resume") from None
+        raise
+    finally:
+        if run is not None:
+            run.close()

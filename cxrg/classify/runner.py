@@ -9,6 +9,7 @@ against the boxes. Finished images are kept on a rerun; images that ended in an 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import math
 import time
@@ -21,6 +22,18 @@ import numpy as np
 import torch
 
 from cxrg.bench import metrics
+from cxrg.bench.shards import (
+    Ranks,
+    check_complete,
+    collect,
+    fold_in,
+    heartbeat,
+    mark_done,
+    mine,
+    remove_shards,
+    shard_path,
+    wait_or_stop,
+)
 from cxrg.classify.data import Job, Run
 from cxrg.classify.diffusion import (
     DrawSettings,
@@ -137,9 +150,18 @@ def keys(job: Job, strategies: Sequence[str]) -> list[tuple[str, str, str, str]]
 
 
 def run_classification(classifier: Classifier, jobs: Sequence[Job], run: RunDir,
-                       progress: Callable[[int], Any] | None = None) -> dict[tuple[str, str, str, str], dict]:
-    """Classify every job not finished in an earlier run; write scores.csv as rows come (atomically)."""
+                       progress: Callable[[int], Any] | None = None,
+                       ranks: Ranks | None = None) -> dict[tuple[str, str, str, str], dict]:
+    """Classify every job not finished in an earlier run; write scores.csv as rows come (atomically).
+
+    `ranks` (several processes, see cxrg.bench.shards): this process classifies its share of the images
+    with work left into RUN/shards/scores.rank{r}-of-{N}.csv; rank 0 waits for every shard, merges them
+    into scores.csv and returns every row; the other ranks return their own rows. Rank 0 must have folded
+    old shards into scores.csv (shards.fold_in) before any process gets here."""
+    ranks = ranks or Ranks()
     path = run.file("scores.csv")
+    if not ranks.sharded:
+        fold_in(run.path, path.name, SCORE_FIELDS, read_scores)
     rows = read_scores(path)
     strategies = classifier.strategies
     wanted = {k for job in jobs for k in keys(job, strategies)}
@@ -148,30 +170,56 @@ def run_classification(classifier: Classifier, jobs: Sequence[Job], run: RunDir,
     if done:
         run.logger.info("resuming: %d of %d images already classified", len(done), len(jobs))
     finished = {id(job) for job in done}
+    if ranks.sharded:
+        left = [job for job in jobs if id(job) not in finished]
+        todo = mine(left, ranks)
+        out_rows: dict[tuple[str, str, str, str], dict] = {}
+        out_path = shard_path(run.path, "scores", ranks.rank, ranks.world)
+        run.logger.info("%s: %d of %d images with work left", ranks.label(), len(todo), len(left))
+
+        def write() -> None:
+            atomic_write_csv(out_path, SCORE_FIELDS, _ordered(out_rows, todo, strategies))
+    else:
+        todo, out_rows = list(jobs), rows
+
+        def write() -> None:
+            atomic_write_csv(path, SCORE_FIELDS, _ordered(rows, jobs, strategies))
     last_flush = time.monotonic()
     try:
-        for job in jobs:
-            if id(job) not in finished:
-                started = time.perf_counter()
-                try:
-                    new = classifier.classify(job, load_image(job))
-                except CxrgError as exc:
-                    new = _failed(job, strategies, exc.one_line())
-                except Exception as exc:  # one image's failure must not stop the run
-                    new = _failed(job, strategies, f"{type(exc).__name__}: {exc}")
-                seconds = f"{time.perf_counter() - started:.3f}"
-                for row in new:
-                    row["seconds"] = seconds
-                    rows[(row["kind"], row["unit"], row["prompt"], row["strategy"])] = row
-                if new and new[0]["error"]:
-                    run.logger.warning("%s %s: %s", job.kind, job.key, new[0]["error"])
-            if progress is not None:
-                progress(1)
-            if time.monotonic() - last_flush > FLUSH_SECONDS:
-                atomic_write_csv(path, SCORE_FIELDS, _ordered(rows, jobs, strategies))
-                last_flush = time.monotonic()
+        with heartbeat(run.path, "scores", ranks) if ranks.sharded else contextlib.nullcontext():
+            for job in todo:
+                if id(job) not in finished:
+                    started = time.perf_counter()
+                    try:
+                        new = classifier.classify(job, load_image(job))
+                    except CxrgError as exc:
+                        new = _failed(job, strategies, exc.one_line())
+                    except Exception as exc:  # one image's failure must not stop the run
+                        new = _failed(job, strategies, f"{type(exc).__name__}: {exc}")
+                    seconds = f"{time.perf_counter() - started:.3f}"
+                    for row in new:
+                        row["seconds"] = seconds
+                        out_rows[(row["kind"], row["unit"], row["prompt"], row["strategy"])] = row
+                    if new and new[0]["error"]:
+                        run.logger.warning("%s %s: %s", job.kind, job.key, new[0]["error"])
+                if progress is not None:
+                    progress(1)
+                if time.monotonic() - last_flush > FLUSH_SECONDS:
+                    write()
+                    last_flush = time.monotonic()
     finally:
+        write()
+    if ranks.sharded:
+        mark_done(run.path, "scores", ranks, len(out_rows))
+        if not ranks.main:
+            return out_rows
+        wait_or_stop(run.path, "scores", ranks, run.logger)
+        merged = collect(run.path, "scores", ranks, read_scores)
+        check_complete([k for job in left for k in keys(job, strategies)], merged, run.path)
+        rows.update(merged)
         atomic_write_csv(path, SCORE_FIELDS, _ordered(rows, jobs, strategies))
+        remove_shards(run.path, "scores")
+        run.logger.info("merged the shards of %d processes into %s", ranks.world, path.name)
     return rows
 
 
