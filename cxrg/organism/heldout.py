@@ -123,7 +123,7 @@ def write_classify_set(folder: Path, lut: Lut, count: int, size: int, seed: int)
     return annotations, folder / "negatives.csv"
 
 
-def write_sets(folder: Path, size: int = 128, test: int = 100, val: int = 60, tune: int = 120,
+def write_sets(folder: Path, size: int = 128, test: int = 100, val: int = 60, tune: int = 80,
                classify: int = 30, lut: Lut | None = None) -> dict[str, Path]:
     """Every held-out set under `folder` (test/, val/, tune/, classify/); returns their main files."""
     lut = lut or Lut.default()

@@ -1,0 +1,193 @@
+"""The paper's three claims in miniature, on the organism, through the `cxrg` commands themselves.
+
+1. zero-shot: `ldm-frozen` beats `prior` on the off-atlas test set (CNR and mIoU); laterality (the
+   heatmap's peak on the named side) on >= 90 % of one-sided prompts;
+2. tuning: from swapped (left<->right, upper<->lower) or re-initialised anatomy rows, `cxrg tune` restores
+   laterality >= 90 % and CNR >= 80 % of the unperturbed model's; tuning from the unperturbed rows improves
+   CNR and mIoU over `ldm-frozen`;
+3. grounded classification: `cxrg classify` on phantom pneumothorax vs healthy: AUROC > 0.5 (CI), per
+   strategy, eq. 8 weighting against none.
+
+Every command runs as a subprocess (`python -m cxrg ...`) with flags only, CXRG_* variables removed, in a
+work folder; the numbers are read from the run folders the commands write. Settings chosen on the
+validation set (`val`), never on `test`, are in TUNE_STEPS / TUNE_LR.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from cxrg.bench.bootstrap import AVERAGE
+
+TUNE_STEPS = 200
+TUNE_LR = 1e-2
+PERTURBATIONS = ("unperturbed", "swapped", "reinit")
+
+
+def run_cli(args: list[str], cwd: Path, log: Callable[[str], None] = print) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CXRG_")}
+    env["OMP_NUM_THREADS"] = env.get("OMP_NUM_THREADS", "1")
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "cxrg", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"cxrg {' '.join(args)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    log(f"  cxrg {args[0]} ... ({time.perf_counter() - started:.0f} s)")
+    return done.stdout
+
+
+def read_bench(run: Path) -> dict[str, dict[str, float]]:
+    """{model: {cnr, cnr_low, cnr_high, miou, miou_low, miou_high}} of the class-average rows."""
+    summary = json.loads((run / "summary.json").read_text())
+    out: dict[str, dict[str, float]] = {}
+    for row in summary["rows"]:
+        if row["category"] != AVERAGE:
+            continue
+        entry = out.setdefault(row["model"], {})
+        metric = row["metric"]
+        entry[metric], entry[f"{metric}_low"], entry[f"{metric}_high"] = (row["mean"], row["ci_low"],
+                                                                          row["ci_high"])
+    return out
+
+
+def laterality(run: Path, model: str, annotations: Path, images: Path) -> tuple[float, int]:
+    """Share of one-sided prompts whose heatmap peak lies on the named side (patient's left = image right),
+    from the heatmaps `cxrg bench` kept; and how many prompts were one-sided."""
+    from cxrg.bench.datasets import read_ms_cxr
+    from cxrg.bench.heatmap_store import HeatmapStore
+    from cxrg.vocab import Prompt
+
+    store = HeatmapStore(run)
+    right_side = total = 0
+    for sample in read_ms_cxr(annotations, images).samples:
+        sides = {location.split()[0] for location in Prompt.parse(sample.prompt).locations}
+        if len(sides) != 1 or sides & {"bilateral", "bibasilar"}:
+            continue
+        heat, _ = store.load(model, sample.sample_id)
+        heat = np.nan_to_num(heat.astype(np.float32), nan=-1.0)
+        _, x = np.unravel_index(int(np.argmax(heat)), heat.shape)
+        on_left_of_image = x + 0.5 < heat.shape[1] / 2
+        named = sides.pop()
+        right_side += int(on_left_of_image == (named == "right"))
+        total += 1
+    return right_side / max(total, 1), total
+
+
+@dataclass
+class Report:
+    lines: list[str] = field(default_factory=list)
+    values: dict = field(default_factory=dict)
+
+    def say(self, line: str) -> None:
+        self.lines.append(line)
+        print(line, flush=True)
+
+
+def bench(weights: Path, split: Path, out: Path, models: str, work: Path, log,
+          embeddings: Path | None = None, resamples: int = 2000) -> dict[str, dict[str, float]]:
+    args = ["bench", "--models", models, "--dataset", "ms-cxr", "--annotations",
+            str(split / "annotations.csv"), "--images", str(split / "images"), "--weights", str(weights),
+            "--out", str(out), "--resamples", str(resamples)]
+    if embeddings is not None:
+        args += ["--embeddings", str(embeddings)]
+    run_cli(args, work, log)
+    return read_bench(out)
+
+
+def tune(weights: Path, manifest: Path, out: Path, work: Path, log, steps: int = TUNE_STEPS,
+         lr: float = TUNE_LR, seed: int = 0) -> Path:
+    run_cli(["tune", "--manifest", str(manifest), "--images", str(manifest.parent / "images"), "--weights",
+             str(weights), "--out", str(out), "--steps", str(steps), "--lr", str(lr), "--seed", str(seed),
+             "--no-install", "--checkpoint-every", str(steps), "--cache", str(work / "trajectories")],
+            work, log)
+    return out / "tuned_embeddings.safetensors"
+
+
+def run_claims(work: Path, weights: Path | None = None, split: str = "test", tune_steps: int = TUNE_STEPS,
+               tune_lr: float = TUNE_LR, classify_draws: int = 30, log: Callable[[str], None] = print,
+               sizes: dict[str, int] | None = None, resamples: int = 2000) -> Report:
+    """Everything, in `work`; `split` is test (the report) or val (settings selection)."""
+    from cxrg.organism.heldout import write_sets
+    from cxrg.organism.perturb import perturb
+    from cxrg.organism.weights import committed_weights
+
+    work = Path(work)
+    work.mkdir(parents=True, exist_ok=True)
+    report = Report()
+    sets = write_sets(work / "sets", **(sizes or {}))
+    data = sets[split].parent
+    base = work / "weights" / "unperturbed"
+    if base.exists():
+        shutil.rmtree(base)
+    shutil.copytree(weights or committed_weights(), base)
+    report.say(f"organism weights {weights or committed_weights()}; split {split}; "
+               f"{sum(1 for _ in open(sets[split])) - 1} boxes")
+
+    # 1. zero-shot ---------------------------------------------------------------------------------------
+    first = bench(base, data, work / "runs" / f"bench-{split}-frozen", "ldm-frozen,prior,oracle", work, log,
+                  resamples=resamples)
+    lat, n_sided = laterality(work / "runs" / f"bench-{split}-frozen", "ldm-frozen", sets[split],
+                              data / "images")
+    report.values["zero_shot"] = {**first, "laterality": lat, "one_sided": n_sided}
+    for model in ("ldm-frozen", "prior", "oracle"):
+        r = first[model]
+        report.say(f"claim 1 {model:11s} CNR {r['cnr']:.3f} [{r['cnr_low']:.3f}, {r['cnr_high']:.3f}]  "
+                   f"mIoU {r['miou']:.3f} [{r['miou_low']:.3f}, {r['miou_high']:.3f}]")
+    report.say(f"claim 1 ldm-frozen laterality {lat:.1%} of {n_sided} one-sided prompts")
+
+    # 2. tuning from unperturbed / swapped / re-initialised rows -------------------------------------------
+    tuned: dict[str, dict] = {}
+    for how in PERTURBATIONS:
+        folder = base if how == "unperturbed" else perturb(base, work / "weights" / how, how)
+        embeddings = tune(folder, sets["tune"], work / "runs" / f"tune-{how}", work, log, tune_steps, tune_lr)
+        run = work / "runs" / f"bench-{split}-{how}"
+        result = bench(folder, data, run, "ldm,ldm-frozen", work, log, embeddings=embeddings,
+                       resamples=resamples)
+        result["ldm"]["laterality"] = laterality(run, "ldm", sets[split], data / "images")[0]
+        result["ldm-frozen"]["laterality"] = laterality(run, "ldm-frozen", sets[split], data / "images")[0]
+        tuned[how] = result
+        for model, label in (("ldm-frozen", "before"), ("ldm", "after")):
+            r = result[model]
+            report.say(f"claim 2 {how:11s} {label:6s} tuning ({model:10s}): CNR {r['cnr']:.3f} "
+                       f"[{r['cnr_low']:.3f}, {r['cnr_high']:.3f}]  mIoU {r['miou']:.3f}  "
+                       f"laterality {r['laterality']:.1%}")
+    report.values["tuning"] = tuned
+    reference = first["ldm-frozen"]["cnr"]
+    for how in ("swapped", "reinit"):
+        share = tuned[how]["ldm"]["cnr"] / reference if reference > 0 else float("nan")
+        of_tuned = tuned[how]["ldm"]["cnr"] / tuned["unperturbed"]["ldm"]["cnr"]
+        report.say(f"claim 2 {how}: tuned CNR is {share:.0%} of the unperturbed ldm-frozen's "
+                   f"({reference:.3f}); {of_tuned:.0%} of the unperturbed tuned model's")
+
+    # 3. grounded classification ---------------------------------------------------------------------------
+    cls = sets["classify"].parent
+    out = work / "runs" / "classify"
+    run_cli(["classify", "--positives", str(sets["classify"]), "--images", str(cls / "images"), "--negatives",
+             str(sets["negatives"]), "--weights", str(base), "--embeddings",
+             str(work / "runs" / "tune-unperturbed" / "tuned_embeddings.safetensors"), "--draws",
+             str(classify_draws), "--resamples", str(resamples), "--out", str(out)], work, log)
+    summary = json.loads((out / "summary.json").read_text())
+    report.values["classify"] = summary["auroc"]
+    for r in summary["auroc"]:
+        diff = (f"; minus none {r['diff']:+.3f} [{r['diff_low']:+.3f}, {r['diff_high']:+.3f}]"
+                if "diff" in r else "")
+        report.say(f"claim 3 {r['strategy']:9s} AUROC {r['value']:.3f} "
+                   f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}]{diff}")
+    (work / "claims.json").write_text(json.dumps(report.values, indent=2, default=float) + "\n")
+    return report
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with Path(path).open(newline="") as handle:
+        return list(csv.DictReader(handle))
