@@ -129,7 +129,9 @@ def _env_int(name: str, default: int) -> int:
 
 
 def stall_seconds() -> float:
-    text = os.environ.get("CXRG_SHARD_STALL_SECONDS")
+    from cxrg.config import env
+
+    text = env("CXRG_SHARD_STALL_SECONDS")
     if not text:
         return STALL_SECONDS
     try:
