@@ -210,3 +210,18 @@ def test_overlay_display_window_stretches_percentiles():
     shown = display_window(image)
     assert shown[10, 10] == pytest.approx(1.0) and shown[60, 60] == pytest.approx(0.0)
     assert (display_window(np.full((4, 4), 0.3, np.float32)) == 0).all()
+
+
+def test_tune_reads_manifest_prompts_like_every_other_command(tmp_path):
+    from cxrg.tuning.data import read_manifest
+
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save(tmp_path / "a.png")
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("sample_id,image_path,prompt\n"
+                        "a,a.png,cardiomegaly cardiomegaly\n"   # an old manifest's spelling
+                        "b,a.png,Left lower lobe pneumonia\n"   # free text
+                        "c,a.png,no pneumothorax\n")            # not a finding: skipped with its reason
+    data = read_manifest(manifest, tmp_path)
+    assert [(s.prompt, s.locations) for s in data.samples] == [
+        ("cardiomegaly", ("cardiomegaly",)), ("left lower pneumonia", ("left lower",))]
+    assert [sid for sid, _ in data.skipped] == ["c"]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from cxrg.errors import InputError
 from cxrg.images import resolve_image
+from cxrg.phrases import normalise
 from cxrg.runs import check_complete  # importing cxrg.runs also sets the one CSV field-size policy
 from cxrg.vocab import prompt_locations
 
@@ -72,7 +73,7 @@ def read_manifest(path: Path, images: Path) -> Manifest:
             if not row.get("image_path"):
                 raise ValueError("no image_path")
             image = find_image(images, str(row["image_path"]))
-            prompt = str(row.get("prompt") or "")
+            prompt = normalise(str(row.get("prompt") or "")).prompt  # the one reading of a phrase
             samples.append(TuningSample(sample_id, image, prompt, prompt_locations(prompt)))
         except (ValueError, InputError) as exc:
             skipped.append((sample_id, exc.one_line() if isinstance(exc, InputError) else str(exc)))
