@@ -207,10 +207,10 @@ def _run(classifier, jobs: list, out: Path, config: dict, notes: list[str], resa
     from cxrg.runs import RunDir, interrupt_guard
 
     ranks = ranks or shards.Ranks()
-    # Several processes: only rank 0 opens the run folder (config.json, log.txt and the folder's lock,
-    # which a one-process classify run does not take) and folds an earlier run's shards in; the others
-    # wait for it, then read the resume base it left.
-    run = (RunDir(out, "classify", config, resume_keys=RESUME_KEYS, lock=ranks.sharded)
+    # Only rank 0 (the only process without a launcher) opens the run folder (config.json, log.txt and the
+    # folder's lock: one writer per run folder) and folds an earlier run's shards in; the others wait for
+    # it, then read the resume base it left.
+    run = (RunDir(out, "classify", config, resume_keys=RESUME_KEYS, lock=True)
            if ranks.main else None)
     try:
         with interrupt_guard(terminate=True) if ranks.sharded else contextlib.nullcontext():
