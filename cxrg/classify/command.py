@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
+from typing import Any
 
 from cxrg.runs import say
 
@@ -210,8 +211,8 @@ def _run(classifier, jobs: list, out: Path, config: dict, notes: list[str], resa
     # Only rank 0 (the only process without a launcher) opens the run folder (config.json, log.txt and the
     # folder's lock: one writer per run folder) and folds an earlier run's shards in; the others wait for
     # it, then read the resume base it left.
-    run = (RunDir(out, "classify", config, resume_keys=RESUME_KEYS, lock=True)
-           if ranks.main else None)
+    run: Any = (RunDir(out, "classify", config, resume_keys=RESUME_KEYS, lock=True)
+                if ranks.main else None)  # a RunDir, or a RankRun (shard log only) on the other ranks
     try:
         with interrupt_guard(terminate=True) if ranks.sharded else contextlib.nullcontext():
             if run is not None and ranks.sharded:
