@@ -71,6 +71,9 @@ def examples_figure(work: Path, path: Path, count: int = 5) -> None:
     columns = [("image", None, None), ("ldm-frozen", work / "runs" / "bench-test-frozen", "ldm-frozen"),
                ("prior", work / "runs" / "bench-test-frozen", "prior"),
                ("ldm (tuned)", work / "runs" / "bench-test-unperturbed", "ldm")]
+    chosen = work / "runs" / "bench-test-valselected"
+    if chosen.is_dir():
+        columns.append(("ldm-frozen, val-chosen\nlayer and steps", chosen, "ldm-frozen"))
     fig, axes = plt.subplots(len(picks), len(columns), figsize=(2.1 * len(columns), 2.2 * len(picks)))
     for r, sample in enumerate(picks):
         image = read_image(sample.image_path)
@@ -88,7 +91,7 @@ def examples_figure(work: Path, path: Path, count: int = 5) -> None:
             if c == 0:
                 ax.set_ylabel(sample.prompt, fontsize=7)
     fig.tight_layout()
-    save_figure(fig, path, dpi=110)
+    save_figure(fig, path, dpi=60)
 
 
 def claims_figure(values: dict, path: Path) -> None:
