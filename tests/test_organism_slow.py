@@ -34,7 +34,8 @@ def test_zero_shot_beats_the_prior_with_laterality(claims):
 @pytest.mark.parametrize("how", [
     pytest.param("swapped", marks=pytest.mark.xfail(strict=True, reason="laterality 58.8 % after tuning: "
                                                     + MEASURED_FAILING)),
-    "reinit"])
+    pytest.param("reinit", marks=pytest.mark.xfail(strict=True, reason="laterality 63.2 % after tuning: "
+                                                   + MEASURED_FAILING))])
 def test_tuning_restores_damaged_anatomy_rows(claims, how):
     reference = claims["zero_shot"]["ldm-frozen"]["cnr"]
     tuned = claims["tuning"][how]["ldm"]
