@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from cxrg.cli import bench, classify, curate, datasets, ground, lut, models, report, tune, weights
+from cxrg.cli import bench, classify, curate, datasets, ground, lut, models, organism, report, tune, weights
 from cxrg.cli import ldm as ldm_cli
 from cxrg.cli import study as study_cli
 from cxrg.errors import CxrgError
@@ -48,6 +48,7 @@ app.command("report")(report.report)
 app.command("tune")(tune.tune)
 app.command("datasets")(datasets.datasets)
 app.add_typer(lut.app, name="lut")
+weights.app.command("organism")(organism.organism)
 app.add_typer(weights.app, name="weights")
 app.add_typer(ldm_cli.app, name="ldm")
 app.add_typer(study_cli.app, name="study")
