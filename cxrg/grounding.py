@@ -150,7 +150,7 @@ def prompt_for(model: HeatmapModel, phrase: str, exact: bool = False) -> tuple[s
     try:
         reading = normalise(phrase, exact=exact)
     except CxrgError:
-        if getattr(model, "needs_vocabulary", False):
+        if model.card.prompts == "vocabulary":
             raise
         return phrase, "the phrase is not a vocabulary prompt: given to the model as typed"
     if reading.prompt.strip().lower() != " ".join(phrase.split()).lower():

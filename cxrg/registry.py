@@ -57,13 +57,17 @@ class ModelCard:
     uses_ground_truth: bool = False
     metrics: tuple[str, ...] = ("cnr", "miou")
     """The metrics that are meaningful for this model (MAIRA-2's binary boxes: mIoU only)."""
+    prompts: str = "free-text"
+    """"vocabulary" for a model that only understands '{location} {pathology}' prompts (prior, ldm): the
+    harness and `ground` give it the phrase read by cxrg.phrases.normalise; a "free-text" model gets the
+    dataset's text as written (the published protocols)."""
     notes: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "name": self.name, "version": self.version, "licence": self.licence,
             "description": self.description, "uses_ground_truth": self.uses_ground_truth,
-            "metrics": list(self.metrics), "notes": self.notes,
+            "metrics": list(self.metrics), "prompts": self.prompts, "notes": self.notes,
             "weights": [vars(w) for w in self.weights],
         }
 

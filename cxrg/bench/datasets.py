@@ -41,6 +41,9 @@ class Sample:
     error: str = ""
     phrase: str = ""
     """The phrase as the dataset wrote it (MS-CXR's label_text; MS-CXR-loc's original_label_text)."""
+    vocabulary_prompt: str = ""
+    """The prompt read into the vocabulary (cxrg.phrases.normalise), for models whose card says they take
+    vocabulary prompts; empty when it equals `prompt` or could not be read."""
 
 
 @dataclass

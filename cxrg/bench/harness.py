@@ -89,10 +89,19 @@ def read_per_sample(path: Path) -> dict[tuple[str, str], dict[str, str]]:
     return rows
 
 
-def _row(name: str, sample: Sample) -> dict[str, str]:
+def model_prompt(model: Any, sample: Sample) -> str:
+    """What a model is asked: the vocabulary reading for a model whose card takes vocabulary prompts, the
+    dataset's text otherwise (ModelCard.prompts)."""
+    card = getattr(model, "card", None)
+    if getattr(card, "prompts", "free-text") == "vocabulary" and sample.vocabulary_prompt:
+        return sample.vocabulary_prompt
+    return sample.prompt
+
+
+def _row(name: str, sample: Sample, model: Any = None) -> dict[str, str]:
     return {"model": name, "sample_id": sample.sample_id, "category": sample.category,
-            "prompt": sample.prompt, "phrase": sample.phrase, "status": FAILED, "cnr": "", "miou": "",
-            "seconds": "", "error": "", "fingerprint": ""}
+            "prompt": model_prompt(model, sample), "phrase": sample.phrase, "status": FAILED, "cnr": "",
+            "miou": "", "seconds": "", "error": "", "fingerprint": ""}
 
 
 def _error_text(exc: BaseException) -> str:
@@ -106,7 +115,8 @@ def sample_fingerprint(sample: Sample) -> str:
         "id": sample.sample_id, "image": str(sample.image_path) if sample.image_path else None,
         "file": file_fingerprint(sample.image_path) if sample.image_path else None,
         "size": sample.image_size, "boxes": np.asarray(sample.boxes, dtype=np.float64).tolist(),
-        "prompt": sample.prompt, "phrase": sample.phrase, "category": sample.category, "error": sample.error})
+        "prompt": sample.prompt, "vocabulary_prompt": sample.vocabulary_prompt, "phrase": sample.phrase,
+        "category": sample.category, "error": sample.error})
 
 
 def row_fingerprint(model_fingerprint: str, sample: Sample) -> str:
@@ -158,7 +168,7 @@ def score_samples(model: HeatmapModel, samples: Sequence[Sample], image: np.ndar
     stored under `name` (the entry-point name, a model's identity; default: its card's name)."""
     name = name or model.card.name
     started = time.perf_counter()
-    queries = [make_query(model.card, image, s.prompt, s.boxes, s.image_path) for s in samples]
+    queries = [make_query(model.card, image, model_prompt(model, s), s.boxes, s.image_path) for s in samples]
     maps: list[Any] | None = None
     batched = getattr(model, "heatmaps", None)
     if callable(batched) and len(samples) > 1:
@@ -182,7 +192,7 @@ def score_samples(model: HeatmapModel, samples: Sequence[Sample], image: np.ndar
                 if not is_contained(exc):
                     raise
                 heatmap = exc
-        row = score_heatmap(model, sample, image, heatmap, store, _row(name, sample))
+        row = score_heatmap(model, sample, image, heatmap, store, _row(name, sample, model))
         elapsed = (time.perf_counter() - started) / (len(samples) if maps is not None else 1)
         row["seconds"] = f"{elapsed:.4f}"
         rows.append(row)
@@ -261,7 +271,8 @@ def run_benchmark(models: dict[str, HeatmapModel], dataset: Dataset, run: RunDir
                         if not todo[name]:
                             continue
                         if image is None:
-                            new_rows = [{**_row(name, s), "seconds": "0", "error": error} for s in todo[name]]
+                            new_rows = [{**_row(name, s, model), "seconds": "0", "error": error}
+                                        for s in todo[name]]
                         else:
                             new_rows = score_samples(model, todo[name], image, store, name)
                         for sample, row in zip(todo[name], new_rows, strict=True):

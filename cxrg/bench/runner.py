@@ -197,9 +197,11 @@ def model_fingerprints(loaded: dict[str, Any], options: dict[str, Any], ldm_sett
 
 
 def normalise_prompts(samples: list, exact: bool, log) -> None:
-    """Every sample's phrase through cxrg.phrases.normalise (its class as the pathology when it is one of
-    the eight), so every model sees the same canonical prompt; the phrase as given stays in `phrase`. A
-    phrase that cannot be read keeps its text (models that take free text still run on it), logged."""
+    """Every sample's prompt read by cxrg.phrases.normalise (its class as the pathology when it is one of
+    the eight) into `vocabulary_prompt`, which models taking vocabulary prompts get (prior, ldm); free-text
+    models keep the dataset's text (the published MS-CXR protocol), so no model's sample set depends on
+    another's parser. A phrase that cannot be read stays as written (a vocabulary model then fails on that
+    sample with the reason, counted per model), logged."""
     from cxrg.errors import CxrgError
     from cxrg.phrases import normalise
     from cxrg.vocab import PATHOLOGIES
@@ -220,11 +222,11 @@ def normalise_prompts(samples: list, exact: bool, log) -> None:
             continue
         if prompt != sample.prompt:
             changed += 1
-            sample.prompt = prompt
-    log(f"prompts: {changed} of {len(samples)} rewritten to the canonical prompt (cxrg.phrases; "
-        "--exact-prompt turns this off)" + (f"; {len(unread)} could not be read and are given as written: "
-                                            + ", ".join(unread[:5]) + (" ..." if len(unread) > 5 else "")
-                                            if unread else ""))
+            sample.vocabulary_prompt = prompt
+    unread_note = (f"; {len(unread)} could not be read and are given as written: " + ", ".join(unread[:5])
+                   + (" ..." if len(unread) > 5 else "")) if unread else ""
+    log(f"prompts: {changed} of {len(samples)} read into a different vocabulary prompt for the models that "
+        "take vocabulary prompts (cxrg.phrases; --exact-prompt turns this off)" + unread_note)
 
 
 def _score(run_dir, config, data, loaded, model_errors, model_fps, dataset, loc, images, split,

@@ -135,6 +135,7 @@ class LdmTunedModel(LdmFrozenModel):
 
     card = ModelCard(
         name="ldm",
+        prompts="vocabulary",
         version=__version__,
         licence="Apache-2.0 (code); weights under their own licences",
         description="Chest X-ray LDM with prompt-tuned anatomy embeddings (Vilouras et al., MIDL 2026): "
@@ -146,7 +147,6 @@ class LdmTunedModel(LdmFrozenModel):
     )
     Options: type = LdmTunedOptions
     otsu = False
-    needs_vocabulary = True
 
     def _embeddings_path(self, weights_dir: Path | None, options: Any) -> Path:
         from cxrg.ldm.weights import WeightPaths, weights_root

@@ -28,9 +28,9 @@ class PriorOptions:
 
 
 class PriorModel:
-    needs_vocabulary = True  # the atlas only knows vocabulary locations
     card = ModelCard(
         name="prior",
+        prompts="vocabulary",
         version=__version__,
         licence="Apache-2.0",
         description="Image-blind floor: the atlas (LUT) Gaussian(s) of the prompt's location(s), placed "

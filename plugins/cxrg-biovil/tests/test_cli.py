@@ -113,6 +113,7 @@ def test_bench_biovil_biovil_t_and_oracle(weights, tmp_path, biovil):
     # the harness's numbers for biovil are the plugin's heatmap scored from first principles
     for sample_id, (dicom_id, _, phrase, boxes, _) in [("a1:1", SAMPLES[1]), ("a3:0", SAMPLES[3])]:
         path = images / f"files/p10/p10000032/s50414267/{dicom_id}.jpg"
+        assert rows[("biovil", sample_id)]["prompt"] == phrase  # a free-text model gets the phrase as written
         heat = biovil.heatmap(Query(image=read_image(path), prompt=phrase, image_path=path))
         cnr, miou = reference_scores(heat, boxes)
         assert float(rows[("biovil", sample_id)]["cnr"]) == pytest.approx(cnr, rel=1e-4, abs=1e-6)
