@@ -1,9 +1,9 @@
 """Ground a phrase on images: heatmap file, overlay picture and a JSON summary per image.
 
-The phrase first goes through `cxrg.phrases.normalise` (the one reading of a phrase everywhere: "small left
-effusion" -> "left pleural pleural effusion"); `exact=True` keeps it as typed. A phrase that cannot be read
-is refused for models that need vocabulary prompts (with the closest prompts), and given as typed to a
-free-text model (ldm-frozen), with a note.
+For a model that takes vocabulary prompts (prior, ldm: `ModelCard.prompts`), the phrase first goes through
+`cxrg.phrases.normalise` (the one reading of a phrase everywhere: "small left effusion" -> "left pleural
+pleural effusion"); `exact=True` keeps it as typed, and a phrase that cannot be read is refused with the
+closest prompts. A free-text model (ldm-frozen) gets the phrase as typed, as in `cxrg bench`.
 
 Outputs per image, in the output folder, named with the model so that two models never overwrite each
 other: `<stem>.<model>.heatmap.npy` (float32, the image's size, NaN where the model saw no pixel; raw, not
@@ -144,15 +144,11 @@ def ground_image(model: HeatmapModel, image_path: Path, prompt: str, out_dir: Pa
 
 def prompt_for(model: HeatmapModel, phrase: str, exact: bool = False) -> tuple[str, str | None]:
     """(the prompt a model gets for a phrase, a note for the user or None). See the module docstring."""
-    from cxrg.errors import CxrgError
     from cxrg.phrases import normalise
 
-    try:
-        reading = normalise(phrase, exact=exact)
-    except CxrgError:
-        if model.card.prompts == "vocabulary":
-            raise
-        return phrase, "the phrase is not a vocabulary prompt: given to the model as typed"
+    if model.card.prompts != "vocabulary":
+        return " ".join(phrase.split()), None  # a free-text model gets the phrase as typed, as in bench
+    reading = normalise(phrase, exact=exact)
     if reading.prompt.strip().lower() != " ".join(phrase.split()).lower():
         return reading.prompt, f"read as '{reading.prompt}'"
     return reading.prompt, None
