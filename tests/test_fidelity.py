@@ -225,3 +225,14 @@ def test_tune_reads_manifest_prompts_like_every_other_command(tmp_path):
     assert [(s.prompt, s.locations) for s in data.samples] == [
         ("cardiomegaly", ("cardiomegaly",)), ("left lower pneumonia", ("left lower",))]
     assert [sid for sid, _ in data.skipped] == ["c"]
+
+
+def test_models_info_lists_the_options(capsys):
+    assert cli("models", "info", "ldm") == 0
+    out = capsys.readouterr().out
+    assert "prompts: vocabulary" in out
+    assert "  capture_order [str (denoising | inversion), default unset]:" in out
+    assert "  allow_window_mismatch [bool, default False]:" in out
+    assert cli("models", "info", "prior", "--json") == 0
+    card = json.loads(capsys.readouterr().out)
+    assert [o["name"] for o in card["options"]] == ["lut"] and card["prompts"] == "vocabulary"

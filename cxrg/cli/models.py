@@ -31,14 +31,17 @@ def list_models() -> None:
 @app.command("info")
 def info(name: str, as_json: Annotated[bool, typer.Option("--json", help="Print the card as JSON.")] = False
          ) -> None:
-    """Print a model's card: version, licence, what it uses, which weights it needs and how to get them."""
-    from cxrg.registry import create_model
+    """Print a model's card (version, licence, what it uses, weights and how to get them) and its options."""
+    from cxrg.registry import create_model, describe_options
     from cxrg.runs import interrupt_guard
 
     with interrupt_guard():
-        card = create_model(name).card
+        model = create_model(name)
+    card, options = model.card, describe_options(model)
     if as_json:
-        typer.echo(json.dumps(card.as_dict(), indent=2))
+        typer.echo(json.dumps(card.as_dict() | {"options": [
+            {"name": o.name, "kind": o.kind, "default": o.default, "help": o.help, "choices": list(o.choices)}
+            for o in options]}, indent=2, default=str))
         return
     typer.echo(f"{card.name} {card.version} ({card.licence})")
     typer.echo(card.description)
@@ -50,8 +53,15 @@ def info(name: str, as_json: Annotated[bool, typer.Option("--json", help="Print 
             typer.echo(f"  {weight.path}: {weight.description} (get it: {weight.how_to_get})")
     else:
         typer.echo("weights: none needed")
+    typer.echo(f"prompts: {card.prompts}")
     if card.notes:
         typer.echo(f"notes: {card.notes}")
+    if options:
+        typer.echo("options (-o KEY=VALUE, or [models.NAME] in cxrg.toml):")
+        for o in options:
+            choices = f" ({' | '.join(o.choices)})" if o.choices else ""
+            default = "unset" if o.default is None else repr(o.default)
+            typer.echo(f"  {o.name} [{o.kind}{choices}, default {default}]: {o.help}")
 
 
 @app.command("check")
