@@ -125,7 +125,7 @@ def run_claims(work: Path, weights: Path | None = None, split: str = "test", tun
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
     report = Report()
-    sets = write_sets(work / "sets", **(sizes or {}))
+    sets = write_sets(work / "sets", **(sizes or {}))  # type: ignore[arg-type]
     data = sets[split].parent
     base = work / "weights" / "unperturbed"
     if base.exists():

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -85,7 +86,7 @@ def write_tune_manifest(folder: Path, lut: Lut, count: int, size: int, seed: int
     """images/*.png + manifest.csv (sample_id, image_id, image_path, pathology, locations, prompt)."""
     folder = Path(folder)
     rng = np.random.default_rng(seed)
-    rows = []
+    rows: list[Any] = []
     while len(rows) < count:
         p = random_phantom(lut, size, rng)
         if not p.locations:  # tuning needs a location

@@ -110,9 +110,9 @@ def train_organism(folder: Path, config: OrganismConfig = OrganismConfig(),
             group["lr"] = _cosine(step, config.ae_steps, config.ae_lr)
         index = torch.randint(0, len(pixels), (config.ae_batch,), generator=gen)
         x = pixels[index]
-        z_mu, z_sigma = autoencoder.encode(x)
+        z_mu, z_sigma = autoencoder.encode(x)  # type: ignore[operator]
         z = z_mu + z_sigma * torch.randn(z_mu.shape, generator=gen)
-        recon = autoencoder.decode(z)
+        recon = autoencoder.decode(z)  # type: ignore[operator]
         kl = 0.5 * (z_mu ** 2 + z_sigma ** 2 - torch.log(z_sigma ** 2 + 1e-12) - 1).mean()
         loss = (recon - x).abs().mean() + 1e-4 * kl
         opt.zero_grad(set_to_none=True)
@@ -122,7 +122,8 @@ def train_organism(folder: Path, config: OrganismConfig = OrganismConfig(),
             log(f"autoencoder {step}: loss {loss.item():.4f} ({time.perf_counter() - started:.0f} s)")
     autoencoder.eval().requires_grad_(False)
     with torch.no_grad():
-        latents = torch.cat([autoencoder.encode(pixels[i:i + 100])[0] for i in range(0, len(pixels), 100)])
+        latents = torch.cat([autoencoder.encode(pixels[i:i + 100])[0]  # type: ignore[operator]
+                             for i in range(0, len(pixels), 100)])
     scale = float(1.0 / latents.std())
     latents = latents * scale
     arch = LdmArchitecture(arch.autoencoder, arch.unet, arch.scheduler, round(scale, 6), arch.image_size)
