@@ -28,18 +28,7 @@ import numpy as np
 from cxrg.bench import bootstrap, metrics
 from cxrg.bench.datasets import Dataset, Sample
 from cxrg.bench.heatmap_store import HeatmapStore
-from cxrg.bench.shards import (
-    Ranks,
-    check_complete,
-    collect,
-    fold_in,
-    heartbeat,
-    mark_done,
-    mine,
-    remove_shards,
-    shard_path,
-    wait_or_stop,
-)
+from cxrg.bench.shards import Ranks, finish, fold_in, heartbeat, mine, remove_shards, shard_path
 from cxrg.errors import CxrgError, NoPrediction
 from cxrg.registry import HeatmapModel, make_query
 from cxrg.runs import (
@@ -151,13 +140,6 @@ def score_heatmap(model: HeatmapModel, sample: Sample, image: np.ndarray, heatma
             raise
         row["status"], row["error"] = FAILED, _error_text(exc)
     return row
-
-
-def score_sample(model: HeatmapModel, sample: Sample, image: np.ndarray,
-                 store: HeatmapStore | None = None, name: str | None = None) -> dict[str, str]:
-    """One (model, sample) pair -> a per_sample row. A model error becomes the row's error. With a
-    `store`, the map as scored is kept (reduced) for the report and the reader study."""
-    return score_samples(model, [sample], image, store, name)[0]
 
 
 def score_samples(model: HeatmapModel, samples: Sequence[Sample], image: np.ndarray,
@@ -305,13 +287,10 @@ def run_benchmark(models: dict[str, HeatmapModel], dataset: Dataset, run: RunDir
     finally:
         flush()
     if ranks.sharded:
-        mark_done(run.path, "per_sample", ranks, len(out_rows))
-        if not ranks.main:
+        owed = [(n, s.sample_id) for g in left for n in models for s in g if (n, s.sample_id) not in done]
+        merged = finish(run.path, "per_sample", ranks, len(out_rows), read_per_sample, owed, run.logger)
+        if merged is None:
             return BenchResult(run, out_rows, {}, model_errors or {})
-        wait_or_stop(run.path, "per_sample", ranks, run.logger)
-        merged = collect(run.path, "per_sample", ranks, read_per_sample)
-        check_complete([(n, s.sample_id) for g in left for n in models for s in g
-                        if (n, s.sample_id) not in done], merged, run.path)
         rows.update(merged)
         rows = canonical_order(rows, list(models), samples)
         atomic_write_csv(per_sample_path, PER_SAMPLE_FIELDS, rows.values())
@@ -340,11 +319,6 @@ def image_groups(samples: Sequence[Sample]) -> list[list[Sample]]:
         key = (sample.image_path, sample.image_size) if not sample.error else ("error", sample.sample_id)
         groups.setdefault(key, []).append(sample)
     return list(groups.values())
-
-
-def by_image(samples: Sequence[Sample]) -> list[Sample]:
-    """The samples in image_groups order, flattened."""
-    return [s for group in image_groups(samples) for s in group]
 
 
 def summarise(model_names: Sequence[str], samples: Sequence[Sample], rows: dict[tuple[str, str], dict],

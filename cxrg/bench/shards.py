@@ -302,6 +302,20 @@ def check_complete(expected: Sequence[Any], rows: Mapping[Any, Any], run_path: P
                         hint="rerun the same command to compute them")
 
 
+def finish(run_path: Path, stem: str, ranks: Ranks, written: int, read: Callable[[Path], Rows],
+           owed: Sequence[Any], logger: Any) -> Rows | None:
+    """After this process's last flush: mark its shard done. Other ranks get None; rank 0 waits for every
+    shard, checks that the merged rows hold every row the run owes, and returns them (the caller writes its
+    file in its own order, then remove_shards)."""
+    mark_done(run_path, stem, ranks, written)
+    if not ranks.main:
+        return None
+    wait_or_stop(run_path, stem, ranks, logger)
+    merged = collect(run_path, stem, ranks, read)
+    check_complete(owed, merged, run_path)
+    return merged
+
+
 class RankRun:
     """What a process other than rank 0 sees of the run folder: its path and a log of its own,
     RUN/log.rank{r}-of-{N}.txt (rank 0 holds the folder's lock, config.json and log.txt)."""

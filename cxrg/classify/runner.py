@@ -22,18 +22,7 @@ import numpy as np
 import torch
 
 from cxrg.bench import metrics
-from cxrg.bench.shards import (
-    Ranks,
-    check_complete,
-    collect,
-    fold_in,
-    heartbeat,
-    mark_done,
-    mine,
-    remove_shards,
-    shard_path,
-    wait_or_stop,
-)
+from cxrg.bench.shards import Ranks, finish, fold_in, heartbeat, mine, remove_shards, shard_path
 from cxrg.classify.data import Job, Run
 from cxrg.classify.diffusion import (
     DrawSettings,
@@ -210,12 +199,10 @@ def run_classification(classifier: Classifier, jobs: Sequence[Job], run: RunDir,
     finally:
         write()
     if ranks.sharded:
-        mark_done(run.path, "scores", ranks, len(out_rows))
-        if not ranks.main:
+        owed = [k for job in left for k in keys(job, strategies)]
+        merged = finish(run.path, "scores", ranks, len(out_rows), read_scores, owed, run.logger)
+        if merged is None:
             return out_rows
-        wait_or_stop(run.path, "scores", ranks, run.logger)
-        merged = collect(run.path, "scores", ranks, read_scores)
-        check_complete([k for job in left for k in keys(job, strategies)], merged, run.path)
         rows.update(merged)
         atomic_write_csv(path, SCORE_FIELDS, _ordered(rows, jobs, strategies))
         remove_shards(run.path, "scores")
