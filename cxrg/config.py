@@ -302,11 +302,3 @@ def weights_root(weights_dir: str | Path | None = None) -> Path:
         return Path(weights_dir).expanduser()
     configured = load_config(warn=False).get("weights")
     return Path(configured) if configured is not None else home()
-
-
-def pick(cli_value: Any, config: Config, key: str, default: Any = None) -> Any:
-    """Command line first, then the configuration files, then the environment, then the default."""
-    if cli_value is not None:
-        config.sources[key] = COMMAND_LINE
-        return cli_value
-    return config.get(key, default)

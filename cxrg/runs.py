@@ -76,11 +76,6 @@ def interrupt_guard(terminate: bool = False):
             signal.signal(signum, before)
 
 
-def user_interrupted() -> bool:
-    """Whether the user pressed Ctrl-C inside an interrupt_guard."""
-    return _interrupt.is_set()
-
-
 def is_contained(exc: BaseException) -> bool:
     """Whether an exception raised by plugin code is that plugin's error (to be recorded) rather than the
     user stopping the command: everything except a KeyboardInterrupt from a real SIGINT (outside any

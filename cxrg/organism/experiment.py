@@ -15,7 +15,6 @@ validation set (`val`), never on `test`, are in TUNE_STEPS / TUNE_LR.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import shutil
@@ -186,8 +185,3 @@ def run_claims(work: Path, weights: Path | None = None, split: str = "test", tun
                    f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}]{diff}")
     (work / "claims.json").write_text(json.dumps(report.values, indent=2, default=float) + "\n")
     return report
-
-
-def read_rows(path: Path) -> list[dict[str, str]]:
-    with Path(path).open(newline="") as handle:
-        return list(csv.DictReader(handle))
