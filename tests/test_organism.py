@@ -89,3 +89,44 @@ def test_diagnose_scores_every_layer_and_window(organism, tmp_path):
     sample = read_ms_cxr(annotations, tmp_path / "images").samples[0]
     heat = LdmEngine(organism, settings).heatmaps(read_image(sample.image_path), [sample.prompt])[0]
     assert result.cnr[-1, -1] == pytest.approx(score(normalise(heat), sample.boxes)[0], abs=1e-4)
+
+
+def _short(**changes):
+    from cxrg.organism.train import OrganismConfig
+
+    return OrganismConfig(images=24, ae_steps=2, ae_batch=2, unet_steps=3, unet_batch=2, **changes)
+
+
+def test_training_is_deterministic_and_writes_the_real_layout(tmp_path):
+    """Two short trainings from one seed give the same tensors (the property `--train` checks against
+    EXPECTED_SHA256), in a folder every command loads; another seed gives other weights."""
+    from cxrg.organism.train import train_organism
+
+    quiet = lambda line: None  # noqa: E731
+    first = train_organism(tmp_path / "a", _short(), log=quiet)["sha256"]
+    again = train_organism(tmp_path / "b", _short(), log=quiet)["sha256"]
+    other = train_organism(tmp_path / "c", _short(seed=1), log=quiet)["sha256"]
+    assert first == again
+    assert other["unet"] != first["unet"]
+    model = load_ldm(tmp_path / "a")
+    heat = LdmEngine(model, HeatmapSettings(inference_steps=10, capture_steps=(3, 4))).heatmaps(
+        np.zeros((128, 128), np.float32), ["left lower pneumonia"])[0]
+    assert heat.shape == (128, 128) and np.isfinite(heat).all()
+
+
+def test_the_variants_tried_train_too(tmp_path):
+    """The alternatives docs/organism.md reports (a trained text encoder; a third U-Net level with attention
+    only at 8 x 8) are configurations of the same script: they train; the encoder moves only when asked."""
+    from cxrg.ldm.attention import cross_attention_layers
+    from cxrg.organism.train import train_organism
+
+    quiet = lambda line: None  # noqa: E731
+    frozen = train_organism(tmp_path / "frozen", _short(), log=quiet)["sha256"]
+    trained = train_organism(tmp_path / "text", _short(text_lr=1e-3), log=quiet)["sha256"]
+    assert trained["text_encoder"] != frozen["text_encoder"]
+    assert train_organism(tmp_path / "deep", _short(unet_channels=(32, 64, 64),
+                                                    unet_attention=(False, False, True)), log=quiet)
+    deep = load_ldm(tmp_path / "deep")
+    layers = cross_attention_layers(deep.unet)
+    assert any(name.startswith("up_blocks.0.") for name in layers)
+    assert not any(name.startswith("down_blocks.1.") for name in layers)

@@ -5,6 +5,11 @@ from numpy generators, no data-loader workers. The text encoder is a seeded rand
 class, tiny config), frozen: the U-Net learns to read its token features, as the real LDM learned to read
 SD 2.1's frozen encoder. Captions are dropped (replaced by "") 10 % of the time so the unconditional pass
 that the inversion uses is a trained one.
+
+The committed organism is `OrganismConfig()`. The other fields are the variants tried when its side words
+did not bind (docs/organism.md, "What was tried"): a text encoder trained with the U-Net (`text_lr`), half
+the steps drawn from the timesteps around the capture window (`t_focus`), a third U-Net level with attention
+at 8 x 8 (`unet_channels`, `unet_attention`). None bound them better on the validation phantoms.
 """
 
 from __future__ import annotations
@@ -43,6 +48,10 @@ ORGANISM = LdmArchitecture(
 )
 
 
+FOCUS = (300, 800)
+"""The timesteps around the default capture window (t = 690..400), where the words must place a finding
+that the noisy image no longer shows."""
+
 TOKEN_SCALE = 50.0
 """The random encoder's token embeddings (std 0.02) are scaled to std 1 while its position embeddings stay
 at 0.02: each output then carries its own word, and the padding tokens after the prompt (which a causal
@@ -63,9 +72,22 @@ class OrganismConfig:
     unet_lr: float = 1e-3
     drop_caption: float = 0.1
     spread: float = 1.0
+    unet_channels: tuple[int, ...] = (32, 64)
+    unet_attention: tuple[bool, ...] = (False, True)
+    text_lr: float = 0.0  # > 0: the text encoder is trained with the U-Net at this peak rate
+    t_focus: float = 0.0  # share of steps whose t is drawn from FOCUS (the capture window) instead of all t
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def architecture(config: OrganismConfig) -> LdmArchitecture:
+    """ORGANISM with the U-Net's levels of `config` (one attention head per attention level)."""
+    channels, attention = list(config.unet_channels), list(config.unet_attention)
+    unet = {**ORGANISM.unet, "channels": channels, "attention_levels": attention,
+            "num_head_channels": [c if a else 0 for c, a in zip(channels, attention, strict=True)]}
+    return LdmArchitecture(ORGANISM.autoencoder, unet, ORGANISM.scheduler, ORGANISM.latent_scale,
+                           ORGANISM.image_size)
 
 
 def text_config():
@@ -88,7 +110,7 @@ def train_organism(folder: Path, config: OrganismConfig = OrganismConfig(),
     torch.set_flush_denormal(True)
     torch.use_deterministic_algorithms(True)
     started = time.perf_counter()
-    arch = ORGANISM
+    arch = architecture(config)
     lut = Lut.default()
     rng = np.random.default_rng(config.seed)
     phantoms = [random_phantom(lut, arch.image_size, rng, config.spread) for _ in range(config.images)]
@@ -98,6 +120,7 @@ def train_organism(folder: Path, config: OrganismConfig = OrganismConfig(),
     torch.manual_seed(config.seed)
     autoencoder, unet = build_autoencoder(arch), build_unet(arch, fast_attention=True)
     text = CLIPTextModel(text_config()).eval().requires_grad_(False)
+    train_text = config.text_lr > 0
     with torch.no_grad():  # word identity dominates each token's output (see TOKEN_SCALE)
         text.get_input_embeddings().weight.mul_(TOKEN_SCALE)
     gen = torch.Generator().manual_seed(config.seed + 1)
@@ -136,6 +159,8 @@ def train_organism(folder: Path, config: OrganismConfig = OrganismConfig(),
         ids = tokenizer(captions, padding="max_length", max_length=77, truncation=True,
                         return_tensors="pt").input_ids
         contexts = torch.cat([text(ids[i:i + 64]).last_hidden_state for i in range(0, len(ids), 64)])
+    if train_text:
+        text.requires_grad_(True).train()
     which = torch.tensor([captions.index(p.prompt) for p in phantoms])
     empty = captions.index("")
 
@@ -143,31 +168,39 @@ def train_organism(folder: Path, config: OrganismConfig = OrganismConfig(),
     from cxrg.ldm.ddim import alphas_cumprod
 
     alphas = alphas_cumprod(arch.scheduler).float()
-    opt = torch.optim.AdamW(unet.parameters(), lr=config.unet_lr, weight_decay=0.0)
+    groups = [{"params": list(unet.parameters()), "peak": config.unet_lr}]
+    if train_text:
+        groups.append({"params": list(text.parameters()), "peak": config.text_lr})
+    opt = torch.optim.AdamW([{"params": g["params"], "lr": g["peak"]} for g in groups], weight_decay=0.0)
     unet.train()
     ema = 0.0
     for step in range(config.unet_steps):
-        for group in opt.param_groups:
-            group["lr"] = _cosine(step, config.unet_steps, config.unet_lr)
+        for group, spec in zip(opt.param_groups, groups, strict=True):
+            group["lr"] = _cosine(step, config.unet_steps, spec["peak"])
         index = torch.randint(0, len(latents), (config.unet_batch,), generator=gen)
         x0 = latents[index]
         t = torch.randint(0, arch.scheduler["num_train_timesteps"], (config.unet_batch,), generator=gen)
+        if config.t_focus > 0:
+            focused = torch.randint(FOCUS[0], FOCUS[1] + 1, (config.unet_batch,), generator=gen)
+            t = torch.where(torch.rand(config.unet_batch, generator=gen) < config.t_focus, focused, t)
         noise = torch.randn(x0.shape, generator=gen)
         a = alphas[t].view(-1, 1, 1, 1)
         xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
         v = a.sqrt() * noise - (1 - a).sqrt() * x0
         cap = which[index].clone()
         cap[torch.rand(config.unet_batch, generator=gen) < config.drop_caption] = empty
-        pred = unet(xt, timesteps=t, context=contexts[cap])
+        context = text(ids[cap]).last_hidden_state if train_text else contexts[cap]
+        pred = unet(xt, timesteps=t, context=context)
         loss = ((pred - v) ** 2).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], 1.0)
         opt.step()
         ema = loss.item() if step == 0 else 0.98 * ema + 0.02 * loss.item()
         if step % 200 == 0 or step == config.unet_steps - 1:
             log(f"unet {step}: loss {ema:.4f} ({time.perf_counter() - started:.0f} s)")
     unet.eval()
+    text.eval().requires_grad_(False)
     seconds = time.perf_counter() - started
     hashes = write_organism(Path(folder), arch, autoencoder, unet, text, config, seconds)
     log(f"written to {folder} in {seconds:.0f} s; sha256 {hashes['combined']}")
