@@ -168,15 +168,15 @@ def train_organism(folder: Path, config: OrganismConfig = OrganismConfig(),
     from cxrg.ldm.ddim import alphas_cumprod
 
     alphas = alphas_cumprod(arch.scheduler).float()
-    groups = [{"params": list(unet.parameters()), "peak": config.unet_lr}]
+    groups: list[tuple[list[torch.nn.Parameter], float]] = [(list(unet.parameters()), config.unet_lr)]
     if train_text:
-        groups.append({"params": list(text.parameters()), "peak": config.text_lr})
-    opt = torch.optim.AdamW([{"params": g["params"], "lr": g["peak"]} for g in groups], weight_decay=0.0)
+        groups.append((list(text.parameters()), config.text_lr))
+    opt = torch.optim.AdamW([{"params": params, "lr": peak} for params, peak in groups], weight_decay=0.0)
     unet.train()
     ema = 0.0
     for step in range(config.unet_steps):
-        for group, spec in zip(opt.param_groups, groups, strict=True):
-            group["lr"] = _cosine(step, config.unet_steps, spec["peak"])
+        for group, (_, peak) in zip(opt.param_groups, groups, strict=True):
+            group["lr"] = _cosine(step, config.unet_steps, peak)
         index = torch.randint(0, len(latents), (config.unet_batch,), generator=gen)
         x0 = latents[index]
         t = torch.randint(0, arch.scheduler["num_train_timesteps"], (config.unet_batch,), generator=gen)
@@ -194,7 +194,7 @@ def train_organism(folder: Path, config: OrganismConfig = OrganismConfig(),
         loss = ((pred - v) ** 2).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], 1.0)
+        torch.nn.utils.clip_grad_norm_([p for params, _ in groups for p in params], 1.0)
         opt.step()
         ema = loss.item() if step == 0 else 0.98 * ema + 0.02 * loss.item()
         if step % 200 == 0 or step == config.unet_steps - 1:
