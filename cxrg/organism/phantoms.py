@@ -1,9 +1,7 @@
 """Chest phantoms with findings drawn per pathology at (jittered) atlas places, and their captions.
 
 A phantom is a grey chest: a bright body ellipse, two dark lung fields with faint ribs, a bright heart on
-the image's right-of-centre (the patient's left), noise, and the asymmetries a real film has (the right
-hemidiaphragm higher, the aortic knob and the gastric bubble on the patient's left), so that an image
-position can tell its side. A finding is drawn at each Gaussian of the
+the image's right-of-centre (the patient's left), noise. A finding is drawn at each Gaussian of the
 location its caption names (the atlas LUT, in 512-pixel units, scaled to the phantom size), its centre
 moved away from the atlas centre by up to `spread` of the Gaussian's sigma (floor 16 px at 512), so a
 model must read the image, not the word alone, to find it. Pathologies are drawn differently:
@@ -14,7 +12,7 @@ model must read the image, not the word alone, to find it. Pathologies are drawn
     Edema          bright Gaussian of small spots  Cardiomegaly   enlarged heart (caption "cardiomegaly")
 
 Captions are in the prompt grammar of cxrg.vocab ("left lower pneumonia", "left apical and right lower
-lung opacity") and canonical (`canonical_locations`: what cxrg.phrases.normalise reads); healthy phantoms have no finding and the healthy prompt of `cxrg classify`.
+lung opacity"); healthy phantoms have no finding and the healthy prompt of `cxrg classify`.
 Boxes (x, y, w, h in pixels) are centre +- 2 sigma of each drawn finding, clipped to the image.
 """
 
@@ -83,19 +81,14 @@ def chest(rng: np.random.Generator, size: int, heart_scale: float = 1.0) -> np.n
     shift_x, shift_y = rng.uniform(-0.015, 0.015, 2)
     body = 1 / (1 + np.exp(-(1 - ((u - 0.5) / 0.46) ** 2 - ((v - 0.55) / 0.55) ** 2) * 12))
     image = 0.08 + 0.55 * body
-    # (image x, centre y, half height): the patient's right lung (image left) is shorter, its dome higher
-    for cx, cy, ry in ((0.3, 0.45, 0.28), (0.7, 0.47, 0.31)):
-        lung = np.exp(-((((u - cx - shift_x) / 0.15) ** 2 + ((v - cy - shift_y) / ry) ** 2) ** 2))
+    for cx in (0.3, 0.7):
+        lung = np.exp(-((((u - cx - shift_x) / 0.15) ** 2 + ((v - 0.46 - shift_y) / 0.3) ** 2) ** 2))
         image -= 0.38 * lung
         ribs = 0.5 + 0.5 * np.cos(2 * np.pi * (v - 0.3 * np.abs(u - 0.5)) * 9 + rng.uniform(0, 6.28))
         image += 0.06 * lung * ribs
-    hx, hy = 0.57 + rng.uniform(-0.01, 0.01), 0.6
-    heart = np.exp(-((((u - hx) / (0.12 * heart_scale)) ** 2 + ((v - hy) / (0.1 * heart_scale)) ** 2) ** 2))
+    hx, hy = 0.55 + rng.uniform(-0.01, 0.01), 0.58
+    heart = np.exp(-((((u - hx) / (0.11 * heart_scale)) ** 2 + ((v - hy) / (0.1 * heart_scale)) ** 2) ** 2))
     image += 0.3 * heart
-    knob = np.exp(-(((u - 0.56) / 0.035) ** 2 + ((v - 0.3) / 0.03) ** 2))  # the aortic knob, patient's left
-    image += 0.15 * knob
-    bubble = np.exp(-((((u - 0.68) / 0.06) ** 2 + ((v - 0.86) / 0.035) ** 2) ** 2))  # gastric air, left
-    image -= 0.2 * bubble
     image += 0.03 * _smooth_noise(rng, size, size / 40) + 0.015 * rng.standard_normal((size, size))
     return image
 
@@ -164,23 +157,12 @@ def make_phantom(lut: Lut, size: int, rng: np.random.Generator, pathology: str |
     if pathology == "Cardiomegaly":
         return Phantom(_finish(chest(rng, size, heart_scale=1.45)), Prompt((), "Cardiomegaly").format(),
                        pathology, ())
-    locations = canonical_locations(tuple(locations), pathology)
     image = chest(rng, size)
     findings = [f for location in locations for f in place(lut, location, size, rng, spread, off_atlas)]
     for f in findings:
         draw_finding(image, pathology, f, rng)
     return Phantom(_finish(image), Prompt(tuple(locations), pathology).format(), pathology, tuple(locations),
                    findings)
-
-
-def canonical_locations(locations: tuple[str, ...], pathology: str) -> tuple[str, ...]:
-    """The locations `cxrg.phrases.normalise` reads from the caption, so every caption is canonical and
-    every model gets the same prompt in `cxrg bench`: "pleural" goes only with pleural findings ("left
-    pleural atelectasis" is drawn and captioned as "left atelectasis"), an effusion named by its side is
-    in that side's pleural space, and "left lower and right lower" is "bilateral lower"."""
-    from cxrg.phrases import normalise
-
-    return normalise(Prompt(locations, pathology).format()).structured.locations
 
 
 def _finish(image: np.ndarray) -> np.ndarray:
