@@ -138,7 +138,7 @@ def main() -> None:
     weights = args.weights or committed_weights()
     print(f"machine: {cpu_model()}, {platform.machine()}, torch {torch.__version__}, 1 thread per process")
     print(f"organism: {weights}; heatmap settings: {json.dumps(HeatmapSettings().window())}")
-    print(f"tuning: {TUNE_STEPS} steps, lr {TUNE_LR} (chosen on val); seeds: phantoms per set "
+    print(f"tuning: {TUNE_STEPS} steps, lr {TUNE_LR} (fixed beforehand); seeds: phantoms per set "
           f"(cxrg.organism.heldout.SEEDS), tune seed 0, bootstrap seed 0")
     started = time.perf_counter()
     work = args.work
@@ -147,6 +147,12 @@ def main() -> None:
         values = report.values
     else:
         values = json.loads((work / "claims.json").read_text())
+    from cxrg.organism.experiment import VAL_CHOSEN, val_chosen
+
+    chosen = values["val_chosen"] = val_chosen(work)
+    print(f"ldm-frozen with {VAL_CHOSEN} (chosen on val), test: CNR {chosen['cnr']:.3f} "
+          f"[{chosen['cnr_low']:.3f}, {chosen['cnr_high']:.3f}]  mIoU {chosen['miou']:.3f} "
+          f"[{chosen['miou_low']:.3f}, {chosen['miou_high']:.3f}]  laterality {chosen['laterality']:.1%}")
     for split in ("val", "test"):
         out = work / "runs" / f"diagnose-{split}"
         data = work / "sets" / split

@@ -9,8 +9,8 @@
    strategy, eq. 8 weighting against none.
 
 Every command runs as a subprocess (`python -m cxrg ...`) with flags only, CXRG_* variables removed, in a
-work folder; the numbers are read from the run folders the commands write. Settings chosen on the
-validation set (`val`), never on `test`, are in TUNE_STEPS / TUNE_LR.
+work folder; the numbers are read from the run folders the commands write. The one setting chosen on the
+validation set (`val`, never on `test`) is VAL_CHOSEN; TUNE_STEPS / TUNE_LR were fixed beforehand.
 """
 
 from __future__ import annotations
@@ -32,6 +32,9 @@ from cxrg.bench.bootstrap import AVERAGE
 TUNE_STEPS = 200
 TUNE_LR = 1e-2
 PERTURBATIONS = ("unperturbed", "swapped", "reinit")
+VAL_CHOSEN = {"layers": "up_blocks.0.attentions.2.transformer_blocks.0.attn2", "capture_steps": "80,100"}
+"""The layer and window `cxrg ldm diagnose` picked on the validation phantoms for the committed organism
+(best CNR there: the last decoder cross-attention over t = 190..0); reported beside the defaults."""
 
 
 def run_cli(args: list[str], cwd: Path, log: Callable[[str], None] = print) -> str:
@@ -94,14 +97,28 @@ class Report:
 
 
 def bench(weights: Path, split: Path, out: Path, models: str, work: Path, log,
-          embeddings: Path | None = None, resamples: int = 2000) -> dict[str, dict[str, float]]:
+          embeddings: Path | None = None, resamples: int = 2000,
+          options: dict[str, str] | None = None) -> dict[str, dict[str, float]]:
     args = ["bench", "--models", models, "--dataset", "ms-cxr", "--annotations",
             str(split / "annotations.csv"), "--images", str(split / "images"), "--weights", str(weights),
             "--out", str(out), "--resamples", str(resamples)]
+    for key, value in (options or {}).items():
+        args += ["-o", f"{key}={value}"]
     if embeddings is not None:
         args += ["--embeddings", str(embeddings)]
     run_cli(args, work, log)
     return read_bench(out)
+
+
+def val_chosen(work: Path, split: str = "test", resamples: int = 2000,
+               log: Callable[[str], None] = print) -> dict[str, float]:
+    """`ldm-frozen` with VAL_CHOSEN on `split`, in the work folder `run_claims` filled."""
+    work = Path(work)
+    data, run = work / "sets" / split, work / "runs" / f"bench-{split}-valselected"
+    result = bench(work / "weights" / "unperturbed", data, run, "ldm-frozen", work, log, resamples=resamples,
+                   options={f"ldm-frozen.{k}": v for k, v in VAL_CHOSEN.items()})["ldm-frozen"]
+    result["laterality"] = laterality(run, "ldm-frozen", data / "annotations.csv", data / "images")[0]
+    return result
 
 
 def tune(weights: Path, manifest: Path, out: Path, work: Path, log, steps: int = TUNE_STEPS,
