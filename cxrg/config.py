@@ -83,6 +83,21 @@ def env(name: str, default: str | None = None) -> str | None:
     return value if value not in (None, "") else default
 
 
+def env_number(name: str, default: float) -> float:
+    """A positive number from a CXRG_* variable (unset or empty: `default`); a bad value is a usage error
+    (exit 2) naming the variable, the same for every numeric variable."""
+    text = env(name)
+    if text is None:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise UsageError(f"${name}={text!r} must be a positive number", hint=f"e.g. {name}={default:g}")
+    return value
+
+
 def plugin_filter() -> set[str] | None:
     """$CXRG_LOAD_PLUGINS: which third-party distributions' models to discover (comma-separated names; set
     but empty: none, only cxrg's own models). Unset: every installed plugin. As llm's LLM_LOAD_PLUGINS, it

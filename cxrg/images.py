@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from cxrg.errors import InputError
+from cxrg.errors import CxrgError, InputError
 from cxrg.geometry import CropGeometry, ResizeCenterCrop, to_xywh, to_xyxy  # noqa: E402,F401  (importable here)
 
 __all__ = ["CropGeometry", "ResizeCenterCrop", "image_size", "read_annotated_image", "read_image",
@@ -40,22 +40,10 @@ tens of GB once its short side is resized to the model's 512."""
 
 def image_limits() -> tuple[int, float]:
     """(max pixels, max aspect ratio) in force."""
-    from cxrg.config import env
+    from cxrg.config import env_number
 
-    def number(name: str, default: float) -> float:
-        text = env(name)
-        if text is None:
-            return default
-        try:
-            value = float(text)
-        except ValueError:
-            raise InputError(f"${name}={text!r} is not a number", hint=f"e.g. {name}={default:g}") from None
-        if value <= 0:
-            raise InputError(f"${name}={text!r} must be positive")
-        return value
-
-    return int(number("CXRG_MAX_IMAGE_PIXELS", DEFAULT_MAX_PIXELS)), number("CXRG_MAX_IMAGE_ASPECT",
-                                                                             DEFAULT_MAX_ASPECT)
+    return (int(env_number("CXRG_MAX_IMAGE_PIXELS", DEFAULT_MAX_PIXELS)),
+            env_number("CXRG_MAX_IMAGE_ASPECT", DEFAULT_MAX_ASPECT))
 
 
 def check_image_size(height: int, width: int, where: str) -> None:
@@ -208,7 +196,7 @@ def _read_pil_image(path: Path, where: str) -> np.ndarray:
                              hint="the file may be corrupt, or not what its name says") from exc
         raise InputError("unknown image format", where=where,
                          hint="use PNG, JPEG or DICOM (.dcm)") from exc
-    except InputError:
+    except CxrgError:  # ours already say what is wrong (a bad $CXRG_MAX_IMAGE_* is not a corrupt file)
         raise
     except Exception as exc:  # truncated/corrupt data: OSError, ValueError, SyntaxError, decompression bomb
         raise InputError(f"cannot read image: {exc}", where=where,

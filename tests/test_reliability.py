@@ -549,6 +549,30 @@ def test_wrong_value_types_in_cxrg_toml_name_the_key(tmp_path, monkeypatch, caps
         assert key in err and "cxrg.toml" in err and "internal error" not in err
 
 
+@pytest.mark.parametrize("value", ["abc", "0", "-5", "nan", "inf", " "])
+def test_a_bad_numeric_variable_is_one_usage_line_naming_it(tmp_path, monkeypatch, capsys, value):
+    """Every numeric CXRG_* variable goes through config.env_number: the same message and exit code 2."""
+    from cxrg.bench.shards import stall_seconds
+    from cxrg.config import env_number
+    from cxrg.errors import UsageError
+
+    image = tmp_path / "x.png"
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save(image)
+    monkeypatch.setenv("CXRG_MAX_IMAGE_PIXELS", value)
+    capsys.readouterr()
+    assert run_cli("ground", str(image), "left pneumonia", "--model", "prior") == 2
+    err = capsys.readouterr().err
+    assert f"$CXRG_MAX_IMAGE_PIXELS={value!r} must be a positive number" in err
+    assert "internal error" not in err and "Traceback" not in err
+    monkeypatch.setenv("CXRG_SHARD_STALL_SECONDS", value)
+    with pytest.raises(UsageError, match=r"\$CXRG_SHARD_STALL_SECONDS="):
+        stall_seconds()
+    monkeypatch.setenv("CXRG_SHARD_STALL_SECONDS", "2.5")
+    assert stall_seconds() == 2.5
+    monkeypatch.delenv("CXRG_SHARD_STALL_SECONDS")
+    assert stall_seconds() == 300.0 and env_number("CXRG_NOT_SET_ANYWHERE", 7.0) == 7.0
+
+
 def test_incomplete_curate_outputs_are_refused(tmp_path, phantoms):
     from cxrg.tuning.data import read_manifest
 

@@ -129,18 +129,9 @@ def _env_int(name: str, default: int) -> int:
 
 
 def stall_seconds() -> float:
-    from cxrg.config import env
+    from cxrg.config import env_number
 
-    text = env("CXRG_SHARD_STALL_SECONDS")
-    if not text:
-        return STALL_SECONDS
-    try:
-        value = float(text)
-    except ValueError:
-        raise UsageError(f"$CXRG_SHARD_STALL_SECONDS is not a number: {text!r}") from None
-    if value <= 0:
-        raise UsageError("$CXRG_SHARD_STALL_SECONDS must be positive")
-    return value
+    return env_number("CXRG_SHARD_STALL_SECONDS", STALL_SECONDS)
 
 
 def folder(run_path: Path) -> Path:
