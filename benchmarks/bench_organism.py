@@ -3,7 +3,8 @@
 Runs on the committed organism weights (cxrg/organism/weights) or --weights DIR, in --work DIR:
 
 1. claims (cxrg.organism.experiment.run_claims): `cxrg bench`, `cxrg tune`, `cxrg classify` as
-   subprocesses on the held-out phantom sets; settings (tuning steps and lr) were chosen on `val`;
+   subprocesses on the held-out phantom sets, with the layer and window chosen on `val` (VAL_CHOSEN)
+   beside the defaults; tuning steps and lr were fixed beforehand;
 2. `cxrg ldm diagnose` on the validation set and on the test set (CNR/mIoU per layer and timestep window);
 3. bfloat16 against float32 on the trained weights: Pearson of the un-thresholded maps and IoU of the Otsu
    masks, on the first --pairs test samples;
@@ -70,10 +71,9 @@ def examples_figure(work: Path, path: Path, count: int = 5) -> None:
     picks = [samples[i] for i in (0, 1, 13, 15, 17)][:count]
     columns = [("image", None, None), ("ldm-frozen", work / "runs" / "bench-test-frozen", "ldm-frozen"),
                ("prior", work / "runs" / "bench-test-frozen", "prior"),
-               ("ldm (tuned)", work / "runs" / "bench-test-unperturbed", "ldm")]
-    chosen = work / "runs" / "bench-test-valselected"
-    if chosen.is_dir():
-        columns.append(("ldm-frozen, val-chosen\nlayer and steps", chosen, "ldm-frozen"))
+               ("ldm (tuned)", work / "runs" / "bench-test-unperturbed", "ldm"),
+               ("ldm-frozen, val-chosen\nlayer and steps", work / "runs" / "bench-test-valselected",
+                "ldm-frozen")]
     fig, axes = plt.subplots(len(picks), len(columns), figsize=(2.1 * len(columns), 2.2 * len(picks)))
     for r, sample in enumerate(picks):
         image = read_image(sample.image_path)
@@ -147,12 +147,6 @@ def main() -> None:
         values = report.values
     else:
         values = json.loads((work / "claims.json").read_text())
-    from cxrg.organism.experiment import VAL_CHOSEN, val_chosen
-
-    chosen = values["val_chosen"] = val_chosen(work)
-    print(f"ldm-frozen with {VAL_CHOSEN} (chosen on val), test: CNR {chosen['cnr']:.3f} "
-          f"[{chosen['cnr_low']:.3f}, {chosen['cnr_high']:.3f}]  mIoU {chosen['miou']:.3f} "
-          f"[{chosen['miou_low']:.3f}, {chosen['miou_high']:.3f}]  laterality {chosen['laterality']:.1%}")
     for split in ("val", "test"):
         out = work / "runs" / f"diagnose-{split}"
         data = work / "sets" / split

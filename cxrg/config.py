@@ -33,6 +33,7 @@ process) are read here too, through `env`. Relative paths in a file are relative
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -92,8 +93,8 @@ def env_number(name: str, default: float) -> float:
     try:
         value = float(text)
     except ValueError:
-        value = float("nan")
-    if not value > 0 or value == float("inf"):
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
         raise UsageError(f"${name}={text!r} must be a positive number", hint=f"e.g. {name}={default:g}")
     return value
 

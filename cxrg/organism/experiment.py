@@ -161,6 +161,11 @@ def run_claims(work: Path, weights: Path | None = None, split: str = "test", tun
         report.say(f"claim 1 {model:11s} CNR {r['cnr']:.3f} [{r['cnr_low']:.3f}, {r['cnr_high']:.3f}]  "
                    f"mIoU {r['miou']:.3f} [{r['miou_low']:.3f}, {r['miou_high']:.3f}]")
     report.say(f"claim 1 ldm-frozen laterality {lat:.1%} of {n_sided} one-sided prompts")
+    chosen = report.values["val_chosen"] = val_chosen(work, split, resamples, log)
+    report.say(f"claim 1 ldm-frozen with {VAL_CHOSEN} (chosen on val): CNR {chosen['cnr']:.3f} "
+               f"[{chosen['cnr_low']:.3f}, {chosen['cnr_high']:.3f}]  mIoU {chosen['miou']:.3f} "
+               f"[{chosen['miou_low']:.3f}, {chosen['miou_high']:.3f}]  "
+               f"laterality {chosen['laterality']:.1%}")
 
     # 2. tuning from unperturbed / swapped / re-initialised rows -------------------------------------------
     tuned: dict[str, dict] = {}
