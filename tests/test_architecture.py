@@ -12,7 +12,7 @@ LAYERS = {
     0: {"errors", "config", "vocab", "geometry", "images", "runs", "demo", "__init__"},
     1: {"anatomy", "ldm", "curation", "registry", "phrases"},
     2: {"models", "bench", "tuning", "classify", "report", "study", "organism", "grounding", "loading",
-        "testing"},
+        "testing", "export"},
     3: {"cli", "__main__"},
 }
 LAYER = {name: layer for layer, names in LAYERS.items() for name in names}

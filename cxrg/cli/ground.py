@@ -28,17 +28,22 @@ def ground(
     option: Annotated[list[str] | None, typer.Option("--option", "-o", help=OPTION_HELP)] = None,
     exact_prompt: Annotated[bool, typer.Option(help="Use PROMPT as typed (no phrase normalisation).")]
     = False,
+    fmt: Annotated[list[str] | None, typer.Option("--format", help="Also write: dicom-seg (a DICOM "
+                                                  "Segmentation of each DICOM image; docs/viewer.md).")]
+    = None,
 ) -> None:
     """Ground PROMPT on IMAGE: OUT/<stem>.<model>.heatmap.npy, .overlay.png and .json per image."""
     from cxrg.config import load_config
-    from cxrg.grounding import ground_images
+    from cxrg.export.grounding import ground_formats, ground_with_formats, model_fingerprint
     from cxrg.loading import load_models, parse_option_pairs
 
+    formats = ground_formats(fmt)
     cfg = load_config(cli={"weights": weights, "device": device})
     shortcuts = {"lut": lut, "dtype": dtype, "embeddings": embeddings}
-    loaded, _, _ = load_models([model], cfg, cfg.get("weights"), cfg.get("device", "cpu"),
-                               parse_option_pairs(option), shortcuts)
-    ground_images(loaded[model], image, prompt, out, exact_prompt)
+    loaded, _, options = load_models([model], cfg, cfg.get("weights"), cfg.get("device", "cpu"),
+                                     parse_option_pairs(option), shortcuts)
+    fingerprint = model_fingerprint(model, loaded[model], options.get(model), cfg.get("weights"))
+    ground_with_formats(loaded[model], image, prompt, out, exact_prompt, formats, fingerprint)
 
 
 def demo_image() -> None:

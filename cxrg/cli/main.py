@@ -11,6 +11,7 @@ import sys
 import typer
 
 from cxrg.cli import bench, classify, curate, datasets, ground, lut, models, organism, report, tune, weights
+from cxrg.cli import export as export_cli
 from cxrg.cli import ldm as ldm_cli
 from cxrg.cli import study as study_cli
 from cxrg.errors import CxrgError
@@ -45,6 +46,7 @@ app.add_typer(models.app, name="models")
 app.command("bench")(bench.bench)
 app.command("ground")(ground.ground)
 app.command("report")(report.report)
+app.command("export")(export_cli.export)
 app.command("tune")(tune.tune)
 app.command("datasets")(datasets.datasets)
 app.add_typer(lut.app, name="lut")
