@@ -190,29 +190,21 @@ def build_dicom_seg(source: Any, heatmap: np.ndarray, region: np.ndarray | None 
 
 
 def _usable_header(ds: Any) -> Any:
-    """The source header highdicom copies from, without values a SEG may not carry: a Pixel Spacing of zero
-    or less (some CR files, RG1_UNCR.dcm among them, write 0/0), a Patient's Age that is not of the form
-    nnnD/W/M/Y (the SIIM files write "62"), and, for a projection radiograph (no Image Orientation), the
-    Frame of Reference: highdicom would then ask for plane positions and a slice thickness that a
-    radiograph does not have; build_dicom_seg puts the source's Frame of Reference UID back, and the Pixel
-    Spacing of such a source is then left out (a SEG with a Frame of Reference must give a slice thickness
-    with it; the viewer takes the spacing from the referenced image). The caller's dataset is left as it
-    was."""
+    """The source header highdicom copies from, without what a SEG of a radiograph may not carry.
+
+    A projection radiograph (no Image Orientation) has no plane in patient coordinates: given its Frame of
+    Reference, highdicom would ask for plane positions, and its Pixel Spacing would become Pixel Measures
+    without the slice thickness that DICOM requires with them (highdicom's own reader then fails on the
+    file). Both are left out of what highdicom sees; build_dicom_seg puts the Frame of Reference UID back,
+    and a viewer takes the spacing from the referenced image. A Patient's Age not of the form nnnD/W/M/Y
+    (the SIIM files write "62") is left out too. The caller's dataset is left as it was."""
     import re
 
     import pydicom
 
     drop = set()
     if "ImageOrientationPatient" not in ds:
-        drop.update({"FrameOfReferenceUID", "PositionReferenceIndicator"})
-        if ds.get("FrameOfReferenceUID"):  # with a Frame of Reference, Pixel Measures need a slice thickness
-            drop.add("PixelSpacing")
-    spacing = ds.get("PixelSpacing")
-    try:
-        if spacing is not None and not (len(spacing) == 2 and all(float(v) > 0 for v in spacing)):
-            drop.add("PixelSpacing")
-    except (TypeError, ValueError):
-        drop.add("PixelSpacing")
+        drop.update({"FrameOfReferenceUID", "PositionReferenceIndicator", "PixelSpacing"})
     age = ds.get("PatientAge")
     if age and not re.fullmatch(r"\d{3}[DWMY]", str(age)):
         drop.add("PatientAge")
