@@ -321,3 +321,23 @@ def test_ground_command_mixed_folder_counts_and_unknown_format(tmp_path, capsys)
     assert (out / "b.prior.heatmap.npy").is_file()
     assert run_cli("ground", str(images), "cardiomegaly", "--model", "prior", "--format", "nifti") == 2
     assert "unknown --format nifti" in capsys.readouterr().err
+
+
+def test_preview_draws_both_segments_from_the_seg_file(tmp_path):
+    from PIL import Image
+
+    from cxrg.export.preview import render_seg
+
+    source = make_dicom(tmp_path / "dx.dcm", "DX", (96, 80))
+    heat = np.zeros((96, 80), dtype=np.float32)
+    heat[20:40, 50:70] = 1  # one hot square on the image's right
+    seg = write(source, heat, tmp_path)
+    picture = np.asarray(Image.open(render_seg(seg, source, tmp_path / "check.png")).convert("RGB"),
+                         dtype=np.int16)
+    height, width, _ = picture.shape
+    left, right = picture[:, : width // 2], picture[:, width // 2:]
+    colour = np.abs(left[..., 0] - left[..., 2]) > 60  # the jet overlay, not grey
+    rows, cols = np.nonzero(colour[height // 10:])
+    assert colour.sum() > 50 and cols.mean() > left.shape[1] / 2  # heat on the right half of the panel
+    yellow = (right[..., 0] > 200) & (right[..., 1] > 150) & (right[..., 2] < 80)
+    assert yellow.sum() > 20  # the region's outline

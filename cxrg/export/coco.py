@@ -52,7 +52,9 @@ def coco_dataset(run: Any, store: Any, result: ExportResult) -> tuple[dict[str, 
 
     categories = sorted({s.category for s in run.samples if s.category})
     category_id = {name: k for k, name in enumerate(categories, start=1)}
-    images, annotations, image_ids = [], [], {}
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
+    image_ids: dict[str, int] = {}
     for sample in run.samples:
         if sample.error or not len(sample.boxes):
             result.skip("", sample.sample_id, f"no ground truth: {sample.error or 'no box'}")

@@ -85,7 +85,7 @@ def side_of(locations: tuple[str, ...]) -> str | None:
     """The one side all locations share ("left", "right", "bilateral"), or None."""
     from cxrg.vocab import split_location
 
-    sides = set()
+    sides: set[str | None] = set()
     for location in locations:
         side, zone = split_location(location)
         if zone == "lingular":
