@@ -216,17 +216,17 @@ def test_dataset_source_is_left_unchanged_and_named_by_its_uid(tmp_path):
     assert seg.FrameOfReferenceUID == ds.FrameOfReferenceUID and seg.SeriesNumber == 9901
 
 
-@pytest.mark.parametrize("case", ["png", "no-pixels", "wrong-shape", "wrong-region", "multi-frame", "inf",
-                                  "missing"])
+@pytest.mark.parametrize("case", ["png", "renamed-png", "no-pixels", "wrong-shape", "wrong-region",
+                                  "multi-frame", "inf", "missing"])
 def test_bad_input_is_one_line_and_leaves_nothing(tmp_path, case):
     from PIL import Image
 
     out = tmp_path / "out"
     heat = blob_heatmap((96, 80))
     region = None
-    if case == "png":
-        source = tmp_path / "film.png"
-        Image.fromarray(np.zeros((96, 80), dtype=np.uint8)).save(source)
+    if case in ("png", "renamed-png"):
+        source = tmp_path / ("film.png" if case == "png" else "film.dcm")
+        Image.fromarray(np.zeros((96, 80), dtype=np.uint8)).save(source, format="PNG")
         expected = NOT_DICOM
     elif case == "no-pixels":
         source = make_dicom(tmp_path / "header.dcm", "DX", pixels=False)

@@ -75,6 +75,8 @@ def read_source(source: Any) -> Any:
         except Exception as exc:
             raise InputError(f"not a readable DICOM file: {exc}", where=where,
                              hint="the file may be corrupt or truncated") from exc
+        if "SOPClassUID" not in ds and "Rows" not in ds:  # parsed by force, found nothing DICOM-like
+            raise InputError(NOT_DICOM, where=where, hint="this file is not DICOM despite its name")
     if not any(k in ds for k in _PIXEL_KEYWORDS):
         raise InputError("the DICOM has no pixel data: it is not an image", where=where,
                          hint="give the radiograph's own image file, not a report, SEG or DICOMDIR")
