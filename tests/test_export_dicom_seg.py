@@ -341,3 +341,17 @@ def test_preview_draws_both_segments_from_the_seg_file(tmp_path):
     assert colour.sum() > 50 and cols.mean() > left.shape[1] / 2  # heat on the right half of the panel
     yellow = (right[..., 0] > 200) & (right[..., 1] > 150) & (right[..., 2] < 80)
     assert yellow.sum() > 20  # the region's outline
+
+
+def test_any_phrase_is_kept_in_utf8_within_the_value_lengths(tmp_path):
+    source = make_dicom(tmp_path / "dx.dcm", "DX")
+    phrase = "épanchement pleural gauche \\ 肺の陰影\n" + "x" * 2000
+    path = write(source, blob_heatmap((96, 80)), tmp_path, phrase=phrase,
+                 prompt="left pleural effusion " + "é" * 40)
+    raw = pydicom.dcmread(path)
+    assert raw.SpecificCharacterSet == "ISO_IR 192"
+    for segment in raw.SegmentSequence:
+        assert len(segment.SegmentLabel.encode()) <= 64 and segment.SegmentLabel.endswith("...")
+        assert len(segment.SegmentDescription.encode()) <= 1024
+        assert 'phrase "épanchement pleural gauche / 肺の陰影 xxx' in segment.SegmentDescription
+    assert dciodvfy_errors(path) == []

@@ -103,9 +103,13 @@ def check_grid(ds: Any, array: np.ndarray, what: str, where: str) -> None:
 
 
 def _text(value: str, limit: int) -> str:
-    """A DICOM string value: one line, no backslash (the value separator), at most `limit` characters."""
+    """A DICOM string value: one line, no backslash (the value separator), at most `limit` bytes in UTF-8
+    (the SEG's character set; checkers count bytes), cut with "..." at a character boundary."""
     clean = " ".join(str(value).replace("\\", "/").split())
-    return clean if len(clean) <= limit else clean[: limit - 3] + "..."
+    encoded = clean.encode("utf-8")
+    if len(encoded) <= limit:
+        return clean
+    return encoded[: limit - 3].decode("utf-8", errors="ignore") + "..."
 
 
 def fractional_values(heatmap: np.ndarray) -> np.ndarray:
@@ -183,6 +187,7 @@ def build_dicom_seg(source: Any, heatmap: np.ndarray, region: np.ndarray | None 
     except (ValueError, TypeError, AttributeError, KeyError) as exc:
         raise InputError(f"cannot make a DICOM SEG for this source: {str(exc).splitlines()[0]}", where=where,
                          hint="the source header lacks what a Segmentation must copy") from exc
+    seg.SpecificCharacterSet = "ISO_IR 192"  # UTF-8: phrases and names in any language, written as given
     if "ImageOrientationPatient" not in ds:  # a projection radiograph: no plane in patient coordinates
         seg.PatientOrientation = ds.get("PatientOrientation", "")
         if ds.get("FrameOfReferenceUID"):  # shared, as the source's (highdicom was given the header without)
