@@ -181,3 +181,27 @@ def test_export_counts_failed_pairs_and_refuses_bad_folders(bench_run, tmp_path,
     assert run_cli("export", str(tmp_path / "nowhere"), "--format", "coco") == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "run folder not found" in err
+
+
+def test_export_from_maps_saved_at_a_reduced_size(tmp_path):
+    """Maps kept at 24 px on the longer side are brought back to the image grid: the oracle's boxes still
+    match every true box at IoU 0.5, and the SEG is on the source's grid."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    annotations, images = make_dataset(tmp_path)
+    run = tmp_path / "run"
+    assert run_cli("bench", "--models", "oracle", "--dataset", "generic", "--annotations", str(annotations),
+                   "--images", str(images), "--out", str(run), "--resamples", "100", "--exact-prompt",
+                   "--no-report", "--heatmap-size", "24") == 0
+    assert max(np.load(next((run / "heatmaps" / "oracle").glob("*.npz")))["heatmap"].shape) <= 24
+    write_coco(run, tmp_path / "coco")
+    truth = COCO(str(tmp_path / "coco" / GROUND_TRUTH))
+    evaluation = COCOeval(truth, truth.loadRes(str(tmp_path / "coco" / results_name("oracle"))), "bbox")
+    evaluation.evaluate()
+    evaluation.accumulate()
+    evaluation.summarize()
+    assert evaluation.stats[1] == pytest.approx(1.0)
+    assert run_cli("export", str(run), "--format", "dicom-seg") == 0
+    seg = pydicom.dcmread(run / "export" / "dicom-seg" / "cr1%3A0.oracle.seg.dcm")
+    assert (seg.Rows, seg.Columns) == (90, 100)

@@ -355,3 +355,23 @@ def test_any_phrase_is_kept_in_utf8_within_the_value_lengths(tmp_path):
         assert len(segment.SegmentDescription.encode()) <= 1024
         assert 'phrase "épanchement pleural gauche / 肺の陰影 xxx' in segment.SegmentDescription
     assert dciodvfy_errors(path) == []
+
+
+def test_seg_of_a_frozen_model_output_uses_otsu(tmp_path):
+    """`cxrg ground --model ldm-frozen` writes model_settings.otsu = true in its JSON: the SEG's region is
+    then Otsu's, not the half-max region."""
+    from cxrg.export.grounding import seg_for_summary
+
+    source = make_dicom(tmp_path / "chest.dcm", "CR", (96, 80))
+    heat = blob_heatmap((96, 80), seed=4)
+    np.save(tmp_path / "chest.ldm-frozen.heatmap.npy", heat)
+    summary = {"image": str(source), "model": "ldm-frozen", "model_version": "0.1.0", "phrase": "odd shadow",
+               "prompt": "odd shadow", "model_settings": {"otsu": True},
+               "outputs": {"heatmap.npy": str(tmp_path / "chest.ldm-frozen.heatmap.npy")}}
+    (tmp_path / "chest.ldm-frozen.json").write_text(json.dumps(summary))
+    path = seg_for_summary(tmp_path / "chest.ldm-frozen.json", "fp")
+    assert path == tmp_path / "chest.ldm-frozen.seg.dcm"
+    assert reported_region(heat, otsu=True).sum() != reported_region(heat).sum()
+    check_round_trip(path, source, heat, reported_region(heat, otsu=True))
+    assert "Otsu" in pydicom.dcmread(path).SegmentSequence[1].SegmentDescription
+    assert json.loads((tmp_path / "chest.ldm-frozen.json").read_text())["outputs"]["seg.dcm"] == str(path)
