@@ -87,7 +87,8 @@ CHOICES: tuple[Choice, ...] = (
            "Sec. 4.4: upsample to the shortest side and pad (mode not given)",
            "eval_ldm.py: F.interpolate(sim_map, size=shortest side, mode='nearest'), then NaN padding"),
     Choice("no_prediction", "both", "both", ("both",), ("bench",), "(reported both ways)",
-           "App. F: MAIRA-2 gave no box for 129 of 443 VinDr pairs; Table 3 does not say how they count", "-"),
+           "App. F: MAIRA-2 gave no box for 129 of 443 VinDr pairs; Table 3 does not say how they count",
+           "-"),
 )
 BY_NAME = {c.name: c for c in CHOICES}
 NAMES = tuple(BY_NAME)

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cxrg.curation.anatomy import combine
-from cxrg.curation.query import Extractor, SentenceQuery
 from cxrg.curation.mentions import NEGATION_SCOPES, PRESENT, sentence_verdict
+from cxrg.curation.query import Extractor, SentenceQuery
 from cxrg.curation.reports import Report, ReportError, Skip, read_text
 from cxrg.curation.rules import analyse, mentions_label
 from cxrg.curation.text import DEFAULT_SECTIONS, sections, sentences

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from cxrg.curation.anatomy import Group, locations_of_groups, outside_list, parse_phrase
-from cxrg.curation.query import SentenceQuery
 from cxrg.curation.mentions import mention_pattern
+from cxrg.curation.query import SentenceQuery
 from cxrg.errors import InputError, MissingWeightsError
 
 ANATOMY_LABEL = "Anatomy::definitely present"
