@@ -30,7 +30,7 @@ LDM_WEIGHTS = (
                "Open RAIL++-M)", HOW_TO_GET_TEXT),
 )
 HEATMAP_KEYS = ("inference_steps", "capture_steps", "capture_order", "layers", "smoothing_sigma",
-                "timestep_spacing", "otsu")
+                "timestep_spacing", "upsampling", "otsu")
 WINDOW_KEYS = ("capture_order", "capture_steps", "inference_steps", "timestep_spacing", "layers")
 
 
@@ -49,8 +49,10 @@ class _LdmOptions:
     layers: tuple[str, ...] | None = option(None, "captured cross-attention layers (comma-separated names)",
                                             "strs")
     smoothing_sigma: float | None = option(None, "Gaussian filter sigma in pixels at 512 (2.5)", "float")
-    timestep_spacing: str | None = option(None, "DDIM grid: leading or trailing", "str",
-                                          ("leading", "trailing"))
+    timestep_spacing: str | None = option(None, "DDIM grid: leading or trailing (default: the protocol's)",
+                                          "str", ("leading", "trailing"))
+    upsampling: str | None = option(None, "model map -> image pixels: bilinear or nearest (default: the "
+                                    "protocol's)", "str", ("bilinear", "nearest"))
 
 
 @dataclass(frozen=True)
