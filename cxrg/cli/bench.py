@@ -42,8 +42,8 @@ def bench(
         help="ms-cxr-loc: phrase (paper: one sample per MS-CXR phrase, 1,043 pairs) or merged (cxrg: phrases "
              "of one image that became one prompt are one sample with all their boxes).")] = None,
     vindr_candidates: Annotated[str | None, typer.Option(
-        help="vindr-cxr, eq. 7: lut (paper: every Gaussian of the LUT, the heart included) or lung (cxrg: the "
-             "one-sided lung locations).")] = None,
+        help="vindr-cxr, eq. 7: lut (paper: every Gaussian of the LUT, the heart included) or lung (cxrg: "
+             "the one-sided lung locations).")] = None,
     dicom_display: Annotated[str | None, typer.Option(
         help="DICOM inputs: mimic-jpg (paper: MIMIC-CXR-JPG's conversion, min-max to 8 bits + histogram "
              "equalisation, the models' training data) or window (cxrg: the file's display window).")] = None,
