@@ -121,7 +121,7 @@ def _run(cfg, models, dataset, annotations, images, out, resamples, seed, limit,
         raise InputError("MS-CXR annotations file not found", where=str(annotations),
                          hint="check --annotations or [ms-cxr] annotations in cxrg.toml")
     pairs = parse_option_pairs(option_pairs)
-    ldm_defaults(cfg, pairs, shortcuts, resolved)
+    ldm_defaults(cfg, pairs, names, resolved)
     local_device = ranks.device(device)
     if ranks.sharded:
         say(f"{ranks.world} processes: the images are split between them (docs/scale.md)")
@@ -307,17 +307,23 @@ def _score(run_dir, config, data, loaded, model_errors, model_fps, dataset, loc,
     return result
 
 
-def ldm_defaults(cfg: Config, pairs: dict[str, dict[str, str]], shortcuts: dict[str, Any], resolved) -> None:
-    """The protocol's DDIM grid and upsampling for the LDM models, where neither -o nor a configuration
-    file ([ldm], [models.ldm], [models.ldm-frozen]) sets them: added to `shortcuts` (below -o, above the
-    files, which are left alone here)."""
-    for key, choice in (("timestep_spacing", "timestep_spacing"), ("upsampling", "heatmap_upsampling")):
-        if shortcuts.get(key) is not None or any(key in given for given in pairs.values()):
+def ldm_defaults(cfg: Config, pairs: dict[str, dict[str, str]], names: Sequence[str], resolved) -> None:
+    """The protocol's DDIM grid and upsampling for the LDM models, as `-o MODEL.key=value` pairs where
+    neither -o nor a configuration file ([ldm], [models.MODEL]) sets them. The tuned `ldm` gets the
+    upsampling only: its grid is the one its embeddings were tuned on (recorded in the file; `cxrg tune
+    --protocol` chose it), which the model adopts when nothing sets it."""
+    for model in ("ldm", "ldm-frozen"):
+        if model not in names:
             continue
-        places = ("ldm", "models.ldm", "models.ldm-frozen")
-        if any(file.lookup(f"{place}.{key}")[0] for file in cfg.files for place in places):
-            continue
-        shortcuts[key] = resolved[choice]
+        for key, choice in (("timestep_spacing", "timestep_spacing"), ("upsampling", "heatmap_upsampling")):
+            if model == "ldm" and key == "timestep_spacing":
+                continue
+            if any(key in given for given in pairs.values()):
+                continue
+            if any(file.lookup(f"{place}.{key}")[0] for file in cfg.files
+                   for place in ("ldm", f"models.{model}")):
+                continue
+            pairs.setdefault(model, {})[key] = resolved[choice]
 
 
 def ms_cxr_loc(ms_cxr: Path, run, extractor: str, device: str, mappings: str = "extended",

@@ -104,8 +104,8 @@ class LdmFrozenModel:
         self.settings = heatmap_settings(options, self.otsu)
         self._check_weights(weights_dir, options)
         ldm = load_ldm(weights_dir, device=device, dtype=options.dtype)
-        self.engine = LdmEngine(ldm, self.settings, self._codebook(ldm, weights_dir, options),
-                                batch_size=options.batch)
+        codebook = self._codebook(ldm, weights_dir, options)  # may adopt the embeddings' DDIM grid
+        self.engine = LdmEngine(ldm, self.settings, codebook, batch_size=options.batch)
 
     def _check_weights(self, weights_dir: Path | None, options: Any) -> None:
         """Nothing beyond what load_ldm checks."""
@@ -180,6 +180,10 @@ class LdmTunedModel(LdmFrozenModel):
 
         path = self._embeddings_path(weights_dir, options)
         codebook, meta = Codebook.load(path, fingerprint=ldm.fingerprint)
+        grid = tuned_window(meta).get("timestep_spacing")
+        if options.timestep_spacing is None and grid in ("leading", "trailing"):
+            # not set by the user: the grid the embeddings were tuned on (`cxrg tune --protocol ...`)
+            self.settings = self.settings.with_changes(timestep_spacing=grid)
         check_window(meta, self.settings, int(ldm.architecture.scheduler["num_train_timesteps"]), path,
                      options.allow_window_mismatch)
         return codebook
