@@ -333,6 +333,7 @@ def ms_cxr_loc(ms_cxr: Path, run, extractor: str, device: str, mappings: str = "
 
     from cxrg.curation.extractors import make_extractor
     from cxrg.curation.mscxr import to_ms_cxr_loc, write_ms_cxr_loc
+    from cxrg.errors import MissingWeightsError
     from cxrg.runs import atomic_write_json, file_fingerprint
 
     folder = run.file("ms-cxr-loc")
@@ -352,7 +353,11 @@ def ms_cxr_loc(ms_cxr: Path, run, extractor: str, device: str, mappings: str = "
         say("dataset: the MS-CXR annotations or the extractor changed since MS-CXR-loc was built: rebuilding")
         for path in cached:
             path.unlink()
-    chosen, note = make_extractor(extractor, device=device, mappings=mappings)
+    try:
+        chosen, note = make_extractor(extractor, device=device, mappings=mappings)
+    except MissingWeightsError as exc:
+        exc.hint = (exc.hint or "") + "; the paper protocol uses RadGraph-XL alone (--protocol cxrg: auto)"
+        raise
     result = to_ms_cxr_loc(ms_cxr, chosen)
     path = write_ms_cxr_loc(result, folder, ms_cxr)
     atomic_write_json(stamp, source)

@@ -51,13 +51,12 @@ def run(
         raise UsageError("--chexpert, --metadata and --studies go with --mimic-reports")
 
     from cxrg.config import load_config
-    from cxrg.curation.extractors import make_extractor
     from cxrg.protocol import resolve
 
     choices = resolve("curate", {"extractor": extractor, "negation": negation,
                                  "location_mappings": location_mappings}, protocol, load_config(warn=False))
     extractor = choices["extractor"]
-    chosen, note = make_extractor(extractor, radgraph_dir, device, mappings=choices["location_mappings"])
+    chosen, note = protocol_extractor(choices, radgraph_dir, device)
     if note:
         say(f"cxrg: note: {note}")
     if ms_cxr is not None:
@@ -66,6 +65,23 @@ def run(
     _reports(reports=reports, report_format=report_format, mimic_reports=mimic_reports, chexpert=chexpert,
              metadata=metadata, views=views, studies=studies, uncertain=uncertain, labels=labels, unit=unit,
              sections=sections, limit=limit, out=out, chosen=chosen, extractor=extractor, choices=choices)
+
+
+def protocol_extractor(choices: Any, radgraph_dir: Path | None = None, device: str = "cpu"
+                       ) -> tuple[Any, str]:
+    """The resolved extractor; when the protocol chose RadGraph-XL and it is missing, the error says so."""
+    from cxrg.curation.extractors import make_extractor
+    from cxrg.errors import MissingWeightsError
+
+    try:
+        return make_extractor(choices["extractor"], radgraph_dir, device,
+                              mappings=choices["location_mappings"])
+    except MissingWeightsError as exc:
+        if choices.sources["extractor"].startswith("protocol"):
+            exc.what = (f"the {choices.protocol} protocol extracts locations with RadGraph-XL alone: "
+                        f"{exc.what}")
+            exc.hint = (exc.hint or "") + "; or --protocol cxrg (auto: RadGraph-XL when found, else rules)"
+        raise
 
 
 def _reports(*, reports: Path | None, report_format: str, mimic_reports: Path | None, chexpert: Path | None,

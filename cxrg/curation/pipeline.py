@@ -187,7 +187,7 @@ class Curator:
                 self._skip_sentence(report, pathology, index, NO_MENTION, sentence)
                 continue
             analysis = analyse(sentence, pathology)
-            verdict = analysis.verdict() if self.negation == "mention" else sentence_verdict(analysis.toks)
+            verdict = judge(analysis, self.negation)
             verdicts.add(verdict)
             if verdict != PRESENT:
                 reason = SENTENCE_REASONS.get(verdict, verdict)
@@ -233,6 +233,17 @@ class Curator:
                                sentence_index=index, detail=sentence))
 
 
+def judge(analysis: Any, negation: str) -> str:
+    """The sentence's verdict under `negation` ("mention": per mention; "sentence": the paper's filter, and
+    a kept sentence's mentions all count as asserted, so the rules locate them)."""
+    if negation == "mention":
+        return analysis.verdict()
+    verdict = sentence_verdict(analysis.toks)
+    if verdict == PRESENT:
+        analysis.status = {k: PRESENT for k in analysis.targets}
+    return verdict
+
+
 def curate_sentence(sentence: str, pathology: str, extractor: Extractor, negation: str = "mention"
                     ) -> tuple[str, tuple[str, ...]]:
     """(verdict, locations) of one sentence: "no mention", "negated", ..., or "present" with locations
@@ -240,7 +251,7 @@ def curate_sentence(sentence: str, pathology: str, extractor: Extractor, negatio
     if not mentions_label(sentence, pathology):
         return "no mention", ()
     analysis = analyse(sentence, pathology)
-    verdict = analysis.verdict() if negation == "mention" else sentence_verdict(analysis.toks)
+    verdict = judge(analysis, negation)
     if verdict != PRESENT:
         return verdict, ()
     locations = extractor.locations([SentenceQuery(sentence, pathology, analysis)])[0]
