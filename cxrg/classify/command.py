@@ -128,8 +128,8 @@ def run(
     if max_negatives is None and not all_negatives:
         max_negatives = len(positive_jobs)  # balanced, as the paper samples its healthy set
     if positive_views:
-        negative_jobs, note = data.subsample_matching(negative_jobs, positive_views, max_negatives, seed)
-        notes.append(note)
+        negative_jobs, view_note = data.subsample_matching(negative_jobs, positive_views, max_negatives, seed)
+        notes.append(view_note)
     else:
         negative_jobs = data.subsample(negative_jobs, max_negatives, seed)
     if limit is not None:
