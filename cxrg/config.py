@@ -19,6 +19,7 @@ process) are read here too, through `env`. Relative paths in a file are relative
     lut = "lut.json"                      # the anatomical LUT (default: the shipped approximation)
     device = "cpu"
     dtype = "float32"
+    protocol = "paper"                    # or "cxrg": the defaults of every choice in cxrg/protocol.py
 
     [ms-cxr]      annotations = ".../MS_CXR_Local_Alignment_v1.1.0.csv", images = ".../mimic-cxr-jpg"
     [vindr-cxr]   annotations = ".../annotations/annotations_test.csv", images = ".../test"
@@ -27,6 +28,7 @@ process) are read here too, through `env`. Relative paths in a file are relative
     [tune]        manifest, images, out
     [ldm]         heatmap settings of ldm and ldm-frozen: inference_steps, capture_steps = [start, stop],
                   capture_order, layers, smoothing_sigma, otsu (ldm-frozen), timestep_spacing, batch
+    [choices]     one choice of the protocol table (cxrg/protocol.py), e.g. negation = "mention"
     [models.NAME] options of one model (`cxrg models info NAME` lists them), e.g. [models.ldm] dtype
 """
 
@@ -44,7 +46,7 @@ from cxrg.errors import InputError, UsageError
 
 PATH_KEYS = {"weights", "embeddings", "lut", "annotations", "images", "reports", "chexpert", "metadata",
              "gold", "manifest", "out", "split"}
-TOP_LEVEL = ("weights", "embeddings", "lut", "device", "dtype")
+TOP_LEVEL = ("weights", "embeddings", "lut", "device", "dtype", "protocol")
 SECTIONS: dict[str, tuple[str, ...]] = {
     "ms-cxr": ("annotations", "images"),
     "vindr-cxr": ("annotations", "images"),
@@ -52,7 +54,10 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "imagenome": ("gold",),
     "tune": ("manifest", "images", "out"),
     "ldm": ("inference_steps", "capture_steps", "capture_order", "layers", "smoothing_sigma", "otsu",
-            "timestep_spacing", "batch"),
+            "timestep_spacing", "upsampling", "batch"),
+    "choices": ("extractor", "location_mappings", "prompt_style", "negation", "loc_pairs", "error",
+                "negatives_split", "g_normalisation", "timestep_spacing", "dicom_display", "vindr_candidates",
+                "heatmap_upsampling", "no_prediction"),
 }
 DATASETS = {name: keys for name, keys in SECTIONS.items() if name in ("ms-cxr", "vindr-cxr", "mimic-cxr",
                                                                       "imagenome")}
@@ -227,9 +232,9 @@ def _checked(key: str, value: Any, file: ConfigFile) -> Any:
             raise InputError(f"`{key}` must be a path in quotes, got {value!r}", where=str(file.path),
                              hint=f'e.g. {key.split(".")[-1]} = "/data/..."')
         return (file.path.parent / Path(value).expanduser()).resolve()
-    if leaf in ("device", "dtype") and not isinstance(value, str):
+    if (leaf in ("device", "dtype", "protocol") or key.startswith("choices.")) and not isinstance(value, str):
         raise InputError(f"`{key}` must be a string, got {value!r}", where=str(file.path),
-                         hint=f'e.g. {leaf} = "{"cpu" if leaf == "device" else "float32"}"')
+                         hint=f'e.g. {leaf} = "{ {"device": "cpu", "dtype": "float32"}.get(leaf, "paper")}"')
     if key.startswith("ldm.") and leaf in LDM_TYPES:
         kind, example = LDM_TYPES[leaf]
         if not _is_kind(value, kind):
@@ -243,6 +248,7 @@ LDM_TYPES = {"inference_steps": ("a whole number", "100"), "batch": ("a whole nu
              "layers": ("a list of names in quotes", '["mid_block.attentions.0"]'),
              "smoothing_sigma": ("a number", "1.0"), "otsu": ("true or false", "true"),
              "timestep_spacing": ("text in quotes", '"trailing"'),
+             "upsampling": ("text in quotes", '"nearest"'),
              "capture_order": ("text in quotes", '"denoising"')}
 """The type of each [ldm] value in a configuration file (checked with one line naming the key)."""
 

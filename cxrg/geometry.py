@@ -124,19 +124,23 @@ class ResizeCenterCrop:
         b = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
         return self.points_from_model(b.reshape(-1, 2), h, w).reshape(-1, 4)
 
-    def heatmap_to_image(self, heatmap: np.ndarray, h: int, w: int) -> np.ndarray:
+    def heatmap_to_image(self, heatmap: np.ndarray, h: int, w: int, mode: str = "bilinear") -> np.ndarray:
         """size x size model-space map -> H x W float32; NaN where a pixel's centre is outside the crop.
 
         Inside, each original pixel takes the bilinear sample at its centre's model coordinate,
         (x + 0.5) * scale_x - left - 0.5 in model pixel indices (clamped at the border). Bilinear
-        sampling on a grid is separable: interpolate columns, then rows.
+        sampling on a grid is separable: interpolate columns, then rows. mode="nearest" takes model pixel
+        floor(x * scale_x - left) instead, as torch's interpolate(mode="nearest") does (the Vilouras 2024
+        evaluation).
         """
+        if mode not in ("bilinear", "nearest"):
+            raise ValueError(f"unknown upsampling mode {mode!r}: bilinear or nearest")
         heat = np.asarray(heatmap, dtype=np.float32)
         if heat.shape != (self.size, self.size):
             raise ValueError(f"heatmap must be {self.size} x {self.size}, got shape {heat.shape}")
         g = self.geometry(h, w)
-        cols = _axis_samples(w, g.resized_w, g.left, g.size)
-        rows = _axis_samples(h, g.resized_h, g.top, g.size)
+        cols = _axis_samples(w, g.resized_w, g.left, g.size, mode)
+        rows = _axis_samples(h, g.resized_h, g.top, g.size, mode)
         out = np.full((h, w), np.nan, dtype=np.float32)
         if cols is None or rows is None:
             return out
@@ -147,7 +151,8 @@ class ResizeCenterCrop:
         return out
 
 
-def _axis_samples(n: int, resized: int, offset: int, size: int) -> tuple[tuple[int, int], tuple] | None:
+def _axis_samples(n: int, resized: int, offset: int, size: int, mode: str = "bilinear"
+                  ) -> tuple[tuple[int, int], tuple] | None:
     """For one axis: the range of source pixels whose centre lands in the crop, and their sample weights.
 
     Centre of pixel x in model edge units is u = (x + 0.5) * resized / n - offset; it is inside when
@@ -159,6 +164,9 @@ def _axis_samples(n: int, resized: int, offset: int, size: int) -> tuple[tuple[i
     if inside.size == 0:
         return None
     first, last = int(inside[0]), int(inside[-1]) + 1
+    if mode == "nearest":
+        i = np.clip((x[first:last] * resized) // n - offset, 0, size - 1).astype(np.int64)
+        return (first, last), (i, i, np.zeros(i.shape, dtype=np.float32))
     p = (x[first:last] + 0.5) * (resized / n) - offset - 0.5  # model pixel-index coordinate
     p = np.clip(p, 0, size - 1)
     i0 = np.floor(p).astype(np.int64)

@@ -17,6 +17,8 @@ torch.nn.functional.interpolate(mode="bilinear", antialias=True, align_corners=F
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +28,8 @@ from PIL import Image, UnidentifiedImageError
 from cxrg.errors import CxrgError, InputError
 from cxrg.geometry import CropGeometry, ResizeCenterCrop, to_xywh, to_xyxy  # noqa: E402,F401  (importable here)
 
-__all__ = ["CropGeometry", "ResizeCenterCrop", "image_size", "read_annotated_image", "read_image",
-           "resolve_image", "to_xywh", "to_xyxy"]
+__all__ = ["DICOM_DISPLAYS", "CropGeometry", "ResizeCenterCrop", "dicom_display", "image_size", "mimic_jpg",
+           "read_annotated_image", "read_image", "resolve_image", "to_xywh", "to_xyxy"]
 
 DICOM_SUFFIXES = (".dcm", ".dicom", ".dic")
 DEFAULT_MAX_PIXELS = 64_000_000
@@ -36,6 +38,53 @@ about 3,000 x 3,000 = 9 megapixels. $CXRG_MAX_IMAGE_PIXELS changes it."""
 DEFAULT_MAX_ASPECT = 8.0
 """Largest ratio of the longer to the shorter side ($CXRG_MAX_IMAGE_ASPECT): a 1 x 50,000 strip would need
 tens of GB once its short side is resized to the model's 512."""
+
+
+DICOM_DISPLAYS = ("window", "mimic-jpg")
+_dicom_display = "window"
+
+
+@contextlib.contextmanager
+def dicom_display(mode: str) -> Iterator[None]:
+    """Within the block, DICOM files are read with `mode` (the protocol choice dicom_display):
+
+    - "window": the file's VOI LUT or window (else the header's range), MONOCHROME1 inverted (cxrg);
+    - "mimic-jpg": MIMIC-CXR-JPG's published conversion (`mimic_jpg`), the grey scale the LDM and the
+      baselines were trained on (the paper protocol).
+    PNG/JPEG files are read the same either way. A setting of the process (not of a thread)."""
+    global _dicom_display
+    if mode not in DICOM_DISPLAYS:
+        raise InputError(f"unknown DICOM display {mode!r}", hint=f"choose {' or '.join(DICOM_DISPLAYS)}")
+    before, _dicom_display = _dicom_display, mode
+    try:
+        yield
+    finally:
+        _dicom_display = before
+
+
+def mimic_jpg(values: np.ndarray, monochrome1: bool) -> np.ndarray:
+    """MIMIC-CXR-JPG's conversion of a DICOM's pixel values (Johnson et al. 2019, arXiv:1901.07042):
+    min-max scaled to 8 bits (v - min) / (max - min) * 255, truncated to an integer; MONOCHROME1 inverted
+    (255 - v); histogram-equalised as OpenCV's equalizeHist does (lut[i] = round(255 * (cdf[i] - cdf[i0]) /
+    (N - cdf[i0])), i0 the darkest grey present); returned / 255. The JPEG compression (quality 95) that
+    followed is not reproduced (lossy; it moves a grey by a few levels)."""
+    v = np.asarray(values, dtype=np.float64)
+    lo, hi = float(v.min()), float(v.max())
+    if hi > lo:
+        eight = np.floor((v - lo) / (hi - lo) * 255.0).astype(np.uint8)
+    else:
+        eight = np.zeros(v.shape, dtype=np.uint8)
+    if monochrome1:
+        eight = np.uint8(255) - eight
+    hist = np.bincount(eight.ravel(), minlength=256)
+    first = int(np.flatnonzero(hist)[0])
+    if hist[first] == eight.size:
+        return np.full(v.shape, first / 255.0, dtype=np.float32)
+    scale = np.float32(255.0 / (eight.size - hist[first]))
+    cdf = np.cumsum(hist) - hist[first]  # pixels above the darkest grey, up to and including each grey
+    lut = np.rint(cdf.astype(np.float32) * scale).clip(0, 255)
+    lut[:first + 1] = 0
+    return (lut[eight] / np.float32(255)).astype(np.float32)
 
 
 def image_limits() -> tuple[int, float]:
@@ -288,6 +337,8 @@ def _read_dicom(path: Path, *, force: bool) -> np.ndarray:
         raise InputError(f"unexpected DICOM pixel array shape {arr.shape}", where=where)
 
     values, lo, hi = _modality(arr, ds, lo, hi)
+    if _dicom_display == "mimic-jpg":
+        return mimic_jpg(values, photometric == "MONOCHROME1")
     image = _voi(values, ds)
     if image is None:
         image = _scale(values, lo, hi)

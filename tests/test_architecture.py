@@ -9,7 +9,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "cxrg"
 LAYERS = {
-    0: {"errors", "config", "vocab", "geometry", "images", "runs", "demo", "__init__"},
+    0: {"errors", "config", "protocol", "vocab", "geometry", "images", "runs", "demo", "__init__"},
     1: {"anatomy", "ldm", "curation", "registry", "phrases"},
     2: {"models", "bench", "tuning", "classify", "report", "study", "organism", "grounding", "loading",
         "testing", "export"},
@@ -41,6 +41,19 @@ def test_no_import_points_up_a_layer():
             if LAYER.get(target, 0) > LAYER[source] and (relative, target) not in ALLOWED:
                 upward.append(f"{relative} imports {module}")
     assert upward == []
+
+
+def test_no_two_modules_import_each_other():
+    """Import circles (even through imports inside functions) tie two modules into one; a package's
+    __init__ re-exporting its own modules is not one."""
+    imports = {}
+    for path in PACKAGE.rglob("*.py"):
+        if path.name == "__init__.py":
+            continue
+        name = ".".join(("cxrg", *path.relative_to(PACKAGE).with_suffix("").parts))
+        imports[name] = set(_imports(path))
+    circles = sorted((a, b) for a in imports for b in imports[a] if a < b and a in imports.get(b, ()))
+    assert circles == []
 
 
 def test_commands_do_not_import_each_other():

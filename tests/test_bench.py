@@ -204,4 +204,9 @@ def test_no_prediction_is_recorded_counted_per_class_and_cnr_left_empty(ms_cxr, 
     assert all(r["cnr"] == "" for r in rows)  # the card says mIoU only
     assert {r["error"] for r in rows if r["error"]} == {"no prediction: answered without a box"}
     assert "(2 of them no prediction: Pleural Effusion 2)" in markdown_table(result.summary)
-    assert {r["metric"] for r in result.summary["rows"]} == {"miou"}
+    # Table 3 both ways: "no prediction" left out (counted above) and scored as mIoU 0
+    assert {r["metric"] for r in result.summary["rows"]} == {"miou", "miou_no_box_0"}
+    n = {(r["metric"], r["category"]): r["n"] for r in result.summary["rows"]}
+    assert n[("miou", "Pleural Effusion")] == 1 and n[("miou_no_box_0", "Pleural Effusion")] == 3
+    assert n[("miou", "Average")] == 6 and n[("miou_no_box_0", "Average")] == 8
+    assert "mIoU (no box = 0)" in markdown_table(result.summary)

@@ -350,4 +350,7 @@ def test_ground_and_bench_run_the_ldm(tiny, tmp_path, ms_cxr, capsys):
     assert len(rows) == 7 and all(row.rsplit(",", 2)[1] == "" for row in rows[1:])  # no error filled
     config = json.loads((tmp_path / "b" / "config.json").read_text())["config"]
     window = config["ldm_settings"]["ldm-frozen"]["window"]
-    assert window["capture_order"] == "denoising" and window["timesteps"] == [690, 400]
+    # the paper protocol (default): the 2024 code's trailing grid, indices 30..59 counted noise -> image
+    assert window["capture_order"] == "denoising" and window["timesteps"] == [699, 409]
+    assert config["ldm_settings"]["ldm-frozen"]["upsampling"] == "nearest"
+    assert config["choices"]["timestep_spacing"] == {"value": "trailing", "source": "protocol paper"}

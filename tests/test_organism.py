@@ -80,7 +80,8 @@ def test_diagnose_scores_every_layer_and_window(organism, tmp_path):
     settings = HeatmapSettings(inference_steps=20, capture_steps=tuple(range(6, 12)))  # short, for speed
     result = diagnose(organism, read_ms_cxr(annotations, tmp_path / "images"), settings, window=5)
     assert result.rows == [*cross_attention_layers(organism.unet), DEFAULT_ROW]
-    assert result.columns[-1] == DEFAULT_COLUMN and len(result.columns) == 5
+    assert result.columns[-2] == DEFAULT_COLUMN and len(result.columns) == 6
+    assert result.columns[-1] == f"{DEFAULT_COLUMN}, trailing t=699..449"  # the other DDIM grid
     assert result.samples == 1 and np.isfinite(result.cnr).all()
     # the (default layers, default steps) cell is the pipeline's own heatmap
     from cxrg.bench.metrics import normalise, score
@@ -88,6 +89,9 @@ def test_diagnose_scores_every_layer_and_window(organism, tmp_path):
 
     sample = read_ms_cxr(annotations, tmp_path / "images").samples[0]
     heat = LdmEngine(organism, settings).heatmaps(read_image(sample.image_path), [sample.prompt])[0]
+    assert result.cnr[-1, -2] == pytest.approx(score(normalise(heat), sample.boxes)[0], abs=1e-4)
+    trailing = settings.with_changes(timestep_spacing="trailing")  # and the last column is that grid's own
+    heat = LdmEngine(organism, trailing).heatmaps(read_image(sample.image_path), [sample.prompt])[0]
     assert result.cnr[-1, -1] == pytest.approx(score(normalise(heat), sample.boxes)[0], abs=1e-4)
 
 

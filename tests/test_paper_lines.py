@@ -31,6 +31,9 @@ weights = "weights"
 inference_steps = 20
 capture_steps = [6, 12]
 
+[choices]  # the paper protocol otherwise; RadGraph-XL (its extractor) is not installed here
+extractor = "rules"
+
 [ms-cxr]
 annotations = "{annotations}"
 images = "{images}"

@@ -441,8 +441,10 @@ def test_ms_cxr_loc_merges_are_counted_and_logged(tmp_path):
     result = to_ms_cxr_loc(path, make_extractor("rules")[0])
     assert len(result.kept) == 3 and result.shared_prompts == 2 and result.merged_samples == 1
     loc = write_ms_cxr_loc(result, tmp_path / "loc", path)
-    assert "reads them as 1 samples" in (tmp_path / "loc" / "summary.md").read_text()
-    data = read_ms_cxr(loc, images)
+    assert "one sample each under loc_pairs=phrase (the paper), 1 merged samples" in \
+        (tmp_path / "loc" / "summary.md").read_text()
+    assert len(read_ms_cxr(loc, images, pairs="phrase").samples) == 3  # the paper protocol: one per phrase
+    data = read_ms_cxr(loc, images)  # the library's default (and the cxrg protocol's): merged
     assert len(data.samples) == 2
     merged = next(s for s in data.samples if len(s.boxes) == 2)
     assert merged.phrase == "right lower lobe opacity | opacity in the right lower lobe"

@@ -7,83 +7,22 @@ samples carrying an `error`, so that the harness reports them instead of droppin
 
 from __future__ import annotations
 
-import csv
 import math
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
+from cxrg.bench.samples import ROW_ERROR, Dataset, Sample, read_csv_rows
 from cxrg.errors import InputError, UsageError
-from cxrg.images import resolve_image  # noqa: F401  (readers below; kept importable from here)
-from cxrg.runs import check_complete  # importing cxrg.runs also sets the one CSV field-size policy
+from cxrg.images import resolve_image
 
-ROW_ERROR = "_error"
-"""Key of a row dict holding what is wrong with the row itself (more fields than the header)."""
+__all__ = ["DATASETS", "GENERIC_COLUMNS", "MS_CXR_COLUMNS", "ROW_ERROR", "Dataset", "Sample", "read_csv_rows",
+           "read_dataset", "read_generic", "read_ms_cxr", "resolve_image"]
 
 MS_CXR_COLUMNS = ("dicom_id", "category_name", "label_text", "path", "x", "y", "w", "h",
                   "image_width", "image_height")
 GENERIC_COLUMNS = ("image", "prompt", "x", "y", "w", "h")
-
-
-@dataclass
-class Sample:
-    sample_id: str
-    image_path: Path | None
-    category: str
-    prompt: str
-    boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))
-    """xyxy at pixel edges, original image pixels."""
-    image_size: tuple[int, int] | None = None
-    """(height, width) stated by the annotations, checked against the file when given."""
-    rows: tuple[int, ...] = ()
-    error: str = ""
-    phrase: str = ""
-    """The phrase as the dataset wrote it (MS-CXR's label_text; MS-CXR-loc's original_label_text)."""
-    vocabulary_prompt: str = ""
-    """The prompt read into the vocabulary (cxrg.phrases.normalise), for models whose card says they take
-    vocabulary prompts; empty when it equals `prompt` or could not be read."""
-
-
-@dataclass
-class Dataset:
-    name: str
-    source: Path
-    samples: list[Sample]
-    notes: list[str] = field(default_factory=list)
-    """What the reader did with rows that are not samples (other classes, ...), for the run's log."""
-
-    @property
-    def categories(self) -> list[str]:
-        return sorted({s.category for s in self.samples})
-
-
-def read_csv_rows(path: Path, required: Sequence[str]) -> list[dict[str, str]]:
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"annotations file not found: {path}", hint="check --annotations")
-    check_complete(path)
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle)
-            header = [name.strip() for name in (reader.fieldnames or [])]
-            missing = [name for name in required if name not in header]
-            if missing:
-                raise InputError(f"annotations file lacks column(s) {', '.join(missing)}", where=str(path),
-                                 hint=f"expected columns: {', '.join(required)}")
-            rows = []
-            for row in reader:
-                extra = row.pop(None, None)  # fields beyond the header: the row is malformed, not the file
-                clean = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
-                if extra:
-                    clean[ROW_ERROR] = f"{len(extra)} more field(s) than the header"
-                rows.append(clean)
-            return rows
-    except UnicodeDecodeError as exc:
-        raise InputError("annotations file is not UTF-8 text", where=str(path)) from exc
-    except csv.Error as exc:
-        raise InputError(f"annotations file is not valid CSV: {exc}", where=str(path)) from exc
 
 
 def _number(row: dict[str, str], key: str) -> float:
@@ -148,9 +87,16 @@ def _check_boxes_inside(boxes: np.ndarray, size: tuple[int, int]) -> None:
         raise ValueError(f"no box overlaps the {width}x{height} image")
 
 
+LOC_PAIRS = ("phrase", "merged")
+
+
 def read_ms_cxr(annotations: Path, images: Path, split: str | None = None,
-                prompt_text: str = "standardised") -> Dataset:
+                prompt_text: str = "standardised", pairs: str = "merged") -> Dataset:
     """MS-CXR (`MS_CXR_Local_Alignment_v1.*.csv`): rows with the same image and label_text are one sample.
+
+    An MS-CXR-loc file's phrases that became one prompt on one image: `pairs="phrase"` keeps one sample
+    per original phrase (the paper's 1,043 image-text pairs), `"merged"` makes them one sample with all
+    their boxes (cxrg). On plain MS-CXR (no original_label_text) the two are the same.
 
     `path` is resolved under `images` (MIMIC-CXR-JPG layout, e.g. files/p10/p10.../s5.../<dicom_id>.jpg).
     The sample id is `<dicom_id>:<k>`, k counting that image's phrases in file order. An MS-CXR-loc file
@@ -159,6 +105,8 @@ def read_ms_cxr(annotations: Path, images: Path, split: str | None = None,
     """
     if prompt_text not in ("standardised", "original"):
         raise UsageError(f"unknown prompt text {prompt_text!r}", hint="choose standardised or original")
+    if pairs not in LOC_PAIRS:
+        raise UsageError(f"unknown loc_pairs {pairs!r}", hint=f"choose {' or '.join(LOC_PAIRS)}")
     rows = read_csv_rows(annotations, MS_CXR_COLUMNS)
     numbered = list(enumerate(rows, start=2))  # line 1 is the header
     if split is not None:
@@ -173,7 +121,8 @@ def read_ms_cxr(annotations: Path, images: Path, split: str | None = None,
     # Boxes pool only within one image file: rows with the same dicom_id and phrase but another path are
     # separate samples (and said so); an MS-CXR-loc file's phrases that became one prompt on one image are
     # one sample with all their boxes (counted).
-    text_key = original if prompt_text == "original" else "label_text"  # original: each phrase on its own
+    per_phrase = prompt_text == "original" or pairs == "phrase"  # each original phrase on its own
+    text_key = original if per_phrase else "label_text"
     groups = _group(numbered, lambda row: (row["dicom_id"], row.get(text_key) or row["label_text"],
                                            row["path"]))
     phrase_counter: dict[str, int] = {}
@@ -190,7 +139,7 @@ def read_ms_cxr(annotations: Path, images: Path, split: str | None = None,
             merged_phrases += len(phrases)
             merged_samples += 1
         phrase = " | ".join(phrases)
-        prompt = phrases[0] if prompt_text == "original" else label_text
+        prompt = phrases[0] if prompt_text == "original" else members[0][1]["label_text"]
         sample = _make_sample(f"{dicom_id}:{k}", members, images, "path", category, prompt)
         sample.phrase = phrase
         samples.append(sample)
@@ -230,19 +179,21 @@ DATASETS = ("ms-cxr", "vindr-cxr", "generic")
 
 
 def read_dataset(name: str, annotations: Path, images: Path, split: str | None = None, lut=None,
-                 prompt_text: str = "standardised") -> Dataset:
-    """Read a dataset by name; VinDr-CXR's prompts use `lut` (default: anatomy.lut.active_lut())."""
+                 prompt_text: str = "standardised", pairs: str = "merged", candidates: str = "lung"
+                 ) -> Dataset:
+    """Read a dataset by name; VinDr-CXR's prompts use `lut` (default: anatomy.lut.active_lut()) and the
+    eq. 7 `candidates` ("lung" or "lut", see cxrg.bench.vindr); `pairs` as in read_ms_cxr."""
     if name not in DATASETS:
         raise UsageError(f"unknown dataset '{name}'", hint=f"choose one of: {', '.join(DATASETS)}")
     if split is not None and name != "ms-cxr":
         raise UsageError("--split applies to --dataset ms-cxr only")
     if name == "ms-cxr":
-        return read_ms_cxr(annotations, images, split=split, prompt_text=prompt_text)
+        return read_ms_cxr(annotations, images, split=split, prompt_text=prompt_text, pairs=pairs)
     if name == "vindr-cxr":
         from cxrg.anatomy.lut import active_lut
         from cxrg.bench.vindr import read_vindr
 
-        dataset, notes = read_vindr(annotations, images, lut or active_lut())
+        dataset, notes = read_vindr(annotations, images, lut or active_lut(), candidates=candidates)
         dataset.notes.extend(notes)
         return dataset
     return read_generic(annotations, images)

@@ -321,6 +321,11 @@ def image_groups(samples: Sequence[Sample]) -> list[list[Sample]]:
     return list(groups.values())
 
 
+MIOU_NO_BOX_ZERO = "miou_no_box_0"
+"""mIoU with every "no prediction" (a MAIRA-2 answer without a box) scored 0 instead of left out: the
+second way of reporting the paper's Table 3 (protocol choice no_prediction: both ways, always)."""
+
+
 def summarise(model_names: Sequence[str], samples: Sequence[Sample], rows: dict[tuple[str, str], dict],
               resamples: int, seed: int, model_errors: dict[str, str]) -> dict[str, Any]:
     """Per model, class and metric: mean, percentile CI, n; counts of failures and undefined values."""
@@ -351,6 +356,15 @@ def summarise(model_names: Sequence[str], samples: Sequence[Sample], rows: dict[
             for category, interval in stats.items():
                 table.append({"model": name, "category": category, "metric": metric, "mean": interval.mean,
                               "ci_low": interval.low, "ci_high": interval.high, "n": interval.n})
+            if metric == "miou" and silent:  # Table 3 both ways: excluded (above, counted) and as mIoU 0
+                zeroed = {c: np.array([0.0 if (r := rows.get((name, s.sample_id))) is not None
+                                       and r.get("status") == NO_PREDICTION else _value(r, metric)
+                                       for s in members]) for c, members in by_class.items()}
+                stats = bootstrap.bootstrap_classes(zeroed, resamples, seed, indices_by_class=indices)
+                for category, interval in stats.items():
+                    table.append({"model": name, "category": category, "metric": MIOU_NO_BOX_ZERO,
+                                  "mean": interval.mean, "ci_low": interval.low, "ci_high": interval.high,
+                                  "n": interval.n})
     return {"rows": table, "counts": counts, "model_errors": model_errors, "resamples": resamples,
             "class_sizes": {c: len(members) for c, members in sorted(by_class.items())},
             "seed": seed, "level": 0.95, "n_samples": len(samples),

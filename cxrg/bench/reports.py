@@ -21,7 +21,7 @@ from cxrg.runs import (
 )
 
 SUMMARY_FIELDS = ("model", "category", "metric", "mean", "ci_low", "ci_high", "n")
-METRIC_TITLES = {"cnr": "CNR", "miou": "mIoU"}
+METRIC_TITLES = {"cnr": "CNR", "miou": "mIoU", "miou_no_box_0": "mIoU (no box = 0)"}
 
 
 def _cell(row: dict[str, Any] | None) -> str:
@@ -55,7 +55,7 @@ def class_label(category: str, sizes: dict[str, int]) -> str:
 def _layout(summary: dict[str, Any]) -> tuple[list[str], list[str], list[str], dict]:
     rows = summary["rows"]
     models = list(dict.fromkeys(r["model"] for r in rows))
-    metrics = [m for m in ("cnr", "miou") if any(r["metric"] == m for r in rows)]
+    metrics = [m for m in METRIC_TITLES if any(r["metric"] == m for r in rows)]
     categories = list(summary["categories"]) + [AVERAGE]
     index = {(r["model"], r["category"], r["metric"]): r for r in rows}
     return models, metrics, categories, index

@@ -44,26 +44,34 @@ def model_names(models: str) -> list[str]:
 
 def run(cfg: Config, models: str, dataset: str, annotations: Path | None = None, images: Path | None = None,
         out: Path | None = None, resamples: int = 10_000, seed: int = 0, limit: int | None = None,
-        split: str | None = None, strict: bool = False, extractor: str = "auto",
+        split: str | None = None, strict: bool = False, extractor: str | None = None,
         option_pairs: Sequence[str] | None = None, shortcuts: dict[str, Any] | None = None,
         save_heatmaps: bool = True, heatmap_size: int = 256, prompt_text: str = "standardised",
-        progress: bool = True, report: bool | None = None, exact_prompt: bool = False, restart: bool = False):
+        progress: bool = True, report: bool | None = None, exact_prompt: bool = False, restart: bool = False,
+        protocol: str | None = None, choices: dict[str, Any] | None = None):
     """Score `models` on `dataset`; returns the harness's BenchResult (its run folder holds everything).
 
     One writer per run folder (an OS lock; a second run into it is refused). Rows whose inputs changed
     since they were scored are recomputed (see cxrg.bench.harness); `restart` drops every row first. A
-    Ctrl-C keeps what is finished and raises cxrg.runs.Interrupted (exit 130)."""
+    Ctrl-C keeps what is finished and raises cxrg.runs.Interrupted (exit 130).
+
+    `protocol` ("paper", the default, or "cxrg") and `choices` (explicit values of its choices, see
+    cxrg/protocol.py; `extractor` is one of them, None = the protocol's) are resolved through
+    cxrg.protocol.resolve and recorded in config.json."""
     global _quiet
     from cxrg.bench.shards import Ranks
+    from cxrg.images import dicom_display
+    from cxrg.protocol import resolve
     from cxrg.runs import interrupt_guard
 
+    resolved = resolve("bench", {**(choices or {}), "extractor": extractor}, protocol, cfg)
     ranks = Ranks.from_environment()
     _quiet = not ranks.main
     try:
-        with interrupt_guard(terminate=ranks.sharded):
+        with interrupt_guard(terminate=ranks.sharded), dicom_display(resolved["dicom_display"]):
             return _run(cfg, models, dataset, annotations, images, out, resamples, seed, limit, split, strict,
-                        extractor, option_pairs, shortcuts, save_heatmaps, heatmap_size, prompt_text,
-                        progress, report, exact_prompt, restart, ranks)
+                        resolved["extractor"], option_pairs, shortcuts, save_heatmaps, heatmap_size,
+                        prompt_text, progress, report, exact_prompt, restart, ranks, resolved)
     finally:
         _quiet = False
         ranks.close()
@@ -71,7 +79,7 @@ def run(cfg: Config, models: str, dataset: str, annotations: Path | None = None,
 
 def _run(cfg, models, dataset, annotations, images, out, resamples, seed, limit, split, strict, extractor,
          option_pairs, shortcuts, save_heatmaps, heatmap_size, prompt_text, progress, report, exact_prompt,
-         restart, ranks):
+         restart, ranks, resolved):
 
     from cxrg.anatomy.lut import active_lut
     from cxrg.bench import shards
@@ -105,13 +113,15 @@ def _run(cfg, models, dataset, annotations, images, out, resamples, seed, limit,
     table = active_lut(weights, lut_path)
     data = None
     if dataset != "ms-cxr-loc":
-        data = read_dataset(dataset, annotations, images, split=split, lut=table)
+        data = read_dataset(dataset, annotations, images, split=split, lut=table, pairs=resolved["loc_pairs"],
+                            candidates=resolved["vindr_candidates"])
         if not data.samples:
             raise UsageError("the dataset has no samples", where=str(annotations))
     elif not annotations.is_file():
         raise InputError("MS-CXR annotations file not found", where=str(annotations),
                          hint="check --annotations or [ms-cxr] annotations in cxrg.toml")
     pairs = parse_option_pairs(option_pairs)
+    ldm_defaults(cfg, pairs, names, resolved)
     local_device = ranks.device(device)
     if ranks.sharded:
         say(f"{ranks.world} processes: the images are split between them (docs/scale.md)")
@@ -127,8 +137,12 @@ def _run(cfg, models, dataset, annotations, images, out, resamples, seed, limit,
               "ldm_settings": {name: m.settings.to_dict() | {"window": m.settings.window()}
                                for name, m in loaded.items() if getattr(m, "settings", None) is not None},
               "save_heatmaps": save_heatmaps, "heatmap_size": heatmap_size, "exact_prompt": exact_prompt,
-              "settings": cfg.record()}
+              "settings": cfg.record(), **resolved.record()}
     model_fps = model_fingerprints(loaded, options, config["ldm_settings"], weights)
+    if resolved["dicom_display"] != "window":  # another grey scale of DICOM inputs: every row recomputed
+        from cxrg.runs import fingerprint
+
+        model_fps = {k: fingerprint([v, resolved["dicom_display"]]) for k, v in model_fps.items()}
     config["fingerprints"] = {"annotations": file_fingerprint(annotations, content=True),
                               "images": str(images.resolve()), "models": model_fps,
                               "metrics": METRIC_VERSION, "cxrg": config_version()}
@@ -150,17 +164,19 @@ def _run(cfg, models, dataset, annotations, images, out, resamples, seed, limit,
                 if folded:
                     say(f"resuming: {folded} rows of an earlier run's shards folded into per_sample.csv")
             if dataset == "ms-cxr-loc":
-                loc = ms_cxr_loc(annotations, run_dir, extractor, local_device)
+                loc = ms_cxr_loc(annotations, run_dir, extractor, local_device, resolved["location_mappings"],
+                                 resolved["loc_pairs"])
         ranks.barrier("the run folder was ready")
         if run_dir is None:
             run_dir = shards.RankRun(out, "bench", ranks)
             if dataset == "ms-cxr-loc":
-                loc = ms_cxr_loc(annotations, run_dir, extractor, local_device)
+                loc = ms_cxr_loc(annotations, run_dir, extractor, local_device, resolved["location_mappings"],
+                                 resolved["loc_pairs"])
         run_dir.logger.info("%s on %s", ranks.label(), local_device)
         return _score(run_dir, config, data, loaded, model_errors,
                       model_fps, dataset, loc, images, split, extractor, local_device, prompt_text,
                       exact_prompt, resamples, seed, limit, save_heatmaps, heatmap_size, progress, report,
-                      ranks)
+                      ranks, resolved["loc_pairs"])
     finally:
         if run_dir is not None:
             run_dir.close()
@@ -231,7 +247,7 @@ def normalise_prompts(samples: list, exact: bool, log) -> None:
 
 def _score(run_dir, config, data, loaded, model_errors, model_fps, dataset, loc, images, split,
            extractor, device, prompt_text, exact_prompt, resamples, seed, limit, save_heatmaps, heatmap_size,
-           progress, report, ranks):
+           progress, report, ranks, loc_pairs="merged"):
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -241,7 +257,7 @@ def _score(run_dir, config, data, loaded, model_errors, model_fps, dataset, loc,
     from cxrg.bench.reports import rich_table, write_reports
 
     if dataset == "ms-cxr-loc":
-        data = read_dataset("ms-cxr", loc, images, split=split, prompt_text=prompt_text)
+        data = read_dataset("ms-cxr", loc, images, split=split, prompt_text=prompt_text, pairs=loc_pairs)
         data.name = "ms-cxr-loc"
         if not data.samples:
             raise UsageError("the dataset has no samples", where=str(annotations))
@@ -291,17 +307,40 @@ def _score(run_dir, config, data, loaded, model_errors, model_fps, dataset, loc,
     return result
 
 
-def ms_cxr_loc(ms_cxr: Path, run, extractor: str, device: str) -> Path:
+def ldm_defaults(cfg: Config, pairs: dict[str, dict[str, str]], names: Sequence[str], resolved) -> None:
+    """The protocol's DDIM grid and upsampling for the LDM models, as `-o MODEL.key=value` pairs where
+    neither -o nor a configuration file ([ldm], [models.MODEL]) sets them. The tuned `ldm` gets the
+    upsampling only: its grid is the one its embeddings were tuned on (recorded in the file; `cxrg tune
+    --protocol` chose it), which the model adopts when nothing sets it."""
+    for model in ("ldm", "ldm-frozen"):
+        if model not in names:
+            continue
+        for key, choice in (("timestep_spacing", "timestep_spacing"), ("upsampling", "heatmap_upsampling")):
+            if model == "ldm" and key == "timestep_spacing":
+                continue
+            if any(key in given for given in pairs.values()):
+                continue
+            if any(file.lookup(f"{place}.{key}")[0] for file in cfg.files
+                   for place in ("ldm", f"models.{model}")):
+                continue
+            pairs.setdefault(model, {})[key] = resolved[choice]
+
+
+def ms_cxr_loc(ms_cxr: Path, run, extractor: str, device: str, mappings: str = "extended",
+               pairs: str = "merged") -> Path:
     """MS-CXR rewritten to '{location} {pathology}' prompts, cached in RUN/ms-cxr-loc/ (with dropped.csv)."""
     import json
 
     from cxrg.curation.extractors import make_extractor
     from cxrg.curation.mscxr import to_ms_cxr_loc, write_ms_cxr_loc
+    from cxrg.errors import MissingWeightsError
     from cxrg.runs import atomic_write_json, file_fingerprint
 
     folder = run.file("ms-cxr-loc")
     cached = sorted(folder.glob("*_loc.csv")) if folder.is_dir() else []
     source = {"annotations": file_fingerprint(ms_cxr, content=True), "extractor": extractor}
+    if mappings != "extended":
+        source["location_mappings"] = mappings
     stamp = folder / "source.json"
     try:
         same = json.loads(stamp.read_text()) == source
@@ -314,7 +353,11 @@ def ms_cxr_loc(ms_cxr: Path, run, extractor: str, device: str) -> Path:
         say("dataset: the MS-CXR annotations or the extractor changed since MS-CXR-loc was built: rebuilding")
         for path in cached:
             path.unlink()
-    chosen, note = make_extractor(extractor, device=device)
+    try:
+        chosen, note = make_extractor(extractor, device=device, mappings=mappings)
+    except MissingWeightsError as exc:
+        exc.hint = (exc.hint or "") + "; the paper protocol uses RadGraph-XL alone (--protocol cxrg: auto)"
+        raise
     result = to_ms_cxr_loc(ms_cxr, chosen)
     path = write_ms_cxr_loc(result, folder, ms_cxr)
     atomic_write_json(stamp, source)
@@ -329,4 +372,13 @@ def ms_cxr_loc(ms_cxr: Path, run, extractor: str, device: str) -> Path:
         + merged + split + f"; written to {path}")
     run.logger.info("ms-cxr-loc: %d kept, %d dropped: %s%s%s", len(result.kept), dropped, reasons, merged,
                     split)
+    from cxrg.curation.mscxr import count_lines
+
+    for line in count_lines(result, pairs):
+        say(f"dataset: {line}")
+        run.logger.info("ms-cxr-loc: %s", line)
+    for phrase in result.phrases:  # every dropped phrase, with its reason (also in dropped.csv)
+        if not phrase.prompt:
+            run.logger.info("ms-cxr-loc: dropped %s %r (%s): %s", phrase.dicom_id, phrase.text,
+                            phrase.category, phrase.reason)
     return path

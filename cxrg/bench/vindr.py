@@ -37,8 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cxrg.anatomy.lut import Lut, locations_for_boxes
-from cxrg.bench.datasets import Dataset, Sample, read_csv_rows
+from cxrg.anatomy.lut import Lut, locations_for_boxes, single_component_locations
+from cxrg.bench.samples import Dataset, Sample, read_csv_rows
 from cxrg.errors import CxrgError
 from cxrg.geometry import ResizeCenterCrop
 from cxrg.images import image_size, resolve_image
@@ -63,14 +63,28 @@ CLASS_ORDER = ("Pneumonia", "Pneumothorax", "Consolidation", "Atelectasis", "Car
 CANDIDATES = tuple(location_name(side, zone) for side in ("left", "right")
                    for zone in ("", "apical", "upper", "middle", "lower", "costophrenic"))
 IMAGE_SUFFIXES = (".dicom", ".dcm", ".png", ".jpg", ".jpeg")
+CANDIDATE_SETS = ("lut", "lung")
+"""Eq. 7's candidates: "lut" (the paper: argmin over every Gaussian of the LUT, i.e. every one-Gaussian
+location incl. the cardiac silhouette, ties to the first in the LUT's order as argmin does: "lower" before
+"pleural" and "base", "left middle" before "lingular") or "lung" (cxrg: CANDIDATES, the one-sided lung
+locations only, so a box near the heart is never located at the heart)."""
 
 
-def prompt_for_boxes(pathology: str, boxes_xyxy: np.ndarray, height: int, width: int, lut: Lut) -> str:
+def candidate_locations(lut: Lut, candidates: str = "lung") -> tuple[str, ...]:
+    if candidates not in CANDIDATE_SETS:
+        raise CxrgError(f"unknown eq. 7 candidates {candidates!r}",
+                        hint=f"choose {' or '.join(CANDIDATE_SETS)}")
+    return single_component_locations(lut) if candidates == "lut" else CANDIDATES
+
+
+def prompt_for_boxes(pathology: str, boxes_xyxy: np.ndarray, height: int, width: int, lut: Lut,
+                     candidates: str = "lung") -> str:
     """The synthetic prompt for one sample's boxes (original pixels) in an image of height x width."""
     if pathology == "Cardiomegaly":
         return format_prompt((), pathology)
     model_boxes = ResizeCenterCrop(lut.size).boxes_to_model(np.asarray(boxes_xyxy, float), height, width)
-    return format_prompt(locations_for_boxes(model_boxes, lut, CANDIDATES), pathology)
+    return format_prompt(locations_for_boxes(model_boxes, lut, candidate_locations(lut, candidates)),
+                         pathology)
 
 
 def pneumonia_images(labels_csv: Path, rule: str = "any-finding") -> set[str]:
@@ -99,9 +113,11 @@ def find_image(root: Path, image_id: str) -> Path:
     raise ValueError(f"no image {image_id}{{{','.join(IMAGE_SUFFIXES)}}} under {root}")
 
 
-def read_vindr(annotations: Path, images: Path, lut: Lut, pneumonia_rule: str = "any-finding"
-               ) -> tuple[Dataset, list[str]]:
-    """Samples in the paper's class set, and notes that account for every row of the file."""
+def read_vindr(annotations: Path, images: Path, lut: Lut, pneumonia_rule: str = "any-finding",
+               candidates: str = "lung") -> tuple[Dataset, list[str]]:
+    """Samples in the paper's class set, and notes that account for every row of the file; `candidates`:
+    eq. 7's candidate set (CANDIDATE_SETS)."""
+    candidate_locations(lut, candidates)  # a bad name fails before any row is read
     rows = read_csv_rows(annotations, VINDR_COLUMNS)
     labels_csv = Path(annotations).with_name("image_labels_test.csv")
     notes = []
@@ -133,7 +149,7 @@ def read_vindr(annotations: Path, images: Path, lut: Lut, pneumonia_rule: str = 
     samples = []
     for image_id, pathology in sorted(groups, key=lambda key: (key[0], order[key[1]])):
         members = groups[(image_id, pathology)]
-        samples.append(_sample(image_id, pathology, members, images, lut))
+        samples.append(_sample(image_id, pathology, members, images, lut, candidates))
     counter: dict[str, int] = {}
     for sample in samples:  # ids <image_id>:<k>, k counting the image's classes in the paper's order
         image_id = sample.sample_id
@@ -143,7 +159,7 @@ def read_vindr(annotations: Path, images: Path, lut: Lut, pneumonia_rule: str = 
 
 
 def _sample(image_id: str, pathology: str, members: list[tuple[int, dict[str, str]]], images: Path,
-            lut: Lut) -> Sample:
+            lut: Lut, candidates: str = "lung") -> Sample:
     lines = tuple(line for line, _ in members)
     sample = Sample(sample_id=image_id, image_path=None, category=pathology, prompt="", rows=lines)
     try:
@@ -156,7 +172,7 @@ def _sample(image_id: str, pathology: str, members: list[tuple[int, dict[str, st
         sample.image_path = find_image(images, image_id)
         height, width = image_size(sample.image_path)
         sample.image_size = (height, width)
-        sample.prompt = prompt_for_boxes(pathology, boxes, height, width, lut)
+        sample.prompt = prompt_for_boxes(pathology, boxes, height, width, lut, candidates)
     except ValueError as exc:
         sample.error = f"rows {', '.join(map(str, lines))}: {exc}"
     except CxrgError as exc:

@@ -9,7 +9,8 @@ from typing import Any
 
 from cxrg.runs import say
 
-RESUME_KEYS = ("weighting", "split_file", "positives", "positives_format", "negatives", "chexpert_labels",
+RESUME_KEYS = ("weighting", "error", "dicom_display",
+               "split_file", "positives", "positives_format", "negatives", "chexpert_labels",
                "metadata", "views",
                "max_negatives", "pathology", "healthy_prompt", "pathology_prompt", "fixed_prompt",
                "negative_prompts", "strategies", "draws", "t_min", "t_max", "seed", "dtype", "embeddings",
@@ -25,7 +26,7 @@ def run(
         chexpert_labels: Path | None = None,
         metadata: Path | None = None,
         negatives_images: Path | None = None,
-        views: str = 'PA,AP',
+        views: str | None = None,
         max_negatives: int | None = None,
         all_negatives: bool = False,
         split_file: Path | None = None,
@@ -48,8 +49,17 @@ def run(
         embeddings: Path | None = None,
         device: str | None = None,
         dtype: str | None = None,
+        protocol: str | None = None,
+        error: str | None = None,
+        loc_pairs: str | None = None,
+        dicom_display: str | None = None,
 ) -> None:
-    """Heatmap-weighted diffusion classifier: scores.csv, summary.json, auroc/bins.csv, results.md/png."""
+    """Heatmap-weighted diffusion classifier: scores.csv, summary.json, auroc/bins.csv, results.md/png.
+
+    `protocol` ("paper", the default, or "cxrg") sets `error` (eq. 8: norm | squared), whether negatives
+    need a split file, `loc_pairs`, `dicom_display` and the LDM's DDIM grid and upsampling (cxrg/protocol.py;
+    an explicit value wins). `views` None: the negatives' views follow the positives' (metadata of their
+    dicom_ids), else PA,AP; a list such as "PA" filters instead."""
     from cxrg.classify import data
     from cxrg.classify.diffusion import WEIGHTINGS
     from cxrg.classify.heatmaps import STRATEGIES, parse_strategies
@@ -61,6 +71,11 @@ def run(
                            "mimic-cxr.split": split_file})
     weights, device, dtype = cfg.get("weights"), cfg.get("device", "cpu"), cfg.get("dtype", "float32")
     embeddings = cfg.get("embeddings")
+    from cxrg.images import dicom_display as displayed
+    from cxrg.protocol import resolve
+
+    resolved = resolve("classify", {"error": error, "loc_pairs": loc_pairs, "dicom_display": dicom_display},
+                       protocol, cfg)
     if weighting not in WEIGHTINGS:
         raise UsageError(f"unknown --weighting {weighting!r}", hint=f"choose {' or '.join(WEIGHTINGS)}")
 
@@ -84,20 +99,39 @@ def run(
         raise UsageError(f"negatives images folder not found: {negatives_root}",
                          hint="check --negatives-images")
 
-    positive_jobs, notes = data.read_positives(positives, positives_format, images, pathology)
+    positive_jobs, notes = data.read_positives(positives, positives_format, images, pathology,
+                                               resolved["loc_pairs"])
+    positive_views: dict[str, int] = {}
     if negatives is not None:
         negative_jobs = data.read_negatives_csv(negatives, negatives_root, negative_prompts)
     else:
         assert chexpert_labels is not None and metadata is not None
-        view_list = [v.strip() for v in views.split(",") if v.strip()]
         split_path = cfg.get("mimic-cxr.split")
+        if split_path is None and split != "any" and resolved["negatives_split"] == "required":
+            raise UsageError("the negatives must come from the MIMIC-CXR test split (paper, App. K): "
+                             "no split file given",
+                             hint="pass --split-file mimic-cxr-2.0.0-split.csv (or [mimic-cxr] split in "
+                                  "cxrg.toml), or --split any to draw from every split")
+        if views is None:  # the positives' views, from the metadata of their dicom_ids
+            known = data.view_positions(metadata)
+            for job in positive_jobs:
+                if job.key in known:
+                    positive_views[known[job.key]] = positive_views.get(known[job.key], 0) + 1
+            if not positive_views:
+                notes.append("negatives: no positive image in the metadata: views PA,AP (not matched)")
+        view_list = (sorted(positive_views) if positive_views else
+                     [v.strip() for v in (views or "PA,AP").split(",") if v.strip()])
         negative_jobs, more = data.read_mimic_no_finding(chexpert_labels, metadata, negatives_root,
                                                          negative_prompts, view_list, split_path,
                                                          None if split == "any" else split)
         notes += more
     if max_negatives is None and not all_negatives:
         max_negatives = len(positive_jobs)  # balanced, as the paper samples its healthy set
-    negative_jobs = data.subsample(negative_jobs, max_negatives, seed)
+    if positive_views:
+        negative_jobs, view_note = data.subsample_matching(negative_jobs, positive_views, max_negatives, seed)
+        notes.append(view_note)
+    else:
+        negative_jobs = data.subsample(negative_jobs, max_negatives, seed)
     if limit is not None:
         positive_jobs, negative_jobs = positive_jobs[:limit], negative_jobs[:limit]
     if not positive_jobs:
@@ -114,7 +148,7 @@ def run(
     classifier, embeddings_used, chosen = _classifier(cfg, weights, ranks.device(device), dtype, embeddings,
                                                       chosen, strategies is not None, fixed_prompt,
                                                       healthy_prompt, pathology_prompt, draws, t_min, t_max,
-                                                      batch_size, seed, weighting, note)
+                                                      batch_size, seed, weighting, note, resolved)
     config = {"positives": str(positives.resolve()), "positives_format": positives_format,
               "images": str(images.resolve()), "negatives": str(negatives.resolve()) if negatives else None,
               "chexpert_labels": str(chexpert_labels.resolve()) if chexpert_labels else None,
@@ -127,12 +161,15 @@ def run(
               "device": device, "dtype": dtype, "embeddings": embeddings_used,
               "text_encoder": classifier.engine.ldm.fingerprint, "weighting": weighting,
               "split_file": str(cfg.get("mimic-cxr.split")) if chexpert_labels else None, "split": split,
+              "error": resolved["error"], "dicom_display": resolved["dicom_display"],
+              "negative_views": positive_views or None, **resolved.record(),
               "ldm_settings": classifier.engine.settings.to_dict() | {"window": classifier.engine.settings
                                                                      .window()},
               "settings": cfg.record()}
     try:
-        _run(classifier, positive_jobs + negative_jobs, out, config, notes, resamples, seed, chosen, ranks,
-             note)
+        with displayed(resolved["dicom_display"]):
+            _run(classifier, positive_jobs + negative_jobs, out, config, notes, resamples, seed, chosen,
+                 ranks, note)
     finally:
         ranks.close()
 
@@ -148,7 +185,7 @@ def _quiet(text: str) -> None:  # noqa: ARG001
 def _classifier(cfg, weights: Path | None, device: str, dtype: str, embeddings: Path | None,
                 chosen: list[str], explicit: bool, fixed_prompt: str, healthy_prompt: str,
                 pathology_prompt: str, draws: int, t_min: int, t_max: int, batch_size: int, seed: int,
-                weighting: str, say=_say):
+                weighting: str, say=_say, resolved=None):
     """Load the LDM (and the tuned embeddings when the tuned strategy runs) and build the classifier."""
     from cxrg.classify import heatmaps
     from cxrg.classify.diffusion import DrawSettings
@@ -162,7 +199,10 @@ def _classifier(cfg, weights: Path | None, device: str, dtype: str, embeddings: 
 
     resolve_dtype(dtype)
     weights = weights_root(weights)  # --weights, else cxrg.toml, else $CXRG_HOME, else ~/.cache/cxrg
-    settings = DrawSettings(draws, t_min, t_max, batch_size)
+    from cxrg.protocol import resolve
+
+    resolved = resolved or resolve("classify")
+    settings = DrawSettings(draws, t_min, t_max, batch_size, resolved["error"])
     bundle = WeightPaths(weights_root(weights)).bundle
     settings.check(int(architecture_from_bundle(bundle).scheduler["num_train_timesteps"]))  # before loading
     tuned_path = Path(embeddings) if embeddings else WeightPaths(weights_root(weights)).tuned_embeddings
@@ -180,8 +220,10 @@ def _classifier(cfg, weights: Path | None, device: str, dtype: str, embeddings: 
         torch.set_flush_denormal(True)  # denormal floats can slow CPU U-Net passes down many times over
     table = cfg.table("ldm")
     batch = int(table.pop("batch", None) or cfg.get("ldm.batch", 10))
+    protocol_ldm = {"timestep_spacing": resolved["timestep_spacing"],
+                    "upsampling": resolved["heatmap_upsampling"]}  # below [ldm] in cxrg.toml
     heatmap_settings = heatmaps.HEATMAP_SETTINGS.with_overrides(
-        {k: v for k, v in table.items() if k != "otsu"})
+        {**protocol_ldm, **{k: v for k, v in table.items() if k != "otsu"}})
     codebook = None
     if "tuned" in chosen:
         from cxrg.models.ldm import check_window

@@ -51,6 +51,8 @@ class Job:
     runs: list[Run]
     image_size: tuple[int, int] | None = None
     error: str = ""
+    view: str = ""
+    """ViewPosition (PA, AP, ...) when the metadata says it; matching negatives to positives uses it."""
 
     @property
     def kind(self) -> str:
@@ -69,13 +71,15 @@ def location_prompts(locations: Sequence[str], pathology: str) -> list[str]:
     return [format_prompt((loc,), pathology) for loc in locations]
 
 
-def read_positives(path: Path, fmt: str, images: Path, pathology: str) -> tuple[list[Job], list[str]]:
-    """The dataset's samples of `pathology`, grouped by image; other classes are counted in the notes."""
+def read_positives(path: Path, fmt: str, images: Path, pathology: str, pairs: str = "merged"
+                   ) -> tuple[list[Job], list[str]]:
+    """The dataset's samples of `pathology`, grouped by image; other classes are counted in the notes.
+    `pairs`: MS-CXR-loc phrases that became one prompt are one run each ("phrase") or one run ("merged")."""
     if fmt not in POSITIVE_FORMATS:
         raise UsageError(f"unknown positives format {fmt!r}", hint=f"choose {' or '.join(POSITIVE_FORMATS)}")
     if not Path(images).is_dir():
         raise UsageError(f"images folder not found: {images}", hint="check --images")
-    dataset = read_ms_cxr(path, images) if fmt == "ms-cxr" else read_generic(path, images)
+    dataset = read_ms_cxr(path, images, pairs=pairs) if fmt == "ms-cxr" else read_generic(path, images)
     jobs: dict[object, Job] = {}
     other: dict[str, int] = {}
     for sample in dataset.samples:
@@ -168,7 +172,7 @@ def read_mimic_no_finding(chexpert: Path, metadata: Path, images: Path, prompts:
             continue
         subject, study, dicom = row["subject_id"], row["study_id"], row["dicom_id"]
         relative = f"files/p{subject[:2]}/p{subject}/s{study}/{dicom}.jpg"
-        job = Job(dicom, None, [Run(dicom, 0, p) for p in prompts])
+        job = Job(dicom, None, [Run(dicom, 0, p) for p in prompts], view=row["ViewPosition"].upper())
         try:
             job.image_path = resolve_image(images, relative)
         except ValueError as exc:
@@ -187,6 +191,40 @@ def _is_one(text: str) -> bool:
         return float(text) == 1.0
     except ValueError:
         return False
+
+
+def view_positions(metadata: Path) -> dict[str, str]:
+    """dicom_id -> ViewPosition (upper case) from mimic-cxr-2.0.0-metadata.csv."""
+    return {r["dicom_id"]: r["ViewPosition"].upper()
+            for r in read_csv_rows(metadata, ("dicom_id", "ViewPosition"))}
+
+
+def subsample_matching(jobs: list[Job], positive_views: dict[str, int], count: int | None, seed: int
+                       ) -> tuple[list[Job], str]:
+    """A seeded subset of `count` negatives (all: None) whose views follow the positives' view counts
+    (`positive_views`, e.g. {"PA": 30, "AP": 10}): each view gets its share of `count` (largest remainders),
+    at most as many as there are; negatives of views no positive has are left out. Returns the jobs (in
+    their original order) and a note saying what was drawn per view."""
+    total = sum(positive_views.values())
+    by_view: dict[str, list[Job]] = {}
+    for job in jobs:
+        by_view.setdefault(job.view, []).append(job)
+    wanted = count if count is not None else sum(len(by_view.get(v, [])) for v in positive_views)
+    exact = {v: wanted * n / total for v, n in positive_views.items()}
+    share = {v: int(x) for v, x in exact.items()}
+    for v in sorted(exact, key=lambda v: (share[v] - exact[v], v))[:wanted - sum(share.values())]:
+        share[v] += 1
+    keep: set[int] = set()
+    parts = []
+    for k, (view, n) in enumerate(sorted(share.items())):
+        pool = by_view.get(view, [])
+        take = min(n, len(pool))
+        rng = np.random.default_rng(np.random.SeedSequence([seed, 0x766965, k]))
+        keep.update(id(pool[i]) for i in rng.choice(len(pool), size=take, replace=False).tolist())
+        parts.append(f"{view} {take}" + (f" (wanted {n}, only {len(pool)})" if take < n else ""))
+    positives = ", ".join(f"{v} {n}" for v, n in sorted(positive_views.items()))
+    note = f"negatives: views matched to the positives' ({positives}): " + ", ".join(parts)
+    return [job for job in jobs if id(job) in keep], note
 
 
 def subsample(jobs: list[Job], count: int | None, seed: int) -> list[Job]:

@@ -2,10 +2,11 @@
 
 For an image with clean latent x0 and class prompt c, the error is
 
-    E_{t,eps}[ sum_p h_c(p) * ||eps - eps_theta(x_t, t, c)||^2_p / sum_p h_c(p) ]
+    E_{t,eps}[ sum_p h_c(p) * ||eps - eps_theta(x_t, t, c)||_p / sum_p h_c(p) ]
     with x_t = sqrt(a_t) x0 + sqrt(1 - a_t) eps
 
-where p runs over latent positions, ||.||^2_p is the squared error summed over the latent channels at p, and
+where p runs over latent positions, ||.||_p is the norm over the latent channels at p as eq. 8 writes it
+(DrawSettings.error = "norm"; "squared" uses ||.||^2_p, Li et al.'s squared error), and
 h_c is the class's heatmap at latent resolution (all ones for the plain classifier, which makes it the mean
 over positions). The model predicts v; eps_theta = sqrt(a_t) v + sqrt(1 - a_t) x_t, exactly as MONAI's DDIM
 scheduler (and cxrg.ldm.ddim.to_x0_and_eps) define it.
@@ -38,6 +39,9 @@ class DrawSettings:
     """Inclusive range of training timesteps t is drawn from (0..999 = the whole schedule, as Li et al.)."""
     batch_size: int = 32
     """U-Net passes (draw x prompt pairs) per call."""
+    error: str = "squared"
+    """Eq. 8's error at a position: "norm" ||eps - eps_theta|| over the channels, as the paper writes it
+    (the paper protocol), or "squared" ||.||^2 (Li et al.'s squared error; cxrg)."""
 
     def check(self, train_steps: int) -> None:
         if self.draws < 1:
@@ -47,6 +51,8 @@ class DrawSettings:
                              hint="use 0 <= --t-min <= --t-max < the number of training steps")
         if self.batch_size < 1:
             raise UsageError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if self.error not in ERRORS:
+            raise UsageError(f"unknown --error {self.error!r}", hint=f"choose {' or '.join(ERRORS)}")
 
 
 def draw_noise(seed: int, image_key: str, settings: DrawSettings,
@@ -90,10 +96,15 @@ def to_eps(sample: torch.Tensor, output: torch.Tensor, alpha: torch.Tensor, pred
     raise UsageError(f"unknown prediction type {prediction_type!r}")
 
 
+ERRORS = ("norm", "squared")
+
+
 def error_maps(unet: torch.nn.Module, latent: torch.Tensor, contexts: torch.Tensor, timesteps: np.ndarray,
-               eps: np.ndarray, alphas: torch.Tensor, prediction_type: str, batch_size: int) -> np.ndarray:
-    """(classes, h, w) float64: per latent position, ||eps - eps_theta||^2 summed over channels, averaged
-    over the draws; every (draw, class) pass batched `batch_size` at a time (draw-major order).
+               eps: np.ndarray, alphas: torch.Tensor, prediction_type: str, batch_size: int,
+               error: str = "squared") -> np.ndarray:
+    """(classes, h, w) float64: per latent position, ||eps - eps_theta||^2 summed over channels (error=
+    "norm": its square root, the norm over channels of eq. 8), averaged over the draws; every (draw, class)
+    pass batched `batch_size` at a time (draw-major order).
 
     `latent` is the clean (1, C, h, w) latent, `contexts` the (classes, 77, D) prompt embeddings.
     """
@@ -113,7 +124,7 @@ def error_maps(unet: torch.nn.Module, latent: torch.Tensor, contexts: torch.Tens
         output = unet(sample.to(dtype), timesteps=t_all[d_idx].to(device), context=contexts[k_idx.to(device)])
         predicted = to_eps(sample, output.float(), alpha_all[d_idx].to(device), prediction_type)
         squared = (eps_all[d_idx.to(device)] - predicted).square().sum(dim=1).to(torch.float64)
-        totals.index_add_(0, k_idx.to(device), squared)
+        totals.index_add_(0, k_idx.to(device), squared.sqrt() if error == "norm" else squared)
     return (totals / n_draws).cpu().numpy()
 
 

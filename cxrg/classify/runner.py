@@ -75,7 +75,8 @@ class Classifier:
             latent = self.engine.encode_image(pixels)
             t, eps = draw_noise(self.seed, key, self.draws, tuple(latent.shape[1:]))
             return error_maps(ldm.unet, latent, self.contexts, t, eps, ldm.alphas,
-                              ldm.architecture.scheduler["prediction_type"], self.draws.batch_size)
+                              ldm.architecture.scheduler["prediction_type"], self.draws.batch_size,
+                              self.draws.error)
 
     def classify(self, job: Job, image: np.ndarray) -> list[dict[str, str]]:
         """Every (run, strategy) row of one image."""

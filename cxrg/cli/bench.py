@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from cxrg.cli import OPTION_HELP
+from cxrg.protocol import EXTRACTOR_HELP, PROTOCOL_HELP
 
 
 def bench(
@@ -32,9 +33,20 @@ def bench(
     dtype: Annotated[str | None, typer.Option(help="LDM precision: float32 (default), bfloat16, float16.")]
     = None,
     embeddings: Annotated[Path | None, typer.Option(help="Tuned embeddings for the ldm model.")] = None,
-    extractor: Annotated[str, typer.Option(help="ms-cxr-loc: how phrases become prompts: auto (RadGraph-XL "
-                                           "when its weights are present, else rules), rules, radgraph, "
-                                           "hybrid.")] = "auto",
+    protocol: Annotated[str | None, typer.Option(help=PROTOCOL_HELP)] = None,
+    extractor: Annotated[str | None, typer.Option(help="ms-cxr-loc: " + EXTRACTOR_HELP)] = None,
+    location_mappings: Annotated[str | None, typer.Option(
+        help="ms-cxr-loc: list (paper: phrases naming only an area outside the 27 locations, e.g. "
+             "'retrocardiac', are dropped) or extended (cxrg: retrocardiac = left lower).")] = None,
+    loc_pairs: Annotated[str | None, typer.Option(
+        help="ms-cxr-loc: phrase (paper: one sample per MS-CXR phrase, 1,043 pairs) or merged (cxrg: phrases "
+             "of one image that became one prompt are one sample with all their boxes).")] = None,
+    vindr_candidates: Annotated[str | None, typer.Option(
+        help="vindr-cxr, eq. 7: lut (paper: every Gaussian of the LUT, the heart included) or lung (cxrg: "
+             "the one-sided lung locations).")] = None,
+    dicom_display: Annotated[str | None, typer.Option(
+        help="DICOM inputs: mimic-jpg (paper: MIMIC-CXR-JPG's conversion, min-max to 8 bits + histogram "
+             "equalisation, the models' training data) or window (cxrg: the file's display window).")] = None,
     save_heatmaps: Annotated[bool, typer.Option(help="Keep every scored heatmap (float16, reduced to "
                                                 "--heatmap-size) in RUN/heatmaps/ for `cxrg report` and "
                                                 "`cxrg study`.")] = True,
@@ -57,4 +69,7 @@ def bench(
     cfg = load_config(cli={"weights": weights, "device": device})
     cxrg.bench.run(cfg, models, dataset, annotations, images, out, resamples, seed, limit, split, strict,
                    extractor, option, {"lut": lut, "dtype": dtype, "embeddings": embeddings}, save_heatmaps,
-                   heatmap_size, prompt_text, report=report, exact_prompt=exact_prompt, restart=restart)
+                   heatmap_size, prompt_text, report=report, exact_prompt=exact_prompt, restart=restart,
+                   protocol=protocol, choices={"location_mappings": location_mappings, "loc_pairs": loc_pairs,
+                                               "vindr_candidates": vindr_candidates,
+                                               "dicom_display": dicom_display})

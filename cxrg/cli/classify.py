@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from cxrg.protocol import PROTOCOL_HELP
+
 STRATEGY_HELP = ("Comma-separated heatmap strategies: none (plain classifier), fixed (frozen LDM, "
                  "--fixed-prompt), location (frozen LDM, '{location} {pathology}'), tuned (tuned embeddings, "
                  "same prompt). "
@@ -29,7 +31,8 @@ def classify(
                                                   "--chexpert-labels).")] = None,
     negatives_images: Annotated[Path | None, typer.Option(help="Folder the negatives' paths are relative to "
                                                           "(default: --images).")] = None,
-    views: Annotated[str, typer.Option(help="MIMIC-CXR views kept as negatives.")] = "PA,AP",
+    views: Annotated[str | None, typer.Option(help="MIMIC-CXR views kept as negatives, e.g. PA,AP (default: "
+                                              "the positives' view distribution, from --metadata).")] = None,
     max_negatives: Annotated[int | None, typer.Option(min=1, help="A seeded random subset of N negatives "
                                                       "(default: as many as there are positive images).")
                              ] = None,
@@ -39,7 +42,8 @@ def classify(
                                                     "negatives come from its --split (default: cxrg.toml "
                                                     "[mimic-cxr] split).")] = None,
     split: Annotated[str, typer.Option(help="The MIMIC-CXR split the negatives come from (paper: test); "
-                                       "'any' ignores the split file.")] = "test",
+                                       "'any' ignores the split file (the paper protocol refuses to run "
+                                       "without a split file otherwise).")] = "test",
     weighting: Annotated[str, typer.Option(help="Eq. 8: per-class (each class's error weighted by its own "
                                            "prompt's heatmap, the paper) or shared (the location prompt's "
                                            "map for both classes).")] = "per-class",
@@ -69,6 +73,14 @@ def classify(
                                                     "safetensors).")] = None,
     device: Annotated[str | None, typer.Option(help="cpu (default), cuda, ...")] = None,
     dtype: Annotated[str | None, typer.Option(help="float32 (default), bfloat16 or float16.")] = None,
+    protocol: Annotated[str | None, typer.Option(help=PROTOCOL_HELP)] = None,
+    error: Annotated[str | None, typer.Option(help="Eq. 8's error per position: norm (paper: ||eps - "
+                                              "eps_theta|| over channels) or squared (cxrg, Li et al.).")
+                     ] = None,
+    loc_pairs: Annotated[str | None, typer.Option(help="MS-CXR-loc positives: phrase (paper: one run per "
+                                                  "phrase) or merged (cxrg).")] = None,
+    dicom_display: Annotated[str | None, typer.Option(help="DICOM inputs: mimic-jpg (paper) or window "
+                                                      "(cxrg).")] = None,
 ) -> None:
     """Heatmap-weighted diffusion classifier: scores.csv, summary.json, auroc/bins.csv, results.md/png."""
     given = dict(locals())  # the parameters, exactly as cxrg.classify.run takes them

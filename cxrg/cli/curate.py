@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from cxrg.protocol import EXTRACTOR_HELP
+
 
 def register(app: typer.Typer) -> None:
     """Add the curate command to the main app."""
@@ -23,8 +25,16 @@ def curate(
     ms_cxr: Annotated[Path | None, typer.Option(
         help="MS-CXR CSV to rewrite into MS-CXR-loc.", rich_help_panel="Input (one of)")] = None,
     out: Annotated[Path, typer.Option(help="Run folder for the outputs.")] = Path("runs/curate"),
-    extractor: Annotated[str, typer.Option(
-        help="auto (hybrid when RadGraph-XL is installed, else rules), rules, radgraph or hybrid.")] = "auto",
+    protocol: Annotated[str | None, typer.Option(
+        help="paper (default: RadGraph-XL alone, sentence-level negation) or cxrg (cxrg's improvements); "
+             "each choice below overrides it (docs/decisions.md).")] = None,
+    extractor: Annotated[str | None, typer.Option(help=EXTRACTOR_HELP)] = None,
+    negation: Annotated[str | None, typer.Option(
+        help="sentence (paper: a negation/resolution word anywhere in the sentence drops it; no uncertainty "
+             "filter) or mention (cxrg: per mention within its clause, plus uncertainty).")] = None,
+    location_mappings: Annotated[str | None, typer.Option(
+        help="list (paper: areas outside the 27-location list such as 'retrocardiac' are dropped, logged) "
+             "or extended (cxrg: retrocardiac = left lower).")] = None,
     radgraph_dir: Annotated[Path | None, typer.Option(
         help="Folder holding radgraph-xl/{config.json, vocabulary/, weights.th} "
              "(default $CXRG_HOME/radgraph).")] = None,

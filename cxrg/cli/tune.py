@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from cxrg.protocol import PROTOCOL_HELP
+
 
 def tune(
     manifest: Annotated[Path | None, typer.Option(help="manifest.csv or .jsonl from `cxrg curate` (default: "
@@ -46,6 +48,7 @@ def tune(
     = False,
     install: Annotated[bool, typer.Option(help="Install the result as the default tuned embeddings "
                                           "(<weights>/tuned_embeddings.safetensors).")] = True,
+    protocol: Annotated[str | None, typer.Option(help=PROTOCOL_HELP)] = None,
 ) -> None:
     """Tune the anatomy rows of the codebook (L_div + L_loc, paper eq. 2-4); writes OUT/tuned_embeddings."""
     given = dict(locals())  # the parameters, exactly as cxrg.tuning.run takes them

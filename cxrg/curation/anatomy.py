@@ -80,6 +80,17 @@ LEXICON: dict[str, Word] = {
     "hemidiaphragm": Word(noun=True), "hemidiaphragms": Word(noun=True, plural=True),
 }
 
+OUTSIDE_LIST = frozenset(name for name, word in LEXICON.items() if word.implied_side)
+"""Areas that cxrg maps onto a location but the paper's list does not name (App. I (c): "opacity in the
+retrocardiac region" was excluded): dropped under location_mappings="list" (cxrg/protocol.py)."""
+MAPPINGS = ("list", "extended")
+
+
+def outside_list(words: Iterable[str]) -> list[str]:
+    """The words of a phrase that name an area outside the paper's location list."""
+    return [w for w in (w.lower() for w in words) if w in OUTSIDE_LIST]
+
+
 # Words that may sit between location words of one phrase: "right upper and middle lobes",
 # "base of the left lung", "left- and right-sided"; "xxxx" and "_" are de-identification blanks (IU, MIMIC).
 JOINERS = frozenset({"and", "or", ",", "-", "/", "of", "the", "to", "xxxx", "_"})

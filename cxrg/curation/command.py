@@ -15,7 +15,10 @@ def run(
         mimic_reports: Path | None = None,
         ms_cxr: Path | None = None,
         out: Path = Path('runs/curate'),
-        extractor: str = 'auto',
+        protocol: str | None = None,
+        extractor: str | None = None,
+        negation: str | None = None,
+        location_mappings: str | None = None,
         radgraph_dir: Path | None = None,
         device: str = 'cpu',
         report_format: str = 'auto',
@@ -47,22 +50,43 @@ def run(
     if mimic_reports is None and any(v is not None for v in (chexpert, metadata, studies)):
         raise UsageError("--chexpert, --metadata and --studies go with --mimic-reports")
 
-    from cxrg.curation.extractors import make_extractor
+    from cxrg.config import load_config
+    from cxrg.protocol import resolve
 
-    chosen, note = make_extractor(extractor, radgraph_dir, device)
+    choices = resolve("curate", {"extractor": extractor, "negation": negation,
+                                 "location_mappings": location_mappings}, protocol, load_config(warn=False))
+    extractor = choices["extractor"]
+    chosen, note = protocol_extractor(choices, radgraph_dir, device)
     if note:
         say(f"cxrg: note: {note}")
     if ms_cxr is not None:
-        _ms_cxr(ms_cxr, out, chosen, extractor)
+        _ms_cxr(ms_cxr, out, chosen, extractor, choices)
         return
     _reports(reports=reports, report_format=report_format, mimic_reports=mimic_reports, chexpert=chexpert,
              metadata=metadata, views=views, studies=studies, uncertain=uncertain, labels=labels, unit=unit,
-             sections=sections, limit=limit, out=out, chosen=chosen, extractor=extractor)
+             sections=sections, limit=limit, out=out, chosen=chosen, extractor=extractor, choices=choices)
+
+
+def protocol_extractor(choices: Any, radgraph_dir: Path | None = None, device: str = "cpu"
+                       ) -> tuple[Any, str]:
+    """The resolved extractor; when the protocol chose RadGraph-XL and it is missing, the error says so."""
+    from cxrg.curation.extractors import make_extractor
+    from cxrg.errors import MissingWeightsError
+
+    try:
+        return make_extractor(choices["extractor"], radgraph_dir, device,
+                              mappings=choices["location_mappings"])
+    except MissingWeightsError as exc:
+        if choices.sources["extractor"].startswith("protocol"):
+            exc.what = (f"the {choices.protocol} protocol extracts locations with RadGraph-XL alone: "
+                        f"{exc.what}")
+            exc.hint = (exc.hint or "") + "; or --protocol cxrg (auto: RadGraph-XL when found, else rules)"
+        raise
 
 
 def _reports(*, reports: Path | None, report_format: str, mimic_reports: Path | None, chexpert: Path | None,
              metadata: Path | None, views: str, studies: Path | None, uncertain: str, labels: str, unit: str,
-             sections: str, limit: int | None, out: Path, chosen: Any, extractor: str) -> None:
+             sections: str, limit: int | None, out: Path, chosen: Any, extractor: str, choices: Any) -> None:
     import itertools
 
     from rich.console import Console
@@ -77,7 +101,8 @@ def _reports(*, reports: Path | None, report_format: str, mimic_reports: Path | 
     section_names = [name.strip().lower() for name in sections.split(",") if name.strip()]
     if not section_names:
         raise UsageError("--sections is empty", hint="e.g. --sections findings,impression")
-    curator = Curator(chosen, label_rule=labels, unit=unit, section_names=section_names)
+    curator = Curator(chosen, label_rule=labels, unit=unit, section_names=section_names,
+                      negation=choices["negation"])
     source: dict[str, Any]
     if reports is not None:
         kind = report_format
@@ -102,7 +127,7 @@ def _reports(*, reports: Path | None, report_format: str, mimic_reports: Path | 
         stream = itertools.islice(stream, limit)
         total = min(total, limit)
     config = {**source, "extractor": chosen.name, "extractor_option": extractor, "labels": labels,
-              "unit": unit, "sections": section_names, "limit": limit}
+              "unit": unit, "sections": section_names, "limit": limit, **choices.record()}
     run = RunDir(out, "curate", config, lock=True)
     mark_incomplete(run.path, "curate")  # removed after the last output: readers refuse a half-written run
     err = Console(stderr=True)
@@ -146,12 +171,12 @@ def _print_summary(info: dict[str, Any]) -> None:
             console.print(f"  {item['prompt']}  <-  {item['sentence'][:100]}", markup=False, highlight=False)
 
 
-def _ms_cxr(path: Path, out: Path, chosen: Any, extractor: str) -> None:
-    from cxrg.curation.mscxr import to_ms_cxr_loc, write_ms_cxr_loc
+def _ms_cxr(path: Path, out: Path, chosen: Any, extractor: str, choices: Any) -> None:
+    from cxrg.curation.mscxr import count_lines, to_ms_cxr_loc, write_ms_cxr_loc
     from cxrg.runs import RunDir, mark_complete, mark_incomplete
 
     run = RunDir(out, "curate", {"ms_cxr": str(path.resolve()), "extractor": chosen.name,
-                                 "extractor_option": extractor}, lock=True)
+                                 "extractor_option": extractor, **choices.record()}, lock=True)
     mark_incomplete(run.path, "curate")
     result = to_ms_cxr_loc(path, chosen)
     target = write_ms_cxr_loc(result, run.path, path)
@@ -161,9 +186,11 @@ def _ms_cxr(path: Path, out: Path, chosen: Any, extractor: str) -> None:
                     "prompt); %d phrases found with several image paths (kept apart)", total, kept,
                     dict(result.dropped), result.shared_prompts, result.merged_samples, result.split_paths)
     print(f"{total} phrases: {kept} kept, {total - kept} dropped")
+    for line in count_lines(result):
+        print(line)
     if result.shared_prompts:
-        print(f"  merged: {result.shared_prompts} kept phrases share an image and a prompt: "
-              f"{result.merged_samples} samples in `cxrg bench`")
+        print(f"  {result.shared_prompts} kept phrases share an image and a prompt: one sample each "
+              f"(loc_pairs=phrase), {result.merged_samples} samples with loc_pairs=merged")
     if result.split_paths:
         print(f"  {result.split_paths} (dicom_id, phrase) pairs have several image paths: kept apart")
     for reason, count in result.dropped.most_common():

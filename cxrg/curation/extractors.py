@@ -7,52 +7,50 @@ extractors) and returns each sentence's locations as names of `cxrg.vocab.LOCATI
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
-from typing import Protocol
 
-from cxrg.curation.anatomy import combine
-from cxrg.curation.rules import Analysis, analyse, rule_locations
+from cxrg.curation.anatomy import MAPPINGS, combine, outside_list
+from cxrg.curation.query import Extractor, SentenceQuery
+from cxrg.curation.rules import analyse, rule_locations
 from cxrg.errors import MissingWeightsError, UsageError
 
 EXTRACTORS = ("auto", "rules", "radgraph", "hybrid")
-
-
-@dataclass
-class SentenceQuery:
-    """One sentence and the label it is about."""
-
-    sentence: str
-    pathology: str
-    analysis: Analysis | None = None
-    """The filter's analysis of the sentence, reused by the rules."""
-    whole: bool = False
-    """The sentence is a phrase about the finding (MS-CXR): its locations are the label's even when the
-    label is named another way ("right lower lobe airspace process" for pneumonia)."""
-
-
-class Extractor(Protocol):
-    name: str
-
-    def locations(self, queries: Sequence[SentenceQuery]) -> list[tuple[str, ...]]:
-        """Locations of each query's label in its sentence (empty tuple: none found)."""
-        ...
+__all__ = ["EXTRACTORS", "Extractor", "HybridExtractor", "RulesExtractor", "SentenceQuery",
+           "make_extractor"]
 
 
 class RulesExtractor:
-    """Deterministic rules (cxrg.curation.rules): no weights, a few thousand reports per second."""
+    """Deterministic rules (cxrg.curation.rules): no weights, a few thousand reports per second.
+
+    mappings="list" (the paper protocol) ignores areas outside the paper's location list
+    (`anatomy.OUTSIDE_LIST`, e.g. "retrocardiac"); "extended" maps them (retrocardiac = left lower)."""
 
     name = "rules"
+
+    def __init__(self, mappings: str = "extended") -> None:
+        self.mappings = check_mappings(mappings)
 
     def locations(self, queries: Sequence[SentenceQuery]) -> list[tuple[str, ...]]:
         out = []
         for query in queries:
             analysis = query.analysis or analyse(query.sentence, query.pathology)
+            if self.mappings == "list":
+                kept = [g for g in analysis.groups
+                        if not outside_list(t.text for t in analysis.toks[g.start:g.end])]
+                if len(kept) != len(analysis.groups):
+                    analysis = replace(analysis, groups=kept)
             found = rule_locations(analysis)
             if not found and query.whole:
                 found = rule_locations(analysis, whole=True)
             out.append(found)
         return out
+
+
+def check_mappings(mappings: str) -> str:
+    if mappings not in MAPPINGS:
+        raise UsageError(f"unknown location mappings {mappings!r}", hint=f"choose {' or '.join(MAPPINGS)}")
+    return mappings
 
 
 class HybridExtractor:
@@ -62,7 +60,7 @@ class HybridExtractor:
 
     def __init__(self, radgraph: Extractor, rules: Extractor | None = None) -> None:
         self.radgraph = radgraph
-        self.rules = rules or RulesExtractor()
+        self.rules = rules or RulesExtractor(getattr(radgraph, "mappings", "extended"))
 
     def locations(self, queries: Sequence[SentenceQuery]) -> list[tuple[str, ...]]:
         from_model = self.radgraph.locations(queries)
@@ -94,20 +92,24 @@ def radgraph_available(model_dir: Path) -> tuple[bool, str]:
     return True, ""
 
 
-def make_extractor(name: str, radgraph_dir: Path | None = None, device: str = "cpu") -> tuple[Extractor, str]:
+def make_extractor(name: str, radgraph_dir: Path | None = None, device: str = "cpu",
+                   mappings: str = "extended") -> tuple[Extractor, str]:
     """The extractor called `name`, and a note for the user ("" if none).
 
     auto: hybrid when RadGraph-XL is installed with its weights, else rules (with a note saying why).
+    `mappings`: "list" drops areas outside the paper's location list, "extended" maps them (see
+    RulesExtractor).
     """
     if name not in EXTRACTORS:
         raise UsageError(f"unknown extractor {name!r}", hint=f"choose one of: {', '.join(EXTRACTORS)}")
+    check_mappings(mappings)
     if name == "rules":
-        return RulesExtractor(), ""
+        return RulesExtractor(mappings), ""
     model_dir = Path(radgraph_dir) if radgraph_dir else default_radgraph_dir()
     usable, why = radgraph_available(model_dir)
     if name == "auto":
         if not usable:
-            return RulesExtractor(), f"using the rules extractor: {why}"
+            return RulesExtractor(mappings), f"using the rules extractor: {why}"
         name = "hybrid"
     if not usable:
         raise MissingWeightsError(
@@ -116,7 +118,7 @@ def make_extractor(name: str, radgraph_dir: Path | None = None, device: str = "c
                  f"it into {model_dir / 'radgraph-xl'} (or pass --radgraph-dir), or use --extractor rules")
     from cxrg.curation.radgraph import RadGraphExtractor
 
-    model = RadGraphExtractor(model_dir, device=device)
+    model = RadGraphExtractor(model_dir, device=device, mappings=mappings)
     if name == "radgraph":
         return model, ""
     return HybridExtractor(model), ""

@@ -223,6 +223,23 @@ def assertion(toks: Sequence[Token], clauses: Sequence[int], mention: Mention,
     return PRESENT
 
 
+NEGATION_SCOPES = ("sentence", "mention")
+
+
+def sentence_verdict(toks: Sequence[Token]) -> str:
+    """The paper's filter (App. D): a sentence that names the label is skipped when it contains a negation
+    word ("no", "without", ...) or a resolution word ("resolved", ...) anywhere; no uncertainty filter, no
+    pseudo-negation ("no change" counts). resolved if it has a resolution cue, else negated, else present.
+    The words are the cues of the mention-level filter (the negation and resolution ones)."""
+    found = set()
+    for k in range(len(toks)):
+        for index in (_PRE_INDEX, _POST_INDEX):
+            cue = _cue_at(toks, k, index)
+            if cue is not None and cue[1] in (NEGATED, RESOLVED):
+                found.add(cue[1])
+    return RESOLVED if RESOLVED in found else NEGATED if NEGATED in found else PRESENT
+
+
 _PARTICIPLES = frozenset({"seen", "noted", "identified", "demonstrated", "described", "present"})
 _BEFORE_PARTICIPLE = frozenset({"previously", "recently", "prior", "earlier", "formerly"})
 

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cxrg.curation.anatomy import groups as find_groups
-from cxrg.curation.extractors import Extractor, SentenceQuery
+from cxrg.curation.anatomy import outside_list
+from cxrg.curation.query import Extractor, SentenceQuery
 from cxrg.curation.rules import analyse
 from cxrg.curation.text import tokens
 from cxrg.errors import InputError
@@ -29,6 +30,12 @@ MS_CXR_COLUMNS = ("dicom_id", "category_name", "label_text", "path", "x", "y", "
 NO_LOCATION_WORD = "no location word"
 NO_SIDE = "location without a side"
 UNKNOWN_CATEGORY = "category is not one of the 8 pathologies"
+OUTSIDE_LIST = "area outside the location list"
+PAPER_PAIRS = 1043
+"""MS-CXR-loc's image-text pairs in the paper (1,160 MS-CXR pairs, 117 excluded; Sec. 4.1, App. I)."""
+PAPER_N = {"Pneumonia": 146, "Pneumothorax": 204, "Consolidation": 105, "Atelectasis": 55, "Edema": 41,
+           "Cardiomegaly": 333, "Lung Opacity": 78, "Pleural Effusion": 81}
+"""Table 1's N per class (they add up to PAPER_PAIRS)."""
 
 
 @dataclass
@@ -100,11 +107,11 @@ def to_ms_cxr_loc(path: Path, extractor: Extractor) -> LocResult:
         phrase.category = pathology
         queries.append(SentenceQuery(phrase.text, pathology, analyse(phrase.text, pathology), whole=True))
         todo.append(phrase)
-    for phrase, locations in zip(todo, extractor.locations(queries), strict=True):
+    for phrase, query, locations in zip(todo, queries, extractor.locations(queries), strict=True):
         if locations:
             phrase.prompt = format_prompt(locations, phrase.category)
         else:
-            phrase.reason = NO_SIDE if find_groups(tokens(phrase.text)) else NO_LOCATION_WORD
+            phrase.reason = drop_reason(phrase.text, query, extractor)
     result.dropped = Counter(p.reason for p in phrases if not p.prompt)
     seen: Counter[tuple[str, str, str]] = Counter((p.dicom_id, p.rows[0]["path"].strip(), p.prompt)
                                                   for p in result.kept)
@@ -113,6 +120,38 @@ def to_ms_cxr_loc(path: Path, extractor: Extractor) -> LocResult:
     paths = Counter((p.dicom_id, p.text) for p in phrases)
     result.split_paths = sum(1 for n in paths.values() if n > 1)
     return result
+
+
+def drop_reason(text: str, query: SentenceQuery, extractor: Extractor) -> str:
+    """Why a phrase got no location: the extractor's own reason (RadGraph-XL: no anatomy tagged, an area
+    outside the location list, ...) or, from the words, no location word / a location without a side."""
+    why = getattr(extractor, "why_empty", None)
+    reason = why(query) if why is not None else ""
+    if reason:
+        return reason
+    toks = tokens(text)
+    outside = outside_list(t.text for t in toks)
+    if outside and getattr(extractor, "mappings", "extended") == "list":
+        return f"{OUTSIDE_LIST} ({', '.join(sorted(set(outside)))})"
+    return NO_SIDE if find_groups(toks) else NO_LOCATION_WORD
+
+
+def class_counts(result: LocResult) -> list[tuple[str, int, int | None]]:
+    """(class, kept pairs, Table 1's N) per class, the paper's classes first."""
+    kept = Counter(p.category for p in result.kept)
+    names = [*PAPER_N, *sorted(set(kept) - set(PAPER_N))]
+    return [(name, kept.get(name, 0), PAPER_N.get(name)) for name in names]
+
+
+def count_lines(result: LocResult, pairs: str = "phrase") -> list[str]:
+    """The pair count and per-class N beside the paper's Table 1 (printed and written to summary.md)."""
+    total, kept = len(result.phrases), len(result.kept)
+    samples = kept if pairs == "phrase" else kept - result.shared_prompts + result.merged_samples
+    lines = [f"{total} phrases = {kept} kept + {total - kept} dropped; {samples} samples in `cxrg bench` "
+             f"(loc_pairs={pairs}); the paper: 1,160 pairs, {PAPER_PAIRS:,} kept, 117 dropped"]
+    lines += [f"  {name}: N={n}" + (f" (Table 1: N={paper})" if paper is not None else "")
+              for name, n, paper in class_counts(result)]
+    return lines
 
 
 def write_ms_cxr_loc(result: LocResult, out: Path, source: Path) -> Path:
@@ -141,14 +180,14 @@ def loc_markdown(result: LocResult, source: Path) -> str:
     buffer.write("| dropped because | phrases |\n|---|---:|\n")
     for reason, count in result.dropped.most_common():
         buffer.write(f"| {reason} | {count} |\n")
-    per_class = Counter(p.category for p in result.kept)
-    buffer.write("\n| category | kept |\n|---|---:|\n")
-    for category, count in sorted(per_class.items()):
-        buffer.write(f"| {category} | {count} |\n")
+    buffer.write(f"\nKept pairs: {kept} (the paper's MS-CXR-loc: {PAPER_PAIRS:,}).\n")
+    buffer.write("\n| category | kept | Table 1 N |\n|---|---:|---:|\n")
+    for category, count, paper in class_counts(result):
+        buffer.write(f"| {category} | {count} | {paper if paper is not None else '-'} |\n")
     if result.shared_prompts:
-        buffer.write(f"\n{result.shared_prompts} kept phrases share an image and a prompt with another one; "
-                     f"`cxrg bench` reads them as {result.merged_samples} samples, each with all the boxes "
-                     "of its phrases.\n")
+        buffer.write(f"\n{result.shared_prompts} kept phrases share an image and a prompt with another one: "
+                     f"one sample each under loc_pairs=phrase (the paper), {result.merged_samples} merged "
+                     "samples with all their boxes under loc_pairs=merged.\n")
     if result.split_paths:
         buffer.write(f"\n{result.split_paths} (dicom_id, phrase) pairs appear with more than one image path; "
                      "each path is its own phrase (boxes are never pooled across image files).\n")

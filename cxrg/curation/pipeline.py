@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cxrg.curation.anatomy import combine
-from cxrg.curation.extractors import Extractor, SentenceQuery
-from cxrg.curation.mentions import PRESENT
+from cxrg.curation.mentions import NEGATION_SCOPES, PRESENT, sentence_verdict
+from cxrg.curation.query import Extractor, SentenceQuery
 from cxrg.curation.reports import Report, ReportError, Skip, read_text
 from cxrg.curation.rules import analyse, mentions_label
 from cxrg.curation.text import DEFAULT_SECTIONS, sections, sentences
@@ -94,12 +94,18 @@ class Curator:
     """Runs the pipeline over a stream of reports (or reader skips) with one extractor."""
 
     def __init__(self, extractor: Extractor, label_rule: str = "one", unit: str = "report",
-                 section_names: Sequence[str] = DEFAULT_SECTIONS) -> None:
+                 section_names: Sequence[str] = DEFAULT_SECTIONS, negation: str = "mention") -> None:
+        """negation: "sentence" (the paper: any negation or resolution word in the sentence drops it, no
+        uncertainty filter) or "mention" (cxrg: per mention, within its clause, plus uncertainty)."""
         if label_rule not in LABEL_RULES:
             raise UsageError(f"unknown label rule {label_rule!r}",
                              hint=f"choose one of: {', '.join(LABEL_RULES)}")
         if unit not in UNITS:
             raise UsageError(f"unknown unit {unit!r}", hint=f"choose one of: {', '.join(UNITS)}")
+        if negation not in NEGATION_SCOPES:
+            raise UsageError(f"unknown negation scope {negation!r}",
+                             hint=f"choose one of: {', '.join(NEGATION_SCOPES)}")
+        self.negation = negation
         self.extractor = extractor
         self.label_rule = label_rule
         self.unit = unit
@@ -181,7 +187,7 @@ class Curator:
                 self._skip_sentence(report, pathology, index, NO_MENTION, sentence)
                 continue
             analysis = analyse(sentence, pathology)
-            verdict = analysis.verdict()
+            verdict = judge(analysis, self.negation)
             verdicts.add(verdict)
             if verdict != PRESENT:
                 reason = SENTENCE_REASONS.get(verdict, verdict)
@@ -227,13 +233,25 @@ class Curator:
                                sentence_index=index, detail=sentence))
 
 
-def curate_sentence(sentence: str, pathology: str, extractor: Extractor) -> tuple[str, tuple[str, ...]]:
+def judge(analysis: Any, negation: str) -> str:
+    """The sentence's verdict under `negation` ("mention": per mention; "sentence": the paper's filter, and
+    a kept sentence's mentions all count as asserted, so the rules locate them)."""
+    if negation == "mention":
+        return analysis.verdict()
+    verdict = sentence_verdict(analysis.toks)
+    if verdict == PRESENT:
+        analysis.status = {k: PRESENT for k in analysis.targets}
+    return verdict
+
+
+def curate_sentence(sentence: str, pathology: str, extractor: Extractor, negation: str = "mention"
+                    ) -> tuple[str, tuple[str, ...]]:
     """(verdict, locations) of one sentence: "no mention", "negated", ..., or "present" with locations
     (canonical, as the pipeline writes them)."""
     if not mentions_label(sentence, pathology):
         return "no mention", ()
     analysis = analyse(sentence, pathology)
-    verdict = analysis.verdict()
+    verdict = judge(analysis, negation)
     if verdict != PRESENT:
         return verdict, ()
     locations = extractor.locations([SentenceQuery(sentence, pathology, analysis)])[0]

@@ -17,9 +17,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from cxrg.curation.anatomy import Group, locations_of_groups, parse_phrase
-from cxrg.curation.extractors import SentenceQuery
+from cxrg.curation.anatomy import Group, locations_of_groups, outside_list, parse_phrase
 from cxrg.curation.mentions import mention_pattern
+from cxrg.curation.query import SentenceQuery
 from cxrg.errors import InputError, MissingWeightsError
 
 ANATOMY_LABEL = "Anatomy::definitely present"
@@ -70,11 +70,32 @@ def anatomy_phrases(annotation: Mapping[str, Any], linked_to: str | None = None)
     return [" ".join(words) for words in phrases.values()]
 
 
-def locations_from_annotation(annotation: Mapping[str, Any], pathology: str) -> tuple[str, ...]:
+def locations_from_annotation(annotation: Mapping[str, Any], pathology: str, mappings: str = "extended"
+                              ) -> tuple[str, ...]:
+    """The label's locations in one annotation; mappings="list" drops phrases naming an area outside the
+    paper's location list (anatomy.OUTSIDE_LIST), as the paper does (App. I (c))."""
     found: list[Group] = []
     for phrase in anatomy_phrases(annotation, linked_to=pathology):
+        if mappings == "list" and outside_list(phrase.split()):
+            continue
         found.extend(parse_phrase(phrase))
     return locations_of_groups(found, pathology)
+
+
+NO_ANATOMY = "RadGraph-XL tagged no anatomy (no ANAT-DP entity)"
+OUTSIDE = "area outside the location list"
+NOT_A_LOCATION = "RadGraph-XL anatomy is not one of the 27 locations"
+
+
+def why_empty(annotation: Mapping[str, Any], pathology: str, mappings: str = "extended") -> str:
+    """Why an annotation gives the label no location: the reason logged for a dropped phrase."""
+    phrases = anatomy_phrases(annotation, linked_to=pathology)
+    if not phrases:
+        return NO_ANATOMY
+    outside = sorted({w for p in phrases for w in outside_list(p.split())})
+    if mappings == "list" and outside:
+        return f"{OUTSIDE} ({', '.join(outside)})"
+    return f"{NOT_A_LOCATION} ({'; '.join(phrases)})"
 
 
 class RadGraphExtractor:
@@ -82,8 +103,11 @@ class RadGraphExtractor:
 
     name = "radgraph"
 
-    def __init__(self, model_dir: Path, device: str = "cpu", model_type: str = "radgraph-xl") -> None:
+    def __init__(self, model_dir: Path, device: str = "cpu", model_type: str = "radgraph-xl",
+                 mappings: str = "extended") -> None:
         self.model_dir = Path(model_dir)
+        self.mappings = mappings
+        self._last: dict[str, dict[str, Any]] = {}
         self.device = device
         self.model_type = model_type
         self._model: Any = None
@@ -125,4 +149,11 @@ class RadGraphExtractor:
 
     def locations(self, queries: Sequence[SentenceQuery]) -> list[tuple[str, ...]]:
         annotations = self.annotate([q.sentence for q in queries])
-        return [locations_from_annotation(a, q.pathology) for q, a in zip(queries, annotations, strict=True)]
+        self._last = {q.sentence: a for q, a in zip(queries, annotations, strict=True)}
+        return [locations_from_annotation(a, q.pathology, self.mappings)
+                for q, a in zip(queries, annotations, strict=True)]
+
+    def why_empty(self, query: SentenceQuery) -> str:
+        """Why the last `locations` call found nothing for `query` (a reason for the skip log)."""
+        annotation = self._last.get(query.sentence)
+        return why_empty(annotation, query.pathology, self.mappings) if annotation is not None else ""

@@ -33,6 +33,7 @@ BUNDLE_SCHEDULER: dict[str, Any] = {
     "prediction_type": "v_prediction", "clip_sample": False,
 }
 CAPTURE_ORDERS = ("denoising", "inversion")
+UPSAMPLING = ("bilinear", "nearest")
 LATENT_SCALE = 0.3
 IMAGE_SIZE = 512
 
@@ -82,11 +83,20 @@ class HeatmapSettings:
     otsu: bool = True
     """Keep only the pixels above the Otsu threshold (the frozen model's default; off for the tuned one)."""
     timestep_spacing: str = "leading"
+    """DDIM grid: "leading" t = 0, 10, ..., 990 (cxrg; captured t = 690..400) or "trailing" t = 9, 19, ...,
+    999 (the Vilouras 2024 code's set_timesteps(..., "trailing"); captured t = 699..409): the protocol
+    choice timestep_spacing (cxrg/protocol.py; the paper protocol uses trailing)."""
+    upsampling: str = "bilinear"
+    """How the model-space map goes back to the image's pixels: "bilinear" (cxrg) or "nearest" (the
+    Vilouras 2024 evaluation's F.interpolate(mode="nearest"); the paper protocol)."""
 
     def __post_init__(self) -> None:
         if self.capture_order not in CAPTURE_ORDERS:
             raise InputError(f"unknown capture_order {self.capture_order!r}",
                              hint=f"choose {' or '.join(CAPTURE_ORDERS)}")
+        if self.upsampling not in UPSAMPLING:
+            raise InputError(f"unknown upsampling {self.upsampling!r}",
+                             hint=f"choose {' or '.join(UPSAMPLING)}")
 
     @property
     def inversion_steps(self) -> tuple[int, ...]:
@@ -117,7 +127,7 @@ class HeatmapSettings:
         if not table:
             return self
         known = {"inference_steps", "capture_steps", "layers", "smoothing_sigma", "otsu", "timestep_spacing",
-                 "capture_order"}
+                 "capture_order", "upsampling"}
         unknown = sorted(set(table) - known)
         if unknown:
             raise InputError(f"unknown [ldm] setting(s) {', '.join(unknown)}",

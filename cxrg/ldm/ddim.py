@@ -1,16 +1,20 @@
 """DDIM inversion along the unconditional trajectory, written out so every number is visible.
 
 Timesteps in inversion order (image -> noise) for N steps of T training steps, ratio r = T // N:
-'leading' t_i = i * r (0, 10, ..., 990 for N = 100), 'trailing' t_i = T - 1 - (N - 1 - i) * r.
-Step i evaluates the U-Net at t_i on the latent x_i, which sits at level t_i - r (x_0 is the clean latent,
-level "-r" with alpha = 1), and moves it to level t_i (Mokady et al. 2023; Vilouras et al. 2024):
+'leading' t_i = i * r (0, 10, ..., 990 for N = 100), 'trailing' t_i = T - 1 - (N - 1 - i) * r (9, 19, ...,
+999). Step i evaluates the U-Net at t_i on the latent x_i, which sits at level t_i - r (x_0 is the clean
+latent, level "-r" with alpha = 1), and moves it to level t_i (Mokady et al. 2023; Vilouras et al. 2024):
 
     x0_hat = sqrt(a) x - sqrt(1 - a) v,  eps_hat = sqrt(a) v + sqrt(1 - a) x   (v-prediction; a at t_i - r)
     x_next = sqrt(a') x0_hat + sqrt(1 - a') eps_hat                             (a' at t_i)
 
-With 100 'leading' steps the captured step indices 30..59 are t = 300..590 (the paper's "about 300 to
-600 of 1000"). Vilouras 2024 asked for 300 'trailing' steps; their grid, np.arange(1000, 0, -3) - 1, has
-334 steps of 3, so their indices 120..179 are t = 360..537: the same stretch of the noise schedule.
+The paper (Sec. 3.3) captures 30 steps "in range [30, 60]" of 100, counted "following the reverse diffusion
+process (mapping from noise to image latents)": indices 30..59 from the noisy end, t = 690..400 on the
+'leading' grid (cxrg's default), t = 699..409 on the 'trailing' grid. The Vilouras 2024 code
+(vios-s/ldm-phrase-grounding, models_local/get_models.py) always builds the 'trailing' grid
+(np.arange(T, 0, -r) - 1), so the paper protocol uses it (cxrg/protocol.py, timestep_spacing). That
+code's own evaluation ran 300 steps (eval_ldm.py's default), r = 3, 334 steps t = 0..999, and captured
+indices 120..179 in inversion order, t = 360..537. The paper gives no t range of its own.
 """
 
 from __future__ import annotations

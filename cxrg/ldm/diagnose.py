@@ -7,7 +7,10 @@ timesteps only, post-processed exactly as the pipeline does (`postprocess`: per-
 mean, smoothing, Otsu if the settings say so), mapped back to the image and scored against the boxes.
 Rows: every cross-attention layer, then "default layers" (the settings' layers together); columns: windows
 of `window` consecutive inference steps labelled by their t range, then "default steps" (the settings'
-own captured steps). The cell ("default layers", "default steps") is the pipeline's heatmap itself.
+own captured steps), then the same steps on the other DDIM grid ("leading" t = 690..400 or "trailing"
+t = 699..409 for indices 30..59 counted noise -> image: the protocol choice timestep_spacing), labelled
+"default steps, <spacing> t=a..b". The cell ("default layers", "default steps") is the pipeline's heatmap
+itself.
 Use it to check a layer/step choice on *validation* data, never on the test set you report.
 """
 
@@ -99,7 +102,11 @@ def diagnose(ldm: LoadedLdm, dataset: Dataset, settings: HeatmapSettings | None 
     full = LdmEngine(ldm, everything.with_changes(layers=tuple(captured)), codebook)
     width = len(captured)
     row_layers = [[captured.index(name)] for name in layers] + [[captured.index(n) for n in base.layers]]
-    labels = [label for label, _ in columns] + [DEFAULT_COLUMN]
+    other = "trailing" if base.timestep_spacing == "leading" else "leading"
+    alt = LdmEngine(ldm, base.with_changes(timestep_spacing=other, layers=tuple(captured)), codebook)
+    alt_times = captured_times(alt)
+    alt_label = f"{DEFAULT_COLUMN}, {other} t={max(alt_times)}..{min(alt_times)}"
+    labels = [label for label, _ in columns] + [DEFAULT_COLUMN, alt_label]
     slot_sets = [slots for _, slots in columns] + [default_slots]
     rows = len(layers) + 1
     sums = np.zeros((2, rows, len(labels)))
@@ -121,9 +128,13 @@ def diagnose(ldm: LoadedLdm, dataset: Dataset, settings: HeatmapSettings | None 
             trajectory = full.trajectory(pixels)
             context, spans = full.contexts([sample.prompt])
             maps = full.captured_maps(trajectory, context, spans)[0]  # (steps * layers, h, w)
+            alt_maps = alt.captured_maps(alt.trajectory(pixels), context, spans)[0]
         for r, members in enumerate(row_layers):
-            for c, slots in enumerate(slot_sets):
-                picked = maps[[s * width + m for s in slots for m in members]]
+            for c, slots in enumerate([*slot_sets, None]):
+                if slots is None:  # the other grid's default steps
+                    picked = alt_maps[[s * width + m for s in range(len(alt_times)) for m in members]]
+                else:
+                    picked = maps[[s * width + m for s in slots for m in members]]
                 heat = postprocess(picked, full.size, base)
                 heat = normalise(full.transform.heatmap_to_image(heat, height, width_px))
                 values = score(heat, sample.boxes)

@@ -225,7 +225,8 @@ class LdmEngine:
     def heatmaps(self, image: np.ndarray, prompts: Sequence[str]) -> list[np.ndarray]:
         """Heatmaps at the original image's size, NaN outside the model's crop."""
         h, w = image.shape[:2]
-        return [self.transform.heatmap_to_image(m, h, w) for m in self.maps(image, prompts)]
+        return [self.transform.heatmap_to_image(m, h, w, self.settings.upsampling)
+                for m in self.maps(image, prompts)]
 
 
 # ------------------------------------------------------------------------------------ reference path

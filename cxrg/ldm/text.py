@@ -9,7 +9,9 @@ embeddings. **Anatomy rows** (the ones tuning trains) are the sub-tokens that sp
 (cardi, ome, gal, y; ple, ural) is then trained too: the paper tunes on 1,201 cardiomegaly samples, whose
 only location is "cardiomegaly", so they must move something. `shared_tokens="frozen"` keeps such
 sub-tokens with the pathology (20 anatomy rows; cxrg before 0.2). Special rows (begin, end, "and") and
-pathology-only rows never train. Padding tokens are not rows: they keep the encoder's own embedding.
+pathology-only rows never train. Padding tokens are not rows: they keep the encoder's own embedding. (The
+paper's 46 names <pad> among its special rows; with SD 2.1's tokenizer a padding row would be the 47th, and
+as a frozen row equal to the encoder's embedding it would change no number: docs/decisions.md.)
 
 A prompt is encoded by the real text encoder; a forward hook on its token-embedding layer swaps in the
 codebook rows, so gradients flow into the codebook only and the encoder itself never changes.

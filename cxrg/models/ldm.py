@@ -30,7 +30,7 @@ LDM_WEIGHTS = (
                "Open RAIL++-M)", HOW_TO_GET_TEXT),
 )
 HEATMAP_KEYS = ("inference_steps", "capture_steps", "capture_order", "layers", "smoothing_sigma",
-                "timestep_spacing", "otsu")
+                "timestep_spacing", "upsampling", "otsu")
 WINDOW_KEYS = ("capture_order", "capture_steps", "inference_steps", "timestep_spacing", "layers")
 
 
@@ -49,8 +49,10 @@ class _LdmOptions:
     layers: tuple[str, ...] | None = option(None, "captured cross-attention layers (comma-separated names)",
                                             "strs")
     smoothing_sigma: float | None = option(None, "Gaussian filter sigma in pixels at 512 (2.5)", "float")
-    timestep_spacing: str | None = option(None, "DDIM grid: leading or trailing", "str",
-                                          ("leading", "trailing"))
+    timestep_spacing: str | None = option(None, "DDIM grid: leading or trailing (default: the protocol's)",
+                                          "str", ("leading", "trailing"))
+    upsampling: str | None = option(None, "model map -> image pixels: bilinear or nearest (default: the "
+                                    "protocol's)", "str", ("bilinear", "nearest"))
 
 
 @dataclass(frozen=True)
@@ -102,8 +104,8 @@ class LdmFrozenModel:
         self.settings = heatmap_settings(options, self.otsu)
         self._check_weights(weights_dir, options)
         ldm = load_ldm(weights_dir, device=device, dtype=options.dtype)
-        self.engine = LdmEngine(ldm, self.settings, self._codebook(ldm, weights_dir, options),
-                                batch_size=options.batch)
+        codebook = self._codebook(ldm, weights_dir, options)  # may adopt the embeddings' DDIM grid
+        self.engine = LdmEngine(ldm, self.settings, codebook, batch_size=options.batch)
 
     def _check_weights(self, weights_dir: Path | None, options: Any) -> None:
         """Nothing beyond what load_ldm checks."""
@@ -178,6 +180,10 @@ class LdmTunedModel(LdmFrozenModel):
 
         path = self._embeddings_path(weights_dir, options)
         codebook, meta = Codebook.load(path, fingerprint=ldm.fingerprint)
+        grid = tuned_window(meta).get("timestep_spacing")
+        if options.timestep_spacing is None and grid in ("leading", "trailing"):
+            # not set by the user: the grid the embeddings were tuned on (`cxrg tune --protocol ...`)
+            self.settings = self.settings.with_changes(timestep_spacing=grid)
         check_window(meta, self.settings, int(ldm.architecture.scheduler["num_train_timesteps"]), path,
                      options.allow_window_mismatch)
         return codebook

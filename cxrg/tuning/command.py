@@ -58,6 +58,7 @@ def run(
         checkpointing: bool = False,
         restart: bool = False,
         install: bool = True,
+        protocol: str | None = None,
 ) -> None:
     """Tune the anatomy rows of the codebook (L_div + L_loc, paper eq. 2-4); writes OUT/tuned_embeddings."""
     from rich.console import Console
@@ -94,7 +95,11 @@ def run(
     else:
         assert epochs is not None
         total = max(1, round(epochs * len(data.samples) / dist.world))
-    schedule = {k: v for k, v in cfg.table("ldm").items() if k not in ("otsu", "batch")}
+    from cxrg.protocol import resolve
+
+    resolved = resolve("tune", None, protocol, cfg)  # the DDIM grid (below [ldm]); G's normalisation
+    schedule = {"timestep_spacing": resolved["timestep_spacing"],
+                **{k: v for k, v in cfg.table("ldm").items() if k not in ("otsu", "batch", "upsampling")}}
     config = TuneConfig(steps=total, lr=lr, alpha=alpha, epsilon=epsilon, jitter=jitter, seed=seed,
                         checkpoint_every=checkpoint_every, chunk=chunk, cache_dtype=cache_dtype,
                         autocast=autocast, checkpointing=checkpointing, div_weight=div_weight,
@@ -107,7 +112,8 @@ def run(
     run = RunDir(out, "tune", {"manifest": str(manifest.resolve()), "images": str(images.resolve()),
                                "weights": str(weights_root(weights)), "lut": table.metadata.get("source"),
                                "processes": dist.world, **config.to_dict(),
-                               "window": config.settings.window(), "settings": cfg.record()},
+                               "window": config.settings.window(), "settings": cfg.record(),
+                               **resolved.record()},
                  lock=dist.main)
     try:
         inputs = {"manifest": file_fingerprint(manifest, content=True), "images": str(images.resolve())}
