@@ -624,3 +624,47 @@ def test_bench_normalises_prompts_unless_exact_prompt(ms_cxr, tmp_path, capsys):
     exact = rows_by_id(tmp_path / "e")
     assert exact[("prior", "d1:0")]["prompt"] == "right lower lobe opacity"
     assert "--exact-prompt: every prompt is given to the models as written" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- issue 25: weights, settings, shards, sizes
+
+def test_tampered_organism_weights_are_refused_and_nothing_is_copied(tmp_path, monkeypatch, capsys):
+    """`cxrg weights organism` hashes the tensors of every copy against EXPECTED_SHA256: 64 flipped bytes
+    in the U-Net are one line, exit 1, and neither the target nor a staging folder is left behind; an
+    existing folder keeps what it had (tuned embeddings); an untouched copy still goes through."""
+    import shutil
+
+    import cxrg.organism.weights as organism_weights
+
+    source = tmp_path / "installed"
+    shutil.copytree(organism_weights.committed_weights(), source)
+    unet = source / "cxr_image_synthesis_latent_diffusion_model" / "models" / "diffusion_model.pth"
+    data = bytearray(unet.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 64] = bytes(b ^ 0xFF for b in data[middle:middle + 64])
+    unet.write_bytes(bytes(data))
+    monkeypatch.setattr(organism_weights, "FOLDER", source)
+
+    fresh = tmp_path / "fresh"
+    assert run_cli("weights", "organism", str(fresh)) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "do not match the committed hash" in err[0] and "Traceback" not in err[0]
+    assert not fresh.exists()
+
+    existing = tmp_path / "existing"
+    (existing / "tuned").mkdir(parents=True)
+    (existing / "tuned" / "embeddings.safetensors").write_bytes(b"kept")
+    assert run_cli("weights", "organism", str(existing)) == 1
+    assert sorted(p.relative_to(existing).as_posix() for p in existing.rglob("*")) == [
+        "tuned", "tuned/embeddings.safetensors"]
+
+    unet.unlink()  # a file that does not load at all is refused the same way
+    assert run_cli("weights", "organism", str(fresh)) == 1
+    assert "do not match" in capsys.readouterr().err and not fresh.exists()
+
+    monkeypatch.setattr(organism_weights, "FOLDER", organism_weights.Path(organism_weights.__file__).parent
+                        / "weights")
+    assert run_cli("weights", "organism", str(existing)) == 0
+    assert (existing / "tuned" / "embeddings.safetensors").read_bytes() == b"kept"
+    assert (existing / unet.relative_to(source)).is_file()
+    assert not list(existing.glob(".cxrg-organism-*"))
