@@ -668,3 +668,61 @@ def test_tampered_organism_weights_are_refused_and_nothing_is_copied(tmp_path, m
     assert (existing / "tuned" / "embeddings.safetensors").read_bytes() == b"kept"
     assert (existing / unet.relative_to(source)).is_file()
     assert not list(existing.glob(".cxrg-organism-*"))
+
+
+@pytest.mark.parametrize(("raw", "cell"), [
+    ("=1+1", "'=1+1"), ("+cmd", "'+cmd"), ("-2+3", "'-2+3"), ("@SUM(A1)", "'@SUM(A1)"), ("\tx", "'\tx"),
+    ("\rx", "'\rx"), ("'=1+1", "''=1+1"), ("''@x", "'''@x"), ("-", "'-"), ("-inf", "'-inf"),
+    ("-0.07", "-0.07"), ("-1e-05", "-1e-05"), ("+3", "+3"), ("-.5", "-.5"), ("0.25", "0.25"),
+    ("left effusion", "left effusion"), ("'quoted'", "'quoted'"), ("", ""), ("a=b", "a=b"),
+    (-0.07, -0.07), (np.float32(-2.5), np.float32(-2.5)), (None, None)])
+def test_csv_cells_are_spreadsheet_safe_and_read_back_raw(raw, cell):
+    """OWASP's advice: text that begins with = + - @ tab or CR gets a leading ' (numbers stay numbers);
+    cxrg's readers undo it exactly, quotes already there included."""
+    from cxrg.runs import csv_cell, csv_cell_raw
+
+    assert csv_cell(raw) == cell and type(csv_cell(raw)) is type(raw)
+    if isinstance(raw, str):
+        assert csv_cell_raw(cell) == raw
+
+
+def test_formula_phrases_are_neutralised_in_csv_kept_raw_in_json_and_resume(ms_cxr, tmp_path, capsys):
+    """A dataset phrase and sample that a spreadsheet would run as formulas reach per_sample.csv with a
+    leading quote while negative CNRs stay numbers, a rerun keeps every row (its fingerprint reads back the
+    raw value), and a rater name like it is neutralised in ratings.csv and raw in the database."""
+    import sqlite3
+
+    from test_study import build_study
+
+    annotations, images = ms_cxr
+    hostile = '=HYPERLINK("http://evil.example","x") left pleural effusion'
+    text = annotations.read_text().replace("left pleural effusion", hostile.replace('"', '""').join('""'))
+    # and a box far from its prompt's atlas region: the prior scores it with a negative CNR
+    far = f"d4,Pneumothorax,right apical pneumothorax,{mimic_path('d4')},70,90,45,35,120,130\n"
+    annotations.write_text(text + far)
+    out = tmp_path / "run"
+    assert bench(annotations, images, out, "--exact-prompt", models="oracle,prior") == 0
+    raw_text = (out / "per_sample.csv").read_text()
+    assert "'=HYPERLINK" in raw_text and ",=HYPERLINK" not in raw_text and '"=HYPERLINK' not in raw_text
+    cnrs = [r["cnr"] for r in rows_by_id(out).values() if r["cnr"]]
+    assert any(cnr.startswith("-") for cnr in cnrs)  # negative CNRs are numbers, written as numbers
+    assert all(np.isfinite(float(cnr)) for cnr in cnrs)
+    capsys.readouterr()
+    assert bench(annotations, images, out, "--exact-prompt", models="oracle,prior") == 0
+    assert "recomput" not in capsys.readouterr().err  # every row kept: the raw phrase was read back
+    from cxrg.bench.harness import read_per_sample
+
+    assert any(r["phrase"] == hostile for r in read_per_sample(out / "per_sample.csv").values())
+
+    study, _ = build_study(ms_cxr, tmp_path / "s")
+    from cxrg.study import db
+
+    con = db.open_study(study)
+    rater = db.get_or_add_rater(con, "=2+5+cmd|' /C calc'!A0")
+    db.add_rating(con, rater["id"], db.rater_items(rater)[0], 4, 1)
+    con.close()
+    assert run_cli("study", "export", str(study)) == 0
+    exported = (study / "ratings.csv").read_text()
+    assert "\n'=2+5+cmd" in exported and "\n=2+5" not in exported
+    stored = sqlite3.connect(study / "study.sqlite").execute("SELECT name FROM raters").fetchone()[0]
+    assert stored == "=2+5+cmd|' /C calc'!A0"

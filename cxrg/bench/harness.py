@@ -14,7 +14,6 @@ inputs give; every other row is recomputed (docs/decisions.md, "Resume and chang
 from __future__ import annotations
 
 import contextlib
-import csv
 import math
 import sys
 import time
@@ -39,6 +38,7 @@ from cxrg.runs import (
     fingerprint,
     format_number,
     is_contained,
+    read_csv_dicts,
 )
 
 PER_SAMPLE_FIELDS = ("model", "sample_id", "category", "prompt", "phrase", "status", "cnr", "miou", "seconds",
@@ -69,7 +69,7 @@ def read_per_sample(path: Path) -> dict[tuple[str, str], dict[str, str]]:
     if not path.exists():
         return {}
     with path.open(newline="", encoding="utf-8") as handle:
-        rows = {(row["model"], row["sample_id"]): row for row in csv.DictReader(handle)}
+        rows = {(row["model"], row["sample_id"]): row for row in read_csv_dicts(handle)}
     for row in rows.values():
         if not row.get("status"):  # a cxrg 0.1 file: the status was implied by the error text
             error = row.get("error") or ""
