@@ -726,3 +726,76 @@ def test_formula_phrases_are_neutralised_in_csv_kept_raw_in_json_and_resume(ms_c
     assert "\n'=2+5+cmd" in exported and "\n=2+5" not in exported
     stored = sqlite3.connect(study / "study.sqlite").execute("SELECT name FROM raters").fetchone()[0]
     assert stored == "=2+5+cmd|' /C calc'!A0"
+
+
+BAD_SETTINGS = [("smoothing_sigma", "nan", "nan", "finite number >= 0"),
+                ("smoothing_sigma", "-3", "-3", "finite number >= 0"),
+                ("smoothing_sigma", "inf", "inf", "finite number >= 0"),
+                ("batch", "0", "0", "whole number >= 1"),
+                ("inference_steps", "0", "0", "whole number >= 1"),
+                ("inference_steps", "-4", "-4", "whole number >= 1"),
+                ("capture_steps", "5,3", "[5, 3]", "start"),
+                ("capture_steps", "0,500", "[0, 500]", "0..99")]
+
+
+@pytest.mark.parametrize(("key", "option", "toml", "says"), BAD_SETTINGS)
+def test_settings_that_are_not_usable_numbers_are_one_usage_line(tiny, tmp_path, monkeypatch, capsys, key,
+                                                                 option, toml, says):
+    """nan, inf, negative or zero settings are refused at load, from -o, cxrg.toml [ldm] and [models.NAME]:
+    one line naming the setting, exit 2, before any sample is scored (today they are scored, or every
+    sample fails while the run exits 0)."""
+    monkeypatch.chdir(tmp_path)
+    image = tmp_path / "x.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8)).save(image)
+    ground = ("ground", str(image), "left pneumonia", "--model", "ldm-frozen", "--weights", str(tiny),
+              "--out", str(tmp_path / "map.png"))
+    for how in ("-o", "[ldm]", "[models.ldm-frozen]"):
+        (tmp_path / "cxrg.toml").unlink(missing_ok=True)
+        extra: tuple[str, ...] = ()
+        if how == "-o":
+            extra = ("-o", f"ldm-frozen.{key}={option}")
+        else:
+            (tmp_path / "cxrg.toml").write_text(f"{how}\n{key} = {toml}\n")
+        capsys.readouterr()
+        assert run_cli(*ground, *extra) == 2, (how, key, option)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and key in err[0] and says in err[0] and "Traceback" not in err[0], (how, err)
+        assert not (tmp_path / "map.png").exists()
+
+
+def test_bad_settings_stop_bench_environment_and_tune_too(ms_cxr, tiny, tmp_path, monkeypatch, capsys):
+    annotations, images = ms_cxr
+    out = tmp_path / "run"
+    for extra, env, says in ((("-o", "ldm-frozen.batch=0"), {}, "batch"),
+                             (("-o", "ldm-frozen.smoothing_sigma=inf"), {}, "smoothing_sigma"),
+                             ((), {"CXRG_LDM_BATCH": "0"}, "$CXRG_LDM_BATCH = 0"),
+                             ((), {"CXRG_LDM_BATCH": "many"}, "$CXRG_LDM_BATCH = 'many'")):
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        capsys.readouterr()
+        code = bench(annotations, images, out, "--weights", str(tiny), *extra, models="oracle,ldm-frozen")
+        assert code == 2
+        err = capsys.readouterr().err
+        assert says in err and "Traceback" not in err, err
+        assert not (out / "per_sample.csv").exists()
+        for name in env:
+            monkeypatch.delenv(name)
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("sample_id,image_path,prompt\n")
+    for flag, value in (("--lr", "nan"), ("--lr", "0"), ("--alpha", "-1"), ("--jitter", "inf"),
+                        ("--epsilon", "nan"), ("--epochs", "inf"), ("--div-weight", "nan")):
+        capsys.readouterr()
+        assert run_cli("tune", "--manifest", str(manifest), "--images", str(tmp_path), "--weights", str(tiny),
+                       "--out", str(tmp_path / "tune"), flag, value) == 2, flag
+        assert flag in capsys.readouterr().err
+
+
+def test_heatmap_settings_check_every_value_in_the_library():
+    from cxrg.ldm.config import HeatmapSettings
+
+    assert HeatmapSettings(smoothing_sigma=0.0).smoothing_sigma == 0.0  # no smoothing is a choice
+    for changes in (dict(smoothing_sigma=float("nan")), dict(smoothing_sigma=-3.0), dict(inference_steps=0),
+                    dict(capture_steps=()), dict(inference_steps=50), dict(timestep_spacing="middle"),
+                    dict(layers=()), dict(otsu="yes")):
+        with pytest.raises(UsageError):
+            HeatmapSettings(**changes)
