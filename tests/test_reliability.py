@@ -3,6 +3,7 @@ robustness case); docs/reliability.md lists what they guarantee."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -799,3 +800,60 @@ def test_heatmap_settings_check_every_value_in_the_library():
                     dict(layers=()), dict(otsu="yes")):
         with pytest.raises(UsageError):
             HeatmapSettings(**changes)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_hand_set_shard_variables_fail_in_the_stated_time_and_honour_sigterm(ms_cxr, tmp_path, monkeypatch):
+    """WORLD_SIZE=2 RANK=0 with no peer: without MASTER_ADDR one usage line at once (exit 2); with it, one
+    line after $CXRG_SHARD_START_SECONDS (here 2 s; exit 1); SIGTERM during the wait ends the process at
+    once (exit 130). The run folder is never touched. Today the wait is 6 hours and ignores SIGTERM."""
+    import socket
+
+    annotations, images = ms_cxr
+    out = tmp_path / "run"
+    args = ("bench", "--models", "oracle", "--dataset", "ms-cxr", "--annotations", str(annotations),
+            "--images", str(images), "--out", str(out), "--resamples", "100", "--no-report")
+    hand_set = {"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0", "OMP_NUM_THREADS": "1"}
+    for name in ("MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    proc = cxrg_process(*args, env=hand_set)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and err.strip().count("\n") == 0, err
+    assert "WORLD_SIZE=2 and RANK=0 are set without MASTER_ADDR and MASTER_PORT" in err
+
+    port = _free_port()
+    started = time.monotonic()
+    proc = cxrg_process(*args, env={**hand_set, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+                                    "CXRG_SHARD_START_SECONDS": "2"})
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and "did not join within 2 s" in err and "Traceback" not in err, err
+    assert err.strip().count("\n") == 0 and time.monotonic() - started < 30
+    assert not out.exists()
+
+    port = _free_port()
+    proc = cxrg_process(*args, env={**hand_set, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+                                    "CXRG_SHARD_START_SECONDS": "600"})
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # rank 0 listens for its peers: it is waiting now
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+            time.sleep(0.2)
+        time.sleep(0.5)
+        stopped = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130 and time.monotonic() - stopped < 10, (proc.returncode, err)
+    assert "stopped while waiting for the other processes to join" in err and "Traceback" not in err
+    assert not out.exists()

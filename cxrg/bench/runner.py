@@ -61,6 +61,7 @@ def run(cfg: Config, models: str, dataset: str, annotations: Path | None = None,
     _quiet = not ranks.main
     try:
         with interrupt_guard(terminate=ranks.sharded):
+            ranks.connect()  # a hand-set WORLD_SIZE with no peer fails here, before the folder is touched
             return _run(cfg, models, dataset, annotations, images, out, resamples, seed, limit, split, strict,
                         extractor, option_pairs, shortcuts, save_heatmaps, heatmap_size, prompt_text,
                         progress, report, exact_prompt, restart, ranks)
