@@ -857,3 +857,55 @@ def test_hand_set_shard_variables_fail_in_the_stated_time_and_honour_sigterm(ms_
     assert proc.returncode == 130 and time.monotonic() - stopped < 10, (proc.returncode, err)
     assert "stopped while waiting for the other processes to join" in err and "Traceback" not in err
     assert not out.exists()
+
+
+NAN_MAPS = '''
+import numpy as np
+from cxrg.registry import ModelCard
+
+class AllNan:  # a model that saw no pixel of the image: both metrics undefined
+    card = ModelCard(name="all-nan", version="1", licence="MIT", description="test plugin")
+    def load(self, weights_dir=None, device="cpu"): pass
+    def heatmap(self, query): return np.full(query.image.shape, np.nan, np.float32)
+'''
+
+
+def test_all_nan_maps_are_not_counted_as_scored(ms_cxr, tmp_path):
+    """The terminal line and results.md count what the rows say: an all-NaN map is `undefined` in
+    per_sample.csv and is reported as undefined, not as scored; the counts add up."""
+    annotations, images = ms_cxr
+    site = tmp_path / "site"
+    site.mkdir()
+    make_distribution(site, "nanmaps", {"all-nan": "nanmod:AllNan"}, {"nanmod": NAN_MAPS})
+    out = tmp_path / "run"
+    process = cxrg_process("bench", "--models", "oracle,all-nan", "--dataset", "ms-cxr", "--annotations",
+                           str(annotations), "--images", str(images), "--out", str(out), "--resamples",
+                           "100", "--no-report", site=site)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, stderr
+    statuses = [r["status"] for (model, _), r in rows_by_id(out).items() if model == "all-nan"]
+    assert statuses == ["undefined"] * 8
+    line = next(text for text in stderr.splitlines() if text.startswith("all-nan:"))
+    assert line.startswith("all-nan: 0 of 8 samples scored, 0 failed, 8 undefined"), line
+    assert "oracle: 8 of 8 samples scored, 0 failed\n" in stderr  # a model without undefined maps: as before
+    counts = json.loads((out / "summary.json").read_text())["counts"]
+    assert counts["all-nan"]["scored"] + counts["all-nan"]["failed"] + counts["all-nan"]["undefined"] == 8
+    assert "all-nan: 0 of 8 samples scored, 0 failed, 8 undefined" in (out / "results.md").read_text()
+
+
+@pytest.mark.parametrize("size", [(1, 1), (3, 2), (31, 200), (100, 20)])
+def test_images_below_the_minimum_size_are_refused_in_one_line(tmp_path, capsys, size):
+    """1 x 1 and 2 x 3 images were grounded; anything under MIN_SIDE (32) pixels on a side is one line."""
+    from cxrg.images import MIN_SIDE, read_image
+
+    height, width = size
+    image = tmp_path / "small.png"
+    Image.fromarray(np.zeros((height, width), np.uint8)).save(image)
+    capsys.readouterr()
+    assert run_cli("ground", str(image), "left pneumonia", "--model", "prior", "--out", str(tmp_path)) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"image is {width}x{height}: under {MIN_SIDE} pixels on a side" in err[0]
+    assert not list(tmp_path.glob("*.overlay.png"))
+    assert read_image(image).shape == size  # decoding alone takes any size; grounding does not
+    Image.fromarray(np.zeros((MIN_SIDE, MIN_SIDE), np.uint8)).save(image)
+    assert run_cli("ground", str(image), "left pneumonia", "--model", "prior", "--out", str(tmp_path)) == 0

@@ -276,6 +276,9 @@ def _score(run_dir, config, data, loaded, model_errors, model_fps, dataset, loc,
             line += f" ({count['no_prediction']} no prediction)"
         if count["failed"]:
             line += " (reasons in per_sample.csv and log.txt)"
+        if count.get("undefined"):
+            line += (f", {count['undefined']} undefined (a metric without a value, e.g. an all-NaN or flat "
+                     "map)")
         if count.get("cnr_undefined"):
             line += f", CNR undefined for {count['cnr_undefined']}"
         say(line)
