@@ -119,8 +119,8 @@ class Handler(BaseHTTPRequestHandler):
     def setup(self) -> None:
         # every socket operation times out, and the whole request (line, headers, body) must arrive
         # within the same time: a client that trickles bytes cannot hold a thread either
-        self.timeout = self.server.request_timeout
         super().setup()
+        self.connection.settimeout(self.server.request_timeout)
         self._deadline = time.monotonic() + self.server.request_timeout
         self._watchdog = threading.Timer(self.server.request_timeout, self._expire)
         self._watchdog.daemon = True
@@ -245,7 +245,7 @@ class Handler(BaseHTTPRequestHandler):
         except TimeoutError:
             raise HttpError(HTTPStatus.REQUEST_TIMEOUT, "the body did not arrive in time") from None
         finally:
-            self.connection.settimeout(self.timeout)
+            self.connection.settimeout(self.server.request_timeout)
         if remaining:
             if time.monotonic() >= self._deadline:
                 raise HttpError(HTTPStatus.REQUEST_TIMEOUT, "the body did not arrive in time")
