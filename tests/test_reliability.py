@@ -909,3 +909,15 @@ def test_images_below_the_minimum_size_are_refused_in_one_line(tmp_path, capsys,
     assert read_image(image).shape == size  # decoding alone takes any size; grounding does not
     Image.fromarray(np.zeros((MIN_SIDE, MIN_SIDE), np.uint8)).save(image)
     assert run_cli("ground", str(image), "left pneumonia", "--model", "prior", "--out", str(tmp_path)) == 0
+
+
+def test_bench_records_an_image_too_small_as_a_failed_row(ms_cxr, tmp_path):
+    """In batch work the refusal is a failed row with its reason; the other samples are scored."""
+    annotations, images = ms_cxr
+    Image.fromarray(np.zeros((3, 2), np.uint8)).save(images / mimic_path("d5"), format="JPEG")
+    out = tmp_path / "run"
+    assert bench(annotations, images, out) == 0
+    rows = rows_by_id(out)
+    assert rows[("oracle", "d5:0")]["status"] == "failed"
+    assert "under 32 pixels on a side" in rows[("oracle", "d5:0")]["error"]
+    assert sum(r["status"] == "scored" for r in rows.values()) == len(rows) - 1
