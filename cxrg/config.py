@@ -13,7 +13,8 @@ CXRG_HOME (the default weights folder and where config.toml lives), CXRG_DEBUG (
 CXRG_LOAD_PLUGINS (which plugin distributions to discover), the image limits CXRG_MAX_IMAGE_PIXELS /
 CXRG_MAX_IMAGE_ASPECT, CXRG_SHARD_STALL_SECONDS (how long rank 0 of a sharded run waits for a silent
 process) and CXRG_SHARD_START_SECONDS (how long the processes wait to meet at the start) are read here too,
-through `env`. Every numeric value is checked for type and range where it is read (`check_number`). Relative paths in a file are relative to that file's folder. Keys:
+through `env`. Every numeric value is checked for type and range where it is read (`check_number`).
+Relative paths in a file are relative to that file's folder. Keys:
 
     weights = "/data/cxrg-weights"        # the weights folder (as --weights)
     embeddings = "..."                    # tuned embeddings for `ldm` (default <weights>/tuned_embeddings...)
