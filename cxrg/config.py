@@ -121,6 +121,22 @@ def check_number(name: str, value: Any, *, minimum: float | None = None, above: 
     return int(value) if whole else value
 
 
+DEVICE_TYPES = ("cpu", "cuda", "mps", "xpu", "hpu", "mtia", "maia", "ipu", "xla", "meta", "hip", "ve", "fpga",
+                "lazy", "vulkan", "mkldnn", "opengl", "opencl", "ideep", "privateuseone")
+"""torch's device types: a device is `auto`, TYPE or TYPE:INDEX."""
+
+
+def check_device(value: Any, source: str | None = None) -> str:
+    """A device string as torch reads it (or `auto`), else one usage line naming where it came from."""
+    text = value if isinstance(value, str) else ""
+    kind, _, index = text.strip().partition(":")
+    if text.strip() != "auto" and (kind not in DEVICE_TYPES or (index and not index.isdigit())
+                                   or (":" in text and not index)):
+        raise UsageError(f"device {value!r} is not a device", where=source,
+                         hint="use cpu, cuda, cuda:N, mps or auto")
+    return text
+
+
 def plugin_filter() -> set[str] | None:
     """$CXRG_LOAD_PLUGINS: which third-party distributions' models to discover (comma-separated names; set
     but empty: none, only cxrg's own models). Unset: every installed plugin. As llm's LLM_LOAD_PLUGINS, it
@@ -187,6 +203,8 @@ class Config:
     def get(self, key: str, default: Any = None) -> Any:
         value, source = self.resolve(key, default)
         self.sources[key] = source
+        if key == "device" and value is not None:
+            check_device(value, source)
         return value
 
     def require(self, key: str, option: str | None = None) -> Any:

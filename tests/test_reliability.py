@@ -791,13 +791,33 @@ def test_bad_settings_stop_bench_environment_and_tune_too(ms_cxr, tiny, tmp_path
         assert flag in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("device", "how"), [("gpu", "--device"), ("cuda:abc", "--device"),
+                                             ("cuda:", "--device"), ("gpu", "CXRG_DEVICE"), ("", "--device")])
+def test_a_device_that_is_not_one_is_a_usage_line(tmp_path, monkeypatch, capsys, device, how):
+    image = tmp_path / "x.png"
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save(image)
+    args = ["ground", str(image), "left pneumonia", "--model", "prior", "--out", str(tmp_path)]
+    if how == "CXRG_DEVICE":
+        monkeypatch.setenv("CXRG_DEVICE", device)
+    else:
+        args += ["--device", device]
+    capsys.readouterr()
+    assert run_cli(*args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"device {device!r} is not a device" in err[0], err
+    from cxrg.config import check_device
+
+    assert [check_device(d) for d in ("cpu", "cuda", "cuda:1", "mps", "auto")] == ["cpu", "cuda", "cuda:1",
+                                                                                    "mps", "auto"]
+
+
 def test_heatmap_settings_check_every_value_in_the_library():
     from cxrg.ldm.config import HeatmapSettings
 
     assert HeatmapSettings(smoothing_sigma=0.0).smoothing_sigma == 0.0  # no smoothing is a choice
     for changes in (dict(smoothing_sigma=float("nan")), dict(smoothing_sigma=-3.0), dict(inference_steps=0),
                     dict(capture_steps=()), dict(inference_steps=50), dict(timestep_spacing="middle"),
-                    dict(layers=()), dict(otsu="yes")):
+                    dict(layers=()), dict(otsu="yes"), dict(capture_order="sideways")):
         with pytest.raises(UsageError):
             HeatmapSettings(**changes)
 

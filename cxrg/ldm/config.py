@@ -90,7 +90,7 @@ class HeatmapSettings:
         from cxrg.errors import UsageError
 
         if self.capture_order not in CAPTURE_ORDERS:
-            raise InputError(f"unknown capture_order {self.capture_order!r}",
+            raise UsageError(f"unknown capture_order {self.capture_order!r}",
                              hint=f"choose {' or '.join(CAPTURE_ORDERS)}")
         check_number("inference_steps", self.inference_steps, minimum=1, whole=True)
         check_number("smoothing_sigma", self.smoothing_sigma, minimum=0)
