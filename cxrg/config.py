@@ -11,8 +11,10 @@ Precedence, first found wins:
 
 CXRG_HOME (the default weights folder and where config.toml lives), CXRG_DEBUG (tracebacks),
 CXRG_LOAD_PLUGINS (which plugin distributions to discover), the image limits CXRG_MAX_IMAGE_PIXELS /
-CXRG_MAX_IMAGE_ASPECT and CXRG_SHARD_STALL_SECONDS (how long rank 0 of a sharded run waits for a silent
-process) are read here too, through `env`. Relative paths in a file are relative to that file's folder. Keys:
+CXRG_MAX_IMAGE_ASPECT, CXRG_SHARD_STALL_SECONDS (how long rank 0 of a sharded run waits for a silent
+process) and CXRG_SHARD_START_SECONDS (how long the processes wait to meet at the start) are read here too,
+through `env`. Every numeric value is checked for type and range where it is read (`check_number`).
+Relative paths in a file are relative to that file's folder. Keys:
 
     weights = "/data/cxrg-weights"        # the weights folder (as --weights)
     embeddings = "..."                    # tuned embeddings for `ldm` (default <weights>/tuned_embeddings...)
@@ -78,6 +80,7 @@ EXAMPLES = {
     "tune.manifest": '[tune]\nmanifest = "runs/curate/manifest.csv"',
     "tune.images": '[tune]\nimages = "/data/mimic-cxr-jpg/2.0.0"',
 }
+ENV_WHOLE_NUMBERS = {"ldm.batch": "CXRG_LDM_BATCH"}  # variables that must be whole numbers >= 1
 DEFAULT = "default"
 COMMAND_LINE = "command line"
 
@@ -102,6 +105,41 @@ def env_number(name: str, default: float) -> float:
     if not (math.isfinite(value) and value > 0):
         raise UsageError(f"${name}={text!r} must be a positive number", hint=f"e.g. {name}={default:g}")
     return value
+
+
+def check_number(name: str, value: Any, *, minimum: float | None = None, above: float | None = None,
+                 maximum: float | None = None, whole: bool = False, where: str | None = None) -> Any:
+    """`value` if it is a finite number (a whole one with `whole`) in range, else one UsageError line
+    (exit 2) naming the setting: every numeric setting (cxrg.toml, -o, environment, flags) is checked here,
+    so nan, inf, -3 or 0 never reach the pipeline as a silent or per-sample failure."""
+    kind = "a whole number" if whole else "a finite number"
+    bounds = [f">= {minimum:g}" if minimum is not None else "", f"> {above:g}" if above is not None else "",
+              f"<= {maximum:g}" if maximum is not None else ""]
+    wanted = " ".join([kind, *[b for b in bounds if b]])
+    ok = (isinstance(value, int | float) and not isinstance(value, bool)
+          and (not whole or isinstance(value, int) or (isinstance(value, float) and value.is_integer()))
+          and math.isfinite(value)
+          and (minimum is None or value >= minimum) and (above is None or value > above)
+          and (maximum is None or value <= maximum))
+    if not ok:
+        raise UsageError(f"{name} = {value!r} must be {wanted}", where=where)
+    return int(value) if whole else value
+
+
+DEVICE_TYPES = ("cpu", "cuda", "mps", "xpu", "hpu", "mtia", "maia", "ipu", "xla", "meta", "hip", "ve", "fpga",
+                "lazy", "vulkan", "mkldnn", "opengl", "opencl", "ideep", "privateuseone")
+"""torch's device types: a device is `auto`, TYPE or TYPE:INDEX."""
+
+
+def check_device(value: Any, source: str | None = None) -> str:
+    """A device string as torch reads it (or `auto`), else one usage line naming where it came from."""
+    text = value if isinstance(value, str) else ""
+    kind, _, index = text.strip().partition(":")
+    if text.strip() != "auto" and (kind not in DEVICE_TYPES or (index and not index.isdigit())
+                                   or (":" in text and not index)):
+        raise UsageError(f"device {value!r} is not a device", where=source,
+                         hint="use cpu, cuda, cuda:N, mps or auto")
+    return text
 
 
 def plugin_filter() -> set[str] | None:
@@ -162,12 +200,16 @@ class Config:
         variable = ENVIRONMENT.get(key)
         value = env(variable) if variable else None
         if value is not None:
+            if key in ENV_WHOLE_NUMBERS:
+                return _env_whole(variable, value), f"${variable}"
             return (Path(value).expanduser() if key.split(".")[-1] in PATH_KEYS else value), f"${variable}"
         return default, DEFAULT
 
     def get(self, key: str, default: Any = None) -> Any:
         value, source = self.resolve(key, default)
         self.sources[key] = source
+        if key == "device" and value is not None:
+            check_device(value, source)
         return value
 
     def require(self, key: str, option: str | None = None) -> Any:
@@ -188,7 +230,7 @@ class Config:
             if found:
                 if not isinstance(value, dict):
                     raise InputError(f"`{key}` must be a table ([{key}])", where=str(file.path))
-                merged.update(value)
+                merged.update({name: _checked(f"{key}.{name}", v, file) for name, v in value.items()})
                 for name in value:
                     self.sources[f"{key}.{name}"] = str(file.path)
         return merged
@@ -215,13 +257,24 @@ class Config:
                     break
             else:
                 variable = ENVIRONMENT.get(key) or ENVIRONMENT.get(f"ldm.{key}" if ldm_table else "")
-                if variable and env(variable) is not None:
-                    out[key], self.sources[label] = env(variable), f"${variable}"
+                text = env(variable) if variable else None
+                if variable and text is not None:
+                    whole = variable in ENV_WHOLE_NUMBERS.values()
+                    out[key] = _env_whole(variable, text) if whole else text
+                    self.sources[label] = f"${variable}"
         return out
 
     def record(self) -> dict[str, Any]:
         """What goes into config.json: the files read and the source of each value looked up."""
         return {"files": [str(f.path) for f in self.files], "sources": dict(sorted(self.sources.items()))}
+
+
+def _env_whole(variable: str | None, text: str) -> int:
+    try:
+        value: Any = int(text.strip())
+    except ValueError:
+        value = text
+    return int(check_number(f"${variable}", value, minimum=1, whole=True))
 
 
 def _checked(key: str, value: Any, file: ConfigFile) -> Any:
@@ -238,9 +291,25 @@ def _checked(key: str, value: Any, file: ConfigFile) -> Any:
     if key.startswith("ldm.") and leaf in LDM_TYPES:
         kind, example = LDM_TYPES[leaf]
         if not _is_kind(value, kind):
-            raise InputError(f"`{key}` must be {kind}, got {value!r}", where=str(file.path),
+            raise UsageError(f"`{key}` must be {kind}, got {value!r}", where=str(file.path),
                              hint=f"e.g. {leaf} = {example}")
+        check_ldm_value(key, value, str(file.path))
     return value
+
+
+def check_ldm_value(key: str, value: Any, where: str | None = None) -> None:
+    """The range of an [ldm] value (its type is checked by `_is_kind`): steps and batch >= 1, sigma a finite
+    number >= 0, capture_steps [start, stop) with 0 <= start < stop, layers not empty."""
+    leaf = key.split(".")[-1]
+    if leaf in ("inference_steps", "batch"):
+        check_number(f"`{key}`", value, minimum=1, whole=True, where=where)
+    elif leaf == "smoothing_sigma":
+        check_number(f"`{key}`", value, minimum=0, where=where)
+    elif leaf == "capture_steps" and (len(value) != 2 or not 0 <= value[0] < value[1]):
+        raise UsageError(f"`{key}` = {value!r} must be [start, stop) with 0 <= start < stop", where=where,
+                         hint="e.g. capture_steps = [30, 60]")
+    elif leaf == "layers" and not value:
+        raise UsageError(f"`{key}` must name at least one cross-attention layer", where=where)
 
 
 LDM_TYPES = {"inference_steps": ("a whole number", "100"), "batch": ("a whole number", "4"),

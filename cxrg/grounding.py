@@ -24,7 +24,7 @@ import numpy as np
 
 from cxrg.errors import InputError
 from cxrg.geometry import normalise
-from cxrg.images import DICOM_SUFFIXES, read_image
+from cxrg.images import DICOM_SUFFIXES, read_annotated_image
 from cxrg.registry import HeatmapModel, make_query
 from cxrg.runs import atomic_write_bytes, atomic_write_json, save_figure
 
@@ -115,7 +115,7 @@ def overlay_png(image: np.ndarray, heatmap: np.ndarray, caption: str, out: Path)
 def ground_image(model: HeatmapModel, image_path: Path, prompt: str, out_dir: Path,
                  stem: str | None = None, phrase: str | None = None) -> dict[str, Any]:
     """Run one model on one image and write the three outputs; returns the JSON summary."""
-    image = read_image(image_path)
+    image = read_annotated_image(image_path, None)  # refuses images too small to ground
     heatmap = np.asarray(model.heatmap(make_query(model.card, image, prompt, None, image_path)),
                          dtype=np.float32)
     if heatmap.shape != image.shape:

@@ -151,10 +151,20 @@ def image_size(path: str | Path) -> tuple[int, int]:
         raise InputError(f"cannot read the image size: {exc}", where=str(p)) from exc
 
 
+MIN_SIDE = 32
+"""Smallest side of an image to ground, in pixels: no radiograph is smaller, and the models' resize to 512
+would magnify it more than 16 times (a 1 x 1 or 2 x 3 file is a mistake, not an image to ground). Decoding
+alone (read_image) takes any size."""
+
+
 def read_annotated_image(path: str | Path, size: tuple[int, int] | None) -> np.ndarray:
-    """read_image, refusing a file whose (height, width) differs from the size its annotations state:
-    the annotations' boxes would not line up with it."""
+    """read_image for grounding: refuses an image under MIN_SIDE pixels on a side, and a file whose
+    (height, width) differs from the size its annotations state (the boxes would not line up with it)."""
     image = read_image(path)
+    if min(image.shape) < MIN_SIDE:
+        height, width = image.shape
+        raise InputError(f"image is {width}x{height}: under {MIN_SIDE} pixels on a side, not a radiograph",
+                         where=str(path), hint="check the file")
     if size is not None and image.shape != size:
         h, w = size
         raise InputError(f"image is {image.shape[1]}x{image.shape[0]} but the annotations say {w}x{h}",

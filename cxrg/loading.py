@@ -82,7 +82,7 @@ def load_models(names: Sequence[str], cfg: Config, weights: Path | None, device:
         try:
             loaded[name] = load_model(name, weights, device, entries, options=values, model=model)
         except CxrgError as exc:
-            if strict:
+            if strict or isinstance(exc, UsageError):  # a bad setting stops the command (exit 2)
                 raise
             errors[name] = exc.one_line()
     for name, text in errors.items():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import inspect
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -132,10 +133,13 @@ class HeatmapModel(Protocol):
 OPTION_KINDS = ("str", "int", "float", "bool", "path", "ints", "strs")
 
 
-def option(default: Any, help: str, kind: str = "str", choices: tuple[str, ...] = ()) -> Any:
-    """A field of a model's Options dataclass: its default, one line of help, and how text is parsed."""
+def option(default: Any, help: str, kind: str = "str", choices: tuple[str, ...] = (),
+           minimum: float | None = None) -> Any:
+    """A field of a model's Options dataclass: its default, one line of help, how text is parsed, and for
+    numbers the smallest value allowed (an int or float option is always finite: nan and inf are refused)."""
     assert kind in OPTION_KINDS, kind
-    return field(default=default, metadata={"help": help, "kind": kind, "choices": choices})
+    return field(default=default, metadata={"help": help, "kind": kind, "choices": choices,
+                                            "minimum": minimum})
 
 
 @dataclass(frozen=True)
@@ -145,6 +149,7 @@ class OptionInfo:
     default: Any
     help: str
     choices: tuple[str, ...] = ()
+    minimum: float | None = None
 
 
 def describe_options(model: Any) -> list[OptionInfo]:
@@ -153,7 +158,8 @@ def describe_options(model: Any) -> list[OptionInfo]:
     if options is None or not dataclasses.is_dataclass(options):
         return []
     return [OptionInfo(f.name, f.metadata.get("kind", "str"), f.default, f.metadata.get("help", ""),
-                       tuple(f.metadata.get("choices", ()))) for f in dataclasses.fields(options)]
+                       tuple(f.metadata.get("choices", ())), f.metadata.get("minimum"))
+            for f in dataclasses.fields(options)]
 
 
 def _parse_option(info: OptionInfo, value: Any, model: str) -> Any:
@@ -171,14 +177,15 @@ def _parse_option(info: OptionInfo, value: Any, model: str) -> Any:
             if text is not None and text.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
                 return text.lower() in ("1", "true", "yes", "on")
             raise bad("true or false")
-        if info.kind == "int":
-            if isinstance(value, bool) or not isinstance(value, int | str):
-                raise bad("a whole number")
-            return int(value)
-        if info.kind == "float":
-            if isinstance(value, bool) or not isinstance(value, int | float | str):
-                raise bad("a number")
-            return float(value)
+        if info.kind in ("int", "float"):
+            whole = info.kind == "int"
+            if isinstance(value, bool) or not isinstance(value, int | str if whole else int | float | str):
+                raise bad("a whole number" if whole else "a number")
+            number = int(value) if whole else float(value)
+            if not math.isfinite(number) or (info.minimum is not None and number < info.minimum):
+                raise bad(("a whole number" if whole else "a finite number")
+                          + (f" >= {info.minimum:g}" if info.minimum is not None else ""))
+            return number
         if info.kind == "path":
             if not isinstance(value, str | Path) or not str(value).strip():
                 raise bad("a path")

@@ -12,12 +12,13 @@ import logging
 import math
 import os
 import platform
+import re
 import signal
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -189,12 +190,48 @@ def json_safe(obj: Any) -> Any:
     return obj
 
 
+# Spreadsheet formula injection (OWASP "CSV injection"): a cell that begins with one of these characters
+# may be run as a formula by Excel, LibreOffice or Google Sheets. Text cells that do are written with a
+# single quote in front (shown as text, never run); a cell that already begins with quotes before such a
+# character gets one more, so `csv_cell_raw` gives back exactly what was written. Numbers stay numbers:
+# a number ("-0.07", "-1e-05", or a Python/numpy number) is never prefixed, since a spreadsheet reads it as
+# the number it is. The raw value stays in the JSON files.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NEUTRALISED = re.compile(r"'*[=+\-@\t\r]")
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def csv_cell(value: Any) -> Any:
+    """`value` as written to a CSV cell: text that a spreadsheet would run as a formula gets a leading '."""
+    if isinstance(value, str) and _NEUTRALISED.match(value) and not _NUMBER.fullmatch(value):
+        return "'" + value
+    return value
+
+
+def csv_cell_raw(value: str) -> str:
+    """The value `csv_cell` was given, from the cell it wrote (the inverse: one leading ' dropped)."""
+    if value.startswith("'") and _NEUTRALISED.match(value[1:]) and not _NUMBER.fullmatch(value[1:]):
+        return value[1:]
+    return value
+
+
+def raw_row(row: Mapping[Any, Any]) -> dict[Any, Any]:
+    """A row that csv.DictReader read from a file cxrg wrote, every cell back to its raw value."""
+    return {key: csv_cell_raw(value) if isinstance(value, str) else value for key, value in row.items()}
+
+
+def read_csv_dicts(handle: Any) -> Iterator[dict[Any, Any]]:
+    """csv.DictReader over `handle`, every cell back to its raw value (see `csv_cell`)."""
+    return map(raw_row, csv.DictReader(handle))
+
+
 def atomic_write_csv(path: Path, fieldnames: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> None:
+    """The one CSV writer: atomic, and safe to open in a spreadsheet (`csv_cell`)."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(fieldnames), lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({key: row.get(key, "") for key in fieldnames})
+        writer.writerow({key: csv_cell(row.get(key, "")) for key in fieldnames})
     atomic_write_text(path, buffer.getvalue())
 
 

@@ -3,6 +3,7 @@ robustness case); docs/reliability.md lists what they guarantee."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -626,3 +627,319 @@ def test_bench_normalises_prompts_unless_exact_prompt(ms_cxr, tmp_path, capsys):
     exact = rows_by_id(tmp_path / "e")
     assert exact[("prior", "d1:0")]["prompt"] == "right lower lobe opacity"
     assert "--exact-prompt: every prompt is given to the models as written" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- issue 25: weights, settings, shards, sizes
+
+def test_tampered_organism_weights_are_refused_and_nothing_is_copied(tmp_path, monkeypatch, capsys):
+    """`cxrg weights organism` hashes the tensors of every copy against EXPECTED_SHA256: 64 flipped bytes
+    in the U-Net are one line, exit 1, and neither the target nor a staging folder is left behind; an
+    existing folder keeps what it had (tuned embeddings); an untouched copy still goes through."""
+    import shutil
+
+    import cxrg.organism.weights as organism_weights
+
+    source = tmp_path / "installed"
+    shutil.copytree(organism_weights.committed_weights(), source)
+    unet = source / "cxr_image_synthesis_latent_diffusion_model" / "models" / "diffusion_model.pth"
+    data = bytearray(unet.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 64] = bytes(b ^ 0xFF for b in data[middle:middle + 64])
+    unet.write_bytes(bytes(data))
+    monkeypatch.setattr(organism_weights, "FOLDER", source)
+
+    fresh = tmp_path / "fresh"
+    assert run_cli("weights", "organism", str(fresh)) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "do not match the committed hash" in err[0] and "Traceback" not in err[0]
+    assert not fresh.exists()
+
+    existing = tmp_path / "existing"
+    (existing / "tuned").mkdir(parents=True)
+    (existing / "tuned" / "embeddings.safetensors").write_bytes(b"kept")
+    assert run_cli("weights", "organism", str(existing)) == 1
+    assert sorted(p.relative_to(existing).as_posix() for p in existing.rglob("*")) == [
+        "tuned", "tuned/embeddings.safetensors"]
+
+    unet.unlink()  # a file that does not load at all is refused the same way
+    assert run_cli("weights", "organism", str(fresh)) == 1
+    assert "do not match" in capsys.readouterr().err and not fresh.exists()
+
+    monkeypatch.setattr(organism_weights, "FOLDER", organism_weights.Path(organism_weights.__file__).parent
+                        / "weights")
+    assert run_cli("weights", "organism", str(existing)) == 0
+    assert (existing / "tuned" / "embeddings.safetensors").read_bytes() == b"kept"
+    assert (existing / unet.relative_to(source)).is_file()
+    assert not list(existing.glob(".cxrg-organism-*"))
+
+
+@pytest.mark.parametrize(("raw", "cell"), [
+    ("=1+1", "'=1+1"), ("+cmd", "'+cmd"), ("-2+3", "'-2+3"), ("@SUM(A1)", "'@SUM(A1)"), ("\tx", "'\tx"),
+    ("\rx", "'\rx"), ("'=1+1", "''=1+1"), ("''@x", "'''@x"), ("-", "'-"), ("-inf", "'-inf"),
+    ("-0.07", "-0.07"), ("-1e-05", "-1e-05"), ("+3", "+3"), ("-.5", "-.5"), ("0.25", "0.25"),
+    ("left effusion", "left effusion"), ("'quoted'", "'quoted'"), ("", ""), ("a=b", "a=b"),
+    (-0.07, -0.07), (np.float32(-2.5), np.float32(-2.5)), (None, None)])
+def test_csv_cells_are_spreadsheet_safe_and_read_back_raw(raw, cell):
+    """OWASP's advice: text that begins with = + - @ tab or CR gets a leading ' (numbers stay numbers);
+    cxrg's readers undo it exactly, quotes already there included."""
+    from cxrg.runs import csv_cell, csv_cell_raw
+
+    assert csv_cell(raw) == cell and type(csv_cell(raw)) is type(raw)
+    if isinstance(raw, str):
+        assert csv_cell_raw(cell) == raw
+
+
+def test_formula_phrases_are_neutralised_in_csv_kept_raw_in_json_and_resume(ms_cxr, tmp_path, capsys):
+    """A dataset phrase and sample that a spreadsheet would run as formulas reach per_sample.csv with a
+    leading quote while negative CNRs stay numbers, a rerun keeps every row (its fingerprint reads back the
+    raw value), and a rater name like it is neutralised in ratings.csv and raw in the database."""
+    import sqlite3
+
+    from test_study import build_study
+
+    annotations, images = ms_cxr
+    hostile = '=HYPERLINK("http://evil.example","x") left pleural effusion'
+    text = annotations.read_text().replace("left pleural effusion", hostile.replace('"', '""').join('""'))
+    # and a box far from its prompt's atlas region: the prior scores it with a negative CNR
+    far = f"d4,Pneumothorax,right apical pneumothorax,{mimic_path('d4')},70,90,45,35,120,130\n"
+    annotations.write_text(text + far)
+    out = tmp_path / "run"
+    assert bench(annotations, images, out, "--exact-prompt", models="oracle,prior") == 0
+    raw_text = (out / "per_sample.csv").read_text()
+    assert "'=HYPERLINK" in raw_text and ",=HYPERLINK" not in raw_text and '"=HYPERLINK' not in raw_text
+    cnrs = [r["cnr"] for r in rows_by_id(out).values() if r["cnr"]]
+    assert any(cnr.startswith("-") for cnr in cnrs)  # negative CNRs are numbers, written as numbers
+    assert all(np.isfinite(float(cnr)) for cnr in cnrs)
+    capsys.readouterr()
+    assert bench(annotations, images, out, "--exact-prompt", models="oracle,prior") == 0
+    assert "recomput" not in capsys.readouterr().err  # every row kept: the raw phrase was read back
+    from cxrg.bench.harness import read_per_sample
+
+    assert any(r["phrase"] == hostile for r in read_per_sample(out / "per_sample.csv").values())
+
+    study, _ = build_study(ms_cxr, tmp_path / "s")
+    from cxrg.study import db
+
+    con = db.open_study(study)
+    rater = db.get_or_add_rater(con, "=2+5+cmd|' /C calc'!A0")
+    db.add_rating(con, rater["id"], db.rater_items(rater)[0], 4, 1)
+    con.close()
+    assert run_cli("study", "export", str(study)) == 0
+    exported = (study / "ratings.csv").read_text()
+    assert "\n'=2+5+cmd" in exported and "\n=2+5" not in exported
+    stored = sqlite3.connect(study / "study.sqlite").execute("SELECT name FROM raters").fetchone()[0]
+    assert stored == "=2+5+cmd|' /C calc'!A0"
+
+
+BAD_SETTINGS = [("smoothing_sigma", "nan", "nan", "finite number >= 0"),
+                ("smoothing_sigma", "-3", "-3", "finite number >= 0"),
+                ("smoothing_sigma", "inf", "inf", "finite number >= 0"),
+                ("batch", "0", "0", "whole number >= 1"),
+                ("inference_steps", "0", "0", "whole number >= 1"),
+                ("inference_steps", "-4", "-4", "whole number >= 1"),
+                ("capture_steps", "5,3", "[5, 3]", "start"),
+                ("capture_steps", "0,500", "[0, 500]", "0..99")]
+
+
+@pytest.mark.parametrize(("key", "option", "toml", "says"), BAD_SETTINGS)
+def test_settings_that_are_not_usable_numbers_are_one_usage_line(tiny, tmp_path, monkeypatch, capsys, key,
+                                                                 option, toml, says):
+    """nan, inf, negative or zero settings are refused at load, from -o, cxrg.toml [ldm] and [models.NAME]:
+    one line naming the setting, exit 2, before any sample is scored (today they are scored, or every
+    sample fails while the run exits 0)."""
+    monkeypatch.chdir(tmp_path)
+    image = tmp_path / "x.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8)).save(image)
+    ground = ("ground", str(image), "left pneumonia", "--model", "ldm-frozen", "--weights", str(tiny),
+              "--out", str(tmp_path / "map.png"))
+    for how in ("-o", "[ldm]", "[models.ldm-frozen]"):
+        (tmp_path / "cxrg.toml").unlink(missing_ok=True)
+        extra: tuple[str, ...] = ()
+        if how == "-o":
+            extra = ("-o", f"ldm-frozen.{key}={option}")
+        else:
+            (tmp_path / "cxrg.toml").write_text(f"{how}\n{key} = {toml}\n")
+        capsys.readouterr()
+        assert run_cli(*ground, *extra) == 2, (how, key, option)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and key in err[0] and says in err[0] and "Traceback" not in err[0], (how, err)
+        assert not (tmp_path / "map.png").exists()
+
+
+def test_bad_settings_stop_bench_environment_and_tune_too(ms_cxr, tiny, tmp_path, monkeypatch, capsys):
+    annotations, images = ms_cxr
+    out = tmp_path / "run"
+    for extra, env, says in ((("-o", "ldm-frozen.batch=0"), {}, "batch"),
+                             (("-o", "ldm-frozen.smoothing_sigma=inf"), {}, "smoothing_sigma"),
+                             ((), {"CXRG_LDM_BATCH": "0"}, "$CXRG_LDM_BATCH = 0"),
+                             ((), {"CXRG_LDM_BATCH": "many"}, "$CXRG_LDM_BATCH = 'many'")):
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        capsys.readouterr()
+        code = bench(annotations, images, out, "--weights", str(tiny), *extra, models="oracle,ldm-frozen")
+        assert code == 2
+        err = capsys.readouterr().err
+        assert says in err and "Traceback" not in err, err
+        assert not (out / "per_sample.csv").exists()
+        for name in env:
+            monkeypatch.delenv(name)
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("sample_id,image_path,prompt\n")
+    for flag, value in (("--lr", "nan"), ("--lr", "0"), ("--alpha", "-1"), ("--jitter", "inf"),
+                        ("--epsilon", "nan"), ("--epochs", "inf"), ("--div-weight", "nan")):
+        capsys.readouterr()
+        assert run_cli("tune", "--manifest", str(manifest), "--images", str(tmp_path), "--weights", str(tiny),
+                       "--out", str(tmp_path / "tune"), flag, value) == 2, flag
+        assert flag in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("device", "how"), [("gpu", "--device"), ("cuda:abc", "--device"),
+                                             ("cuda:", "--device"), ("gpu", "CXRG_DEVICE"), ("", "--device")])
+def test_a_device_that_is_not_one_is_a_usage_line(tmp_path, monkeypatch, capsys, device, how):
+    image = tmp_path / "x.png"
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save(image)
+    args = ["ground", str(image), "left pneumonia", "--model", "prior", "--out", str(tmp_path)]
+    if how == "CXRG_DEVICE":
+        monkeypatch.setenv("CXRG_DEVICE", device)
+    else:
+        args += ["--device", device]
+    capsys.readouterr()
+    assert run_cli(*args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"device {device!r} is not a device" in err[0], err
+    from cxrg.config import check_device
+
+    assert [check_device(d) for d in ("cpu", "cuda", "cuda:1", "mps", "auto")] == ["cpu", "cuda", "cuda:1",
+                                                                                    "mps", "auto"]
+
+
+def test_heatmap_settings_check_every_value_in_the_library():
+    from cxrg.ldm.config import HeatmapSettings
+
+    assert HeatmapSettings(smoothing_sigma=0.0).smoothing_sigma == 0.0  # no smoothing is a choice
+    for changes in (dict(smoothing_sigma=float("nan")), dict(smoothing_sigma=-3.0), dict(inference_steps=0),
+                    dict(capture_steps=()), dict(inference_steps=50), dict(timestep_spacing="middle"),
+                    dict(layers=()), dict(otsu="yes"), dict(capture_order="sideways")):
+        with pytest.raises(UsageError):
+            HeatmapSettings(**changes)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_hand_set_shard_variables_fail_in_the_stated_time_and_honour_sigterm(ms_cxr, tmp_path, monkeypatch):
+    """WORLD_SIZE=2 RANK=0 with no peer: without MASTER_ADDR one usage line at once (exit 2); with it, one
+    line after $CXRG_SHARD_START_SECONDS (here 2 s; exit 1); SIGTERM during the wait ends the process at
+    once (exit 130). The run folder is never touched. Today the wait is 6 hours and ignores SIGTERM."""
+    import socket
+
+    annotations, images = ms_cxr
+    out = tmp_path / "run"
+    args = ("bench", "--models", "oracle", "--dataset", "ms-cxr", "--annotations", str(annotations),
+            "--images", str(images), "--out", str(out), "--resamples", "100", "--no-report")
+    hand_set = {"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0", "OMP_NUM_THREADS": "1"}
+    for name in ("MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    proc = cxrg_process(*args, env=hand_set)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and err.strip().count("\n") == 0, err
+    assert "WORLD_SIZE=2 and RANK=0 are set without MASTER_ADDR and MASTER_PORT" in err
+
+    port = _free_port()
+    started = time.monotonic()
+    proc = cxrg_process(*args, env={**hand_set, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+                                    "CXRG_SHARD_START_SECONDS": "2"})
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and "did not join within 2 s" in err and "Traceback" not in err, err
+    assert err.strip().count("\n") == 0 and time.monotonic() - started < 30
+    assert not out.exists()
+
+    port = _free_port()
+    proc = cxrg_process(*args, env={**hand_set, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+                                    "CXRG_SHARD_START_SECONDS": "600"})
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # rank 0 listens for its peers: it is waiting now
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+            time.sleep(0.2)
+        time.sleep(0.5)
+        stopped = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130 and time.monotonic() - stopped < 10, (proc.returncode, err)
+    assert "stopped while waiting for the other processes to join" in err and "Traceback" not in err
+    assert not out.exists()
+
+
+NAN_MAPS = '''
+import numpy as np
+from cxrg.registry import ModelCard
+
+class AllNan:  # a model that saw no pixel of the image: both metrics undefined
+    card = ModelCard(name="all-nan", version="1", licence="MIT", description="test plugin")
+    def load(self, weights_dir=None, device="cpu"): pass
+    def heatmap(self, query): return np.full(query.image.shape, np.nan, np.float32)
+'''
+
+
+def test_all_nan_maps_are_not_counted_as_scored(ms_cxr, tmp_path):
+    """The terminal line and results.md count what the rows say: an all-NaN map is `undefined` in
+    per_sample.csv and is reported as undefined, not as scored; the counts add up."""
+    annotations, images = ms_cxr
+    site = tmp_path / "site"
+    site.mkdir()
+    make_distribution(site, "nanmaps", {"all-nan": "nanmod:AllNan"}, {"nanmod": NAN_MAPS})
+    out = tmp_path / "run"
+    process = cxrg_process("bench", "--models", "oracle,all-nan", "--dataset", "ms-cxr", "--annotations",
+                           str(annotations), "--images", str(images), "--out", str(out), "--resamples",
+                           "100", "--no-report", site=site)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, stderr
+    statuses = [r["status"] for (model, _), r in rows_by_id(out).items() if model == "all-nan"]
+    assert statuses == ["undefined"] * 8
+    line = next(text for text in stderr.splitlines() if text.startswith("all-nan:"))
+    assert line.startswith("all-nan: 0 of 8 samples scored, 0 failed, 8 undefined"), line
+    assert "oracle: 8 of 8 samples scored, 0 failed\n" in stderr  # a model without undefined maps: as before
+    counts = json.loads((out / "summary.json").read_text())["counts"]
+    assert counts["all-nan"]["scored"] + counts["all-nan"]["failed"] + counts["all-nan"]["undefined"] == 8
+    assert "all-nan: 0 of 8 samples scored, 0 failed, 8 undefined" in (out / "results.md").read_text()
+
+
+@pytest.mark.parametrize("size", [(1, 1), (3, 2), (31, 200), (100, 20)])
+def test_images_below_the_minimum_size_are_refused_in_one_line(tmp_path, capsys, size):
+    """1 x 1 and 2 x 3 images were grounded; anything under MIN_SIDE (32) pixels on a side is one line."""
+    from cxrg.images import MIN_SIDE, read_image
+
+    height, width = size
+    image = tmp_path / "small.png"
+    Image.fromarray(np.zeros((height, width), np.uint8)).save(image)
+    capsys.readouterr()
+    assert run_cli("ground", str(image), "left pneumonia", "--model", "prior", "--out", str(tmp_path)) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"image is {width}x{height}: under {MIN_SIDE} pixels on a side" in err[0]
+    assert not list(tmp_path.glob("*.overlay.png"))
+    assert read_image(image).shape == size  # decoding alone takes any size; grounding does not
+    Image.fromarray(np.zeros((MIN_SIDE, MIN_SIDE), np.uint8)).save(image)
+    assert run_cli("ground", str(image), "left pneumonia", "--model", "prior", "--out", str(tmp_path)) == 0
+
+
+def test_bench_records_an_image_too_small_as_a_failed_row(ms_cxr, tmp_path):
+    """In batch work the refusal is a failed row with its reason; the other samples are scored."""
+    annotations, images = ms_cxr
+    Image.fromarray(np.zeros((3, 2), np.uint8)).save(images / mimic_path("d5"), format="JPEG")
+    out = tmp_path / "run"
+    assert bench(annotations, images, out) == 0
+    rows = rows_by_id(out)
+    assert rows[("oracle", "d5:0")]["status"] == "failed"
+    assert "under 32 pixels on a side" in rows[("oracle", "d5:0")]["error"]
+    assert sum(r["status"] == "scored" for r in rows.values()) == len(rows) - 1

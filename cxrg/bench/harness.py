@@ -14,7 +14,6 @@ inputs give; every other row is recomputed (docs/decisions.md, "Resume and chang
 from __future__ import annotations
 
 import contextlib
-import csv
 import math
 import sys
 import time
@@ -39,6 +38,7 @@ from cxrg.runs import (
     fingerprint,
     format_number,
     is_contained,
+    read_csv_dicts,
 )
 
 PER_SAMPLE_FIELDS = ("model", "sample_id", "category", "prompt", "phrase", "status", "cnr", "miou", "seconds",
@@ -69,7 +69,7 @@ def read_per_sample(path: Path) -> dict[tuple[str, str], dict[str, str]]:
     if not path.exists():
         return {}
     with path.open(newline="", encoding="utf-8") as handle:
-        rows = {(row["model"], row["sample_id"]): row for row in csv.DictReader(handle)}
+        rows = {(row["model"], row["sample_id"]): row for row in read_csv_dicts(handle)}
     for row in rows.values():
         if not row.get("status"):  # a cxrg 0.1 file: the status was implied by the error text
             error = row.get("error") or ""
@@ -338,7 +338,11 @@ def summarise(model_names: Sequence[str], samples: Sequence[Sample], rows: dict[
     for name in model_names:
         model_rows = [rows.get((name, s.sample_id)) for s in samples]
         failed = sum(1 for r in model_rows if r is None or r.get("status") not in (SCORED, UNDEFINED))
-        counts[name] = {"samples": len(samples), "scored": len(samples) - failed, "failed": failed}
+        undefined = sum(1 for r in model_rows if r is not None and r.get("status") == UNDEFINED)
+        counts[name] = {"samples": len(samples), "scored": len(samples) - failed - undefined,
+                        "failed": failed}
+        if undefined:  # a metric without a value (an all-NaN or flat map): not "scored", not failed either
+            counts[name]["undefined"] = undefined
         silent = [s.category for s, r in zip(samples, model_rows, strict=True)
                   if r is not None and r.get("status") == NO_PREDICTION]
         if silent:
@@ -349,7 +353,7 @@ def summarise(model_names: Sequence[str], samples: Sequence[Sample], rows: dict[
                       for c, members in by_class.items()}
             if all(np.isnan(v).all() for v in values.values()):
                 continue  # the model does not report this metric (or every sample failed)
-            scored = len(samples) - failed
+            scored = len(samples) - failed  # rows that entered the statistics (scored or undefined)
             finite = int(sum(np.isfinite(v).sum() for v in values.values()))
             counts[name][f"{metric}_undefined"] = scored - finite
             stats = bootstrap.bootstrap_classes(values, resamples, seed, indices_by_class=indices)

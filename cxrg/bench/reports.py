@@ -75,6 +75,7 @@ def markdown_table(summary: dict[str, Any]) -> str:
         lines.append(f"† fewer than {FEW} samples: the CI means little.")
     counts = summary["counts"]
     notes = [f"- {model}: {c['scored']} of {c['samples']} samples scored, {c['failed']} failed"
+             + (f", {c['undefined']} undefined (a metric without a value)" if c.get("undefined") else "")
              + (f" ({c['no_prediction']} of them no prediction: "
                 + ", ".join(f"{k} {v}" for k, v in c["no_prediction_by_class"].items()) + ")"
                 if c.get("no_prediction") else "")

@@ -69,6 +69,7 @@ def run(cfg: Config, models: str, dataset: str, annotations: Path | None = None,
     _quiet = not ranks.main
     try:
         with interrupt_guard(terminate=ranks.sharded), dicom_display(resolved["dicom_display"]):
+            ranks.connect()  # a hand-set WORLD_SIZE with no peer fails here, before the folder is touched
             return _run(cfg, models, dataset, annotations, images, out, resamples, seed, limit, split, strict,
                         resolved["extractor"], option_pairs, shortcuts, save_heatmaps, heatmap_size,
                         prompt_text, progress, report, exact_prompt, restart, ranks, resolved)
@@ -291,6 +292,9 @@ def _score(run_dir, config, data, loaded, model_errors, model_fps, dataset, loc,
             line += f" ({count['no_prediction']} no prediction)"
         if count["failed"]:
             line += " (reasons in per_sample.csv and log.txt)"
+        if count.get("undefined"):
+            line += (f", {count['undefined']} undefined (a metric without a value, e.g. an all-NaN or flat "
+                     "map)")
         if count.get("cnr_undefined"):
             line += f", CNR undefined for {count['cnr_undefined']}"
         say(line)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from cxrg.errors import InputError
-from cxrg.runs import check_complete  # importing cxrg.runs also sets the one CSV field-size policy
+from cxrg.runs import check_complete, csv_cell_raw  # importing cxrg.runs also sets the CSV field-size policy
 
 ROW_ERROR = "_error"
 """Key of a row dict holding what is wrong with the row itself (more fields than the header)."""
@@ -67,7 +67,7 @@ def read_csv_rows(path: Path, required: Sequence[str]) -> list[dict[str, str]]:
             rows = []
             for row in reader:
                 extra = row.pop(None, None)  # fields beyond the header: the row is malformed, not the file
-                clean = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
+                clean = {(k or "").strip(): csv_cell_raw(v or "").strip() for k, v in row.items()}
                 if extra:
                     clean[ROW_ERROR] = f"{len(extra)} more field(s) than the header"
                 rows.append(clean)

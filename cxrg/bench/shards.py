@@ -41,6 +41,13 @@ without its launcher stopping the others); $CXRG_SHARD_STALL_SECONDS overrides i
 START_TIMEOUT = timedelta(hours=6)
 """How long the processes wait for rank 0 to prepare the run folder (folding shards in, building
 MS-CXR-loc): the timeout of the gloo group used for that one barrier."""
+JOIN_SECONDS = 120.0
+"""How long a process waits for all WORLD_SIZE processes to meet (the gloo rendezvous at the start, before
+anything is prepared): a launcher starts them together, so only a WORLD_SIZE set by hand with no peer takes
+this long, and then fails with one line; $CXRG_SHARD_START_SECONDS overrides it."""
+
+LAUNCH_HINT = ("start the processes with torchrun or accelerate launch (docs/scale.md), or unset WORLD_SIZE "
+               "and RANK to run one process")
 
 Rows = dict[Any, dict[str, str]]
 
@@ -55,6 +62,7 @@ class Ranks:
     sync: Callable[[str], None] | None = field(default=None, repr=False)
     """How the processes wait for each other (default: a torch.distributed gloo barrier); tests that play
     every rank in one process pass a function that returns at once."""
+    group: Any = field(default=None, repr=False)
 
     @classmethod
     def from_environment(cls) -> Ranks:
@@ -92,6 +100,33 @@ class Ranks:
             return f"cuda:{self.local_rank}"
         return requested
 
+    def connect(self) -> None:
+        """Meet the other processes (a gloo group) within start_seconds(), or fail with one line: the
+        WORLD_SIZE/RANK variables were set by hand, or the other processes never started. Call it first,
+        before preparing anything. The wait runs on a helper thread, so Ctrl-C and SIGTERM stop it."""
+        if not self.sharded or self.sync is not None or self.group is not None:
+            return
+        missing = [name for name in ("MASTER_ADDR", "MASTER_PORT") if not os.environ.get(name)]
+        if missing:
+            raise UsageError(f"WORLD_SIZE={self.world} and RANK={self.rank} are set without "
+                             f"{' and '.join(missing)}: not a launched run", hint=LAUNCH_HINT)
+        import torch.distributed as dist
+
+        limit = start_seconds()
+        address = f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}"
+
+        def join() -> Any:
+            if not dist.is_initialized():
+                dist.init_process_group("gloo", timeout=timedelta(seconds=limit))
+            return dist.new_group(backend="gloo", timeout=START_TIMEOUT)  # the long wait for rank 0's folder
+
+        try:
+            self.group = _interruptible(join, limit + 10.0, "the other processes to join")
+        except TimeoutError as exc:
+            raise CxrgError(f"{self.label()}: the other {self.world - 1} process(es) did not join within "
+                            f"{limit:g} s at {address} ({exc})",
+                            hint=LAUNCH_HINT + "; $CXRG_SHARD_START_SECONDS sets the wait") from None
+
     def barrier(self, what: str) -> None:
         """Wait until every process got here; one line if another process ended instead."""
         if not self.sharded:
@@ -101,13 +136,12 @@ class Ranks:
             return
         import torch.distributed as dist
 
+        self.connect()
         try:
-            if not dist.is_initialized():
-                dist.init_process_group("gloo", timeout=START_TIMEOUT)
-            dist.barrier()
-        except Exception as exc:  # a peer that died closes its socket: gloo raises here
+            _interruptible(lambda: dist.barrier(group=self.group), START_TIMEOUT.total_seconds() + 60, what)
+        except TimeoutError as exc:  # a peer that died closes its socket: gloo raises here
             raise CxrgError(f"{self.label()}: another process of this run ended before {what} (its message "
-                            f"is above; {type(exc).__name__})") from None
+                            f"is above; {exc})") from None
 
     def close(self) -> None:
         if self.sharded and self.sync is None:
@@ -116,6 +150,42 @@ class Ranks:
             if dist.is_available() and dist.is_initialized():
                 with contextlib.suppress(Exception):
                     dist.destroy_process_group()
+
+
+def _interruptible(work: Callable[[], Any], seconds: float, what: str) -> Any:
+    """`work()` on a helper thread while this thread waits in short steps, so that signal handlers (Ctrl-C,
+    the launcher's SIGTERM) run during a wait inside torch.distributed; TimeoutError (naming the cause) when
+    `work` raises or does not end within `seconds`. A stop raises cxrg.runs.Interrupted (exit 130)."""
+    from cxrg.runs import Interrupted
+
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = work()
+        except BaseException as exc:  # noqa: BLE001 (reported to the waiting thread)
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target, name="cxrg-distributed-wait", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + seconds
+    try:
+        while thread.is_alive() and time.monotonic() < deadline:
+            thread.join(0.2)
+    except KeyboardInterrupt:
+        raise Interrupted(f"stopped while waiting for {what}") from None
+    if thread.is_alive():
+        raise TimeoutError(f"no answer in {seconds:g} s")
+    if "error" in outcome:
+        exc = outcome["error"]
+        raise TimeoutError(f"{type(exc).__name__}: {' '.join(str(exc).split())[:160]}")
+    return outcome.get("value")
+
+
+def start_seconds() -> float:
+    from cxrg.config import env_number
+
+    return env_number("CXRG_SHARD_START_SECONDS", JOIN_SECONDS)
 
 
 def _env_int(name: str, default: int) -> int:

@@ -142,6 +142,7 @@ def run(
     from cxrg.bench.shards import Ranks
 
     ranks = Ranks.from_environment()
+    ranks.connect()  # a hand-set WORLD_SIZE with no peer fails here, before anything is loaded
     note = _say if ranks.main else _quiet  # only rank 0 of several processes talks to the user
     if ranks.sharded:
         note(f"{ranks.world} processes: the images are split between them (docs/scale.md)")

@@ -10,7 +10,6 @@ against the boxes. Finished images are kept on a rerun; images that ended in an 
 from __future__ import annotations
 
 import contextlib
-import csv
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -36,7 +35,7 @@ from cxrg.classify.heatmaps import HeatmapSource
 from cxrg.errors import CxrgError
 from cxrg.ldm.heatmap import LdmEngine
 from cxrg.ldm.text import encode, tokenize
-from cxrg.runs import RunDir, atomic_write_csv
+from cxrg.runs import RunDir, atomic_write_csv, read_csv_dicts
 
 SCORE_FIELDS = ("unit", "kind", "label", "image", "prompt", "strategy", "error_healthy", "error_pathology",
                 "score", "miou", "note", "seconds", "error")
@@ -119,7 +118,7 @@ def read_scores(path: Path) -> dict[tuple[str, str, str, str], dict[str, str]]:
     if not path.exists():
         return {}
     with path.open(newline="", encoding="utf-8") as handle:
-        return {(r["kind"], r["unit"], r["prompt"], r["strategy"]): r for r in csv.DictReader(handle)}
+        return {(r["kind"], r["unit"], r["prompt"], r["strategy"]): r for r in read_csv_dicts(handle)}
 
 
 def load_image(job: Job) -> np.ndarray:

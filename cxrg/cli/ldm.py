@@ -40,7 +40,7 @@ def diagnose(
     from cxrg.ldm.diagnose import DEFAULT_COLUMN, DEFAULT_ROW, _short, plot
     from cxrg.ldm.diagnose import diagnose as run_diagnosis
     from cxrg.ldm.loading import load_ldm
-    from cxrg.runs import atomic_write_text
+    from cxrg.runs import atomic_write_csv, atomic_write_text
 
     cfg = load_config()
     settings = HeatmapSettings().with_overrides(cfg.get("ldm"))
@@ -54,9 +54,7 @@ def diagnose(
     chosen = [name.strip() for name in layers.split(",")] if layers else None
     result = run_diagnosis(ldm, data, settings, codebook, chosen, window, limit)
     out.mkdir(parents=True, exist_ok=True)
-    lines = ["layer,window,cnr,miou"] + [f"{r['layer']},{r['window']},{r['cnr']},{r['miou']}"
-                                         for r in result.table_rows()]
-    atomic_write_text(out / "diagnose.csv", "\n".join(lines) + "\n")
+    atomic_write_csv(out / "diagnose.csv", ("layer", "window", "cnr", "miou"), result.table_rows())
     atomic_write_text(out / "diagnose.json", json.dumps(result.to_dict(), indent=2) + "\n")
     plot(result, out / "diagnose.png", title=f"{annotations.name}: per layer / timestep window")
     for name, values in (("CNR", result.cnr), ("mIoU", result.miou)):

@@ -40,19 +40,17 @@ def create(
 def serve(
     study: Annotated[Path, typer.Argument(help="The study folder.")],
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: any free one).")] = 8765,
-    host: Annotated[str, typer.Option(help="Address to listen on. Anything but the loopback lets other "
-                                      "machines rate (and read the study's images): use with care.")]
+    host: Annotated[str, typer.Option(help="Address to listen on. Anything but the loopback (127.0.0.0/8, "
+                                      "::1, localhost) lets other machines rate (and read the study's "
+                                      "images): use with care; '' or 0.0.0.0 is every interface.")]
     = "127.0.0.1",
+    timeout: Annotated[float, typer.Option(min=0.1, max=3600, help="Seconds a request may take to arrive "
+                                           "(line, headers and body): a slow client is cut off.")] = 10.0,
 ) -> None:
     """Serve the rating page (http://127.0.0.1:8765/ by default)."""
-    from cxrg.cli import say
-    from cxrg.study.server import LOOPBACK
     from cxrg.study.server import serve as run_server
 
-    if host not in LOOPBACK:
-        say(f"cxrg: warning: listening on {host}: anyone who can reach this address can rate and see the "
-            "study's images; there is no login or encryption")
-    run_server(study, host, port)
+    run_server(study, host, port, timeout)
 
 
 @app.command("export")

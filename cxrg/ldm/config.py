@@ -34,6 +34,7 @@ BUNDLE_SCHEDULER: dict[str, Any] = {
 }
 CAPTURE_ORDERS = ("denoising", "inversion")
 UPSAMPLING = ("bilinear", "nearest")
+TIMESTEP_SPACINGS = ("leading", "trailing")
 LATENT_SCALE = 0.3
 IMAGE_SIZE = 512
 
@@ -91,12 +92,32 @@ class HeatmapSettings:
     Vilouras 2024 evaluation's F.interpolate(mode="nearest"); the paper protocol)."""
 
     def __post_init__(self) -> None:
+        """Every value's type and range, whatever set it (cxrg.toml, -o, the library): one usage line."""
+        from cxrg.config import check_number
+        from cxrg.errors import UsageError
+
         if self.capture_order not in CAPTURE_ORDERS:
-            raise InputError(f"unknown capture_order {self.capture_order!r}",
+            raise UsageError(f"unknown capture_order {self.capture_order!r}",
                              hint=f"choose {' or '.join(CAPTURE_ORDERS)}")
         if self.upsampling not in UPSAMPLING:
-            raise InputError(f"unknown upsampling {self.upsampling!r}",
+            raise UsageError(f"unknown upsampling {self.upsampling!r}",
                              hint=f"choose {' or '.join(UPSAMPLING)}")
+        check_number("inference_steps", self.inference_steps, minimum=1, whole=True)
+        check_number("smoothing_sigma", self.smoothing_sigma, minimum=0)
+        steps = list(self.capture_steps)
+        if not steps or any(isinstance(k, bool) or not isinstance(k, int) or not 0 <= k < self.inference_steps
+                            for k in steps):
+            whole = steps and all(isinstance(k, int) for k in steps)
+            shown = f"{min(steps)}..{max(steps)}" if whole else steps
+            raise UsageError(f"capture_steps {shown} must be step indices in 0..{self.inference_steps - 1} "
+                             f"(inference_steps = {self.inference_steps})", hint="e.g. capture_steps 30,60")
+        if self.timestep_spacing not in TIMESTEP_SPACINGS:
+            raise UsageError(f"unknown timestep_spacing {self.timestep_spacing!r}",
+                             hint=f"choose {' or '.join(TIMESTEP_SPACINGS)}")
+        if not self.layers or not all(isinstance(name, str) and name for name in self.layers):
+            raise UsageError(f"layers {list(self.layers)!r} must name at least one cross-attention layer")
+        if not isinstance(self.otsu, bool):
+            raise UsageError(f"otsu = {self.otsu!r} must be true or false")
 
     @property
     def inversion_steps(self) -> tuple[int, ...]:
@@ -135,6 +156,11 @@ class HeatmapSettings:
         changes = dict(table)
         if "capture_steps" in changes:
             start, stop = changes["capture_steps"]
+            if not int(start) < int(stop):
+                from cxrg.errors import UsageError
+
+                raise UsageError(f"capture_steps {start},{stop} must be start,stop with start < stop",
+                                 hint="e.g. capture_steps 30,60")
             changes["capture_steps"] = tuple(range(int(start), int(stop)))
         if "layers" in changes:
             changes["layers"] = tuple(changes["layers"])

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from cxrg import __version__
-from cxrg.errors import InputError, MissingWeightsError
+from cxrg.errors import InputError, MissingWeightsError, UsageError
 from cxrg.ldm.weights import BUNDLE, HOW_TO_GET_BUNDLE, HOW_TO_GET_TEXT, TEXT_REPO, TUNED_EMBEDDINGS
 from cxrg.registry import HeatmapQuery, ModelCard, WeightFile, option
 
@@ -40,15 +40,16 @@ class _LdmOptions:
 
     dtype: str = option("float32", "U-Net, autoencoder and text encoder precision", "str",
                         ("float32", "bfloat16", "float16"))
-    batch: int = option(10, "conditional U-Net passes per call", "int")
-    inference_steps: int | None = option(None, "DDIM steps of the inversion (paper: 100)", "int")
+    batch: int = option(10, "conditional U-Net passes per call", "int", minimum=1)
+    inference_steps: int | None = option(None, "DDIM steps of the inversion (paper: 100)", "int", minimum=1)
     capture_steps: tuple[int, ...] | None = option(None, "captured step indices as start,stop (paper: 30,60)",
                                                    "ints")
     capture_order: str | None = option(None, "how capture steps are counted: denoising (noise -> image, the "
                                        "paper) or inversion", "str", ("denoising", "inversion"))
     layers: tuple[str, ...] | None = option(None, "captured cross-attention layers (comma-separated names)",
                                             "strs")
-    smoothing_sigma: float | None = option(None, "Gaussian filter sigma in pixels at 512 (2.5)", "float")
+    smoothing_sigma: float | None = option(None, "Gaussian filter sigma in pixels at 512 (2.5)", "float",
+                                           minimum=0)
     timestep_spacing: str | None = option(None, "DDIM grid: leading or trailing (default: the protocol's)",
                                           "str", ("leading", "trailing"))
     upsampling: str | None = option(None, "model map -> image pixels: bilinear or nearest (default: the "
@@ -73,7 +74,7 @@ def heatmap_settings(options: Any, otsu_default: bool):
 
     table = {k: getattr(options, k) for k in HEATMAP_KEYS if getattr(options, k, None) is not None}
     if "capture_steps" in table and len(table["capture_steps"]) != 2:
-        raise InputError(f"capture_steps must be start,stop, got {list(table['capture_steps'])}")
+        raise UsageError(f"capture_steps must be start,stop, got {list(table['capture_steps'])}")
     return HeatmapSettings(otsu=otsu_default).with_overrides(table)
 
 

@@ -13,7 +13,6 @@ Sets (each from its own seed, none shares a phantom with the training draw):
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from cxrg.organism.phantoms import (
     random_phantom,
     two_locations,
 )
+from cxrg.runs import atomic_write_csv
 
 MS_CXR_FIELDS = ("dicom_id", "category_name", "label_text", "path", "x", "y", "w", "h", "image_width",
                  "image_height")
@@ -75,10 +75,7 @@ def write_ms_cxr(folder: Path, phantoms: list[Phantom], prefix: str) -> Path:
             rows.append({"dicom_id": name, "category_name": p.pathology, "label_text": p.prompt,
                          "path": f"{name}.png", "x": x, "y": y, "w": w, "h": h,
                          "image_width": p.image.shape[1], "image_height": p.image.shape[0]})
-    with (folder / "annotations.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=MS_CXR_FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
+    atomic_write_csv(folder / "annotations.csv", MS_CXR_FIELDS, rows)
     return folder / "annotations.csv"
 
 
@@ -95,10 +92,7 @@ def write_tune_manifest(folder: Path, lut: Lut, count: int, size: int, seed: int
         save_png(p.image, folder / "images" / f"{name}.png")
         rows.append({"sample_id": name, "image_id": name, "image_path": f"{name}.png",
                      "pathology": p.pathology, "locations": "|".join(p.locations), "prompt": p.prompt})
-    with (folder / "manifest.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    atomic_write_csv(folder / "manifest.csv", list(rows[0]), rows)
     return folder / "manifest.csv"
 
 
@@ -117,10 +111,7 @@ def write_classify_set(folder: Path, lut: Lut, count: int, size: int, seed: int)
         name = f"healthy{k:04d}.png"
         save_png(make_phantom(lut, size, rng, None).image, folder / "images" / name)
         rows.append({"image": name, "image_id": f"healthy{k:04d}"})
-    with (folder / "negatives.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["image", "image_id"])
-        writer.writeheader()
-        writer.writerows(rows)
+    atomic_write_csv(folder / "negatives.csv", ["image", "image_id"], rows)
     return annotations, folder / "negatives.csv"
 
 

@@ -10,7 +10,6 @@ have a NaN band (outside a crop) and about 2 % of the pairs fail with a recorded
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import Any
 
@@ -72,10 +71,7 @@ def synthetic_run(out: Path, samples: int = 40, models: tuple[str, ...] = ("orac
                          f"{bh:.1f}", width, height])
         kept.append((f"{dicom_id}:{k % samples_per_image}", category, phrase, boxes))
     annotations.parent.mkdir(parents=True, exist_ok=True)
-    with annotations.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(HEADER)
-        writer.writerows(csv_rows)
+    atomic_write_csv(annotations, HEADER, [dict(zip(HEADER, row, strict=True)) for row in csv_rows])
 
     config = {"models": list(models), "dataset": "ms-cxr", "annotations": str(annotations.resolve()),
               "images": str(images.resolve()), "split": None, "limit": None, "resamples": resamples,

@@ -65,7 +65,7 @@ def run(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from cxrg.anatomy.lut import Lut, active_lut
-    from cxrg.config import load_config
+    from cxrg.config import check_number, load_config
     from cxrg.errors import UsageError
     from cxrg.ldm.config import HeatmapSettings
     from cxrg.ldm.loading import load_ldm
@@ -86,6 +86,13 @@ def run(
         raise UsageError("give one of --steps and --epochs")
     if steps is None and epochs is None:
         epochs = 1.0
+    check_number("--lr", lr, above=0)
+    check_number("--alpha", alpha, minimum=0)
+    check_number("--epsilon", epsilon, minimum=0)
+    check_number("--jitter", jitter, minimum=0, maximum=0.5)
+    check_number("--div-weight", div_weight, minimum=0)
+    if epochs is not None:
+        check_number("--epochs", epochs, above=0)
     if cache_dtype not in ("float32", "float16") or autocast not in ("none", "bfloat16", "float16"):
         raise UsageError("--cache-dtype is float32 or float16; --autocast none, bfloat16 or float16")
     data = read_manifest(manifest, images)

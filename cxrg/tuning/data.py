@@ -10,7 +10,7 @@ from pathlib import Path
 from cxrg.errors import InputError
 from cxrg.images import resolve_image
 from cxrg.phrases import normalise
-from cxrg.runs import check_complete  # importing cxrg.runs also sets the one CSV field-size policy
+from cxrg.runs import check_complete, raw_row  # importing cxrg.runs also sets the CSV field-size policy
 from cxrg.vocab import prompt_locations
 
 
@@ -94,6 +94,6 @@ def _rows(path: Path) -> list[dict]:
             missing = {"sample_id", "image_path", "prompt"} - set(reader.fieldnames or [])
             if missing:
                 raise InputError(f"manifest lacks column(s) {', '.join(sorted(missing))}", where=str(path))
-            return list(reader)
+            return [raw_row(row) for row in reader]  # cxrg writes manifests spreadsheet-safe
     except (UnicodeDecodeError, json.JSONDecodeError, csv.Error) as exc:
         raise InputError(f"cannot read the manifest: {exc}", where=str(path)) from exc

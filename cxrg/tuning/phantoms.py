@@ -7,13 +7,13 @@ a learnability experiment ask whether tuning moves attention towards the named l
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from cxrg.anatomy.lut import Lut
+from cxrg.runs import atomic_write_csv
 from cxrg.vocab import format_prompt
 
 LOCATIONS = ("left lower", "right lower", "left apical", "right apical", "left upper", "right upper",
@@ -46,8 +46,5 @@ def write_phantom_set(folder: Path, count: int, lut: Lut, size: int = 64, seed: 
         prompt = format_prompt((location,), pathology)
         rows.append({"sample_id": f"phantom{k}", "image_id": f"phantom{k}", "image_path": name,
                      "pathology": pathology, "locations": location, "prompt": prompt})
-    with (folder / "manifest.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    atomic_write_csv(folder / "manifest.csv", list(rows[0]), rows)
     return folder / "manifest.csv"
