@@ -26,7 +26,7 @@ from PIL import Image, UnidentifiedImageError
 from cxrg.errors import CxrgError, InputError
 from cxrg.geometry import CropGeometry, ResizeCenterCrop, to_xywh, to_xyxy  # noqa: E402,F401  (importable here)
 
-__all__ = ["CropGeometry", "ResizeCenterCrop", "image_size", "read_annotated_image", "read_image",
+__all__ = ["CropGeometry", "ResizeCenterCrop", "as_image", "image_size", "read_annotated_image", "read_image",
            "resolve_image", "to_xywh", "to_xyxy"]
 
 DICOM_SUFFIXES = (".dcm", ".dicom", ".dic")
@@ -148,6 +148,67 @@ def read_image(path: str | Path) -> np.ndarray:
     return np.ascontiguousarray(image, dtype=np.float32)
 
 
+def as_image(image: Any) -> tuple[np.ndarray, str | None]:
+    """(float32 H x W in [0, 1], the file it came from or None) from what a notebook holds: a path (str or
+    Path: read_image), a numpy array (H x W, any numeric dtype: integers on their type's full range as a
+    PNG's 8 or 16 bits are, floats and booleans on [0, 1], widened to the data where they exceed it, never
+    a min-max stretch), a PIL image (as read_image reads one from a file) or a pydicom Dataset (as a file)."""
+    if isinstance(image, str | Path):
+        return read_image(image), str(image)
+    where = f"the {type(image).__name__} given"
+    if _is_dicom_dataset(image):
+        if "file_meta" not in image.__dict__:  # built in memory: give a copy the meta its decoding reads
+            import copy
+
+            from pydicom.dataset import FileMetaDataset
+
+            image = copy.copy(image)
+            image.file_meta = FileMetaDataset()
+        check_image_size(_int(image.get("Rows"), 0), _int(image.get("Columns"), 0), where)
+        grey = dicom_pixels(image, where)
+    elif isinstance(image, Image.Image):
+        check_image_size(image.height, image.width, where)
+        grey = _pil_to_grey(image)
+    elif isinstance(image, np.ndarray):
+        grey = _array_to_grey(image, where)
+    else:
+        raise InputError(f"cannot read an image from a {type(image).__name__}",
+                         hint="give a file path, a numpy array (H x W), a PIL image or a pydicom Dataset")
+    if grey.ndim != 2 or grey.size == 0:
+        raise InputError(f"image has no pixels (shape {grey.shape})", where=where)
+    np.clip(grey, 0.0, 1.0, out=grey)
+    return np.ascontiguousarray(grey, dtype=np.float32), None
+
+
+def _is_dicom_dataset(obj: Any) -> bool:
+    if not type(obj).__module__.startswith("pydicom"):  # pydicom is imported only for its own objects
+        return False
+    from pydicom.dataset import Dataset
+
+    return isinstance(obj, Dataset)
+
+
+def _array_to_grey(array: np.ndarray, where: str) -> np.ndarray:
+    if array.ndim == 3 and array.shape[-1] in (3, 4):
+        raise InputError(f"array of shape {array.shape} is colour; expected one grey channel (H x W)",
+                         where=where, hint="convert it, e.g. array.mean(axis=-1), or pass a PIL image")
+    if array.ndim != 2:
+        raise InputError(f"array of shape {array.shape}; expected H x W", where=where,
+                         hint="squeeze the channel axes, e.g. array[0] or array.squeeze()")
+    check_image_size(array.shape[0], array.shape[1], where)
+    if array.dtype == bool:
+        return _scale(array, 0, 1)
+    if np.issubdtype(array.dtype, np.integer):
+        info = np.iinfo(array.dtype)
+        return _scale(array, float(info.min) if info.min < 0 else 0.0, float(info.max))
+    if not np.issubdtype(array.dtype, np.floating):
+        raise InputError(f"array of dtype {array.dtype}; expected numbers", where=where)
+    if not np.isfinite(array).all():
+        raise InputError("array has NaN or infinite pixels", where=where,
+                         hint="fill them first, e.g. np.nan_to_num(array)")
+    return _scale(array, 0.0, 1.0)
+
+
 def _scale(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
     """Map the nominal range [lo, hi] to [0, 1] as float32, widened to the data where they exceed it."""
     out = values.astype(np.float32)  # one copy; everything after is in place
@@ -230,7 +291,6 @@ def _read_dicom(path: Path, *, force: bool) -> np.ndarray:
     import warnings
 
     import pydicom
-    from pydicom.pixels import apply_color_lut
 
     where = str(path)
     try:
@@ -249,6 +309,15 @@ def _read_dicom(path: Path, *, force: bool) -> np.ndarray:
         raise InputError("DICOM file is truncated (its data end before the pixel data does)", where=where,
                          hint="copy or download the file again")
     _one_line_warnings(caught, where)
+    return dicom_pixels(ds, where, force=force)
+
+
+def dicom_pixels(ds: Any, where: str, *, force: bool = False) -> np.ndarray:
+    """A parsed DICOM dataset -> grey in [0, 1] (see _read_dicom); `where` names it in messages."""
+    import warnings
+
+    from pydicom.pixels import apply_color_lut
+
     if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
         if force and "Rows" not in ds:  # parsed without a 'DICM' marker and found nothing DICOM-like
             raise InputError("not a DICOM image (no 'DICM' marker, no image attributes)", where=where,

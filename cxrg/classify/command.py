@@ -199,12 +199,10 @@ def _run(classifier, jobs: list, out: Path, config: dict, notes: list[str], resa
          strategies: list[str], ranks=None, say=_say) -> None:
     import sys
 
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     from cxrg.bench import shards
     from cxrg.classify.report import markdown, summarise, write_reports
     from cxrg.classify.runner import SCORE_FIELDS, read_scores, run_classification
+    from cxrg.progress import progress
     from cxrg.runs import RunDir, interrupt_guard
 
     ranks = ranks or shards.Ranks()
@@ -226,13 +224,10 @@ def _run(classifier, jobs: list, out: Path, config: dict, notes: list[str], resa
             for note in notes:
                 run.logger.info("%s", note)
                 say(note)
-            err = Console(stderr=True)
-            with Progress(TextColumn("classify" if not ranks.sharded else f"classify, {ranks.label()}"),
-                          BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err,
-                          transient=True, disable=not (err.is_terminal and ranks.main)) as bar:
-                task = bar.add_task("images", total=len(jobs) if not ranks.sharded else None)
-                rows = run_classification(classifier, jobs, run, progress=lambda k: bar.advance(task, k),
-                                          ranks=ranks)
+            with progress("classify" if not ranks.sharded else f"classify, {ranks.label()}",
+                          total=len(jobs) if not ranks.sharded else None, unit="images",
+                          enabled=ranks.main) as bar:
+                rows = run_classification(classifier, jobs, run, progress=bar.advance, ranks=ranks)
         if not ranks.main:
             return
         summary = summarise(rows, jobs, strategies, resamples, seed, notes)

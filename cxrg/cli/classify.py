@@ -8,6 +8,9 @@ from typing import Annotated
 
 import typer
 
+from cxrg.cli import QUIET
+from cxrg.progress import quiet as set_quiet
+
 STRATEGY_HELP = ("Comma-separated heatmap strategies: none (plain classifier), fixed (frozen LDM, "
                  "--fixed-prompt), location (frozen LDM, '{location} {pathology}'), tuned (tuned embeddings, "
                  "same prompt). "
@@ -69,9 +72,11 @@ def classify(
                                                     "safetensors).")] = None,
     device: Annotated[str | None, typer.Option(help="cpu (default), cuda, ...")] = None,
     dtype: Annotated[str | None, typer.Option(help="float32 (default), bfloat16 or float16.")] = None,
+    quiet: QUIET = False,
 ) -> None:
     """Heatmap-weighted diffusion classifier: scores.csv, summary.json, auroc/bins.csv, results.md/png."""
-    given = dict(locals())  # the parameters, exactly as cxrg.classify.run takes them
+    given = dict(locals())  # the parameters, exactly as cxrg.classify.run takes them (and --quiet)
+    set_quiet(given.pop("quiet"))
     import cxrg.classify
 
     cxrg.classify.run(**given)

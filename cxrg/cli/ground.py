@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cxrg.cli import OPTION_HELP
+from cxrg.cli import OPTION_HELP, QUIET
 
 
 def ground(
@@ -28,17 +28,18 @@ def ground(
     option: Annotated[list[str] | None, typer.Option("--option", "-o", help=OPTION_HELP)] = None,
     exact_prompt: Annotated[bool, typer.Option(help="Use PROMPT as typed (no phrase normalisation).")]
     = False,
+    quiet: QUIET = False,
 ) -> None:
     """Ground PROMPT on IMAGE: OUT/<stem>.<model>.heatmap.npy, .overlay.png and .json per image."""
-    from cxrg.config import load_config
+    from cxrg.api import open_model
     from cxrg.grounding import ground_images
-    from cxrg.loading import load_models, parse_option_pairs
+    from cxrg.loading import parse_option_pairs
+    from cxrg.progress import quiet as set_quiet
 
-    cfg = load_config(cli={"weights": weights, "device": device})
-    shortcuts = {"lut": lut, "dtype": dtype, "embeddings": embeddings}
-    loaded, _, _ = load_models([model], cfg, cfg.get("weights"), cfg.get("device", "cpu"),
-                               parse_option_pairs(option), shortcuts)
-    ground_images(loaded[model], image, prompt, out, exact_prompt)
+    set_quiet(quiet)
+    loaded = open_model(model, weights, device, {"lut": lut, "dtype": dtype, "embeddings": embeddings},
+                        parse_option_pairs(option))
+    ground_images(loaded.model, image, prompt, out, exact_prompt)
 
 
 def demo_image() -> None:
