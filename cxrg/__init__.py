@@ -8,11 +8,20 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-_API = ("Grounding", "Model", "Run", "bench", "ground", "load_model", "read_run")
+_API = ("Grounding", "Model", "Run", "bench", "demo_image", "ground", "load_model", "read_run")
 __all__ = ["__version__", *_API]
 
 if TYPE_CHECKING:
-    from cxrg.api import Grounding, Model, Run, bench, ground, load_model, read_run  # noqa: F401
+    from cxrg.api import (  # noqa: F401
+        Grounding,
+        Model,
+        Run,
+        bench,
+        demo_image,
+        ground,
+        load_model,
+        read_run,
+    )
 
 
 def __getattr__(name: str) -> Any:

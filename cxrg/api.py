@@ -25,11 +25,18 @@ from typing import Any
 import numpy as np
 
 from cxrg.errors import InputError, UsageError
-from cxrg.grounding import Grounding, check_groundable, ground_array, model_progress, prompt_for
+from cxrg.grounding import (
+    Grounding,
+    check_groundable,
+    collect_images,
+    ground_array,
+    model_progress,
+    prompt_for,
+)
 from cxrg.images import as_image
 from cxrg.registry import HeatmapModel
 
-__all__ = ["Grounding", "Model", "Run", "bench", "ground", "load_model", "read_run"]
+__all__ = ["Grounding", "Model", "Run", "bench", "demo_image", "ground", "load_model", "read_run"]
 
 REPORT_AUTO_PAIRS = 2_000
 """`bench` writes report.html by itself up to this many (model, sample) pairs (report=True forces it)."""
@@ -64,6 +71,10 @@ class Model:
             return self._ground(image, phrase, prompt)
 
     def _ground(self, image: Any, phrase: str, prompt: str) -> Grounding:
+        if isinstance(image, str | Path) and not Path(image).is_file():
+            found = collect_images(str(image))  # not there: the same error as `cxrg ground`
+            raise UsageError(f"{image} is a folder or pattern of {len(found)} images, not one image",
+                             hint="ground them with ground_many(cxrg.grounding.collect_images(...), phrase)")
         pixels, source = as_image(image)
         result = ground_array(self.model, pixels, prompt, phrase, source, self.options)
         engine = getattr(self.model, "engine", None)
@@ -154,6 +165,13 @@ def ground(image: Any, phrase: str, model: str | Model = "prior", exact: bool = 
     """One call: load `model` (keyword arguments as load_model's) and ground `phrase` on `image`."""
     loaded = model if isinstance(model, Model) else load_model(model, **kw)
     return loaded.ground(image, phrase, exact)
+
+
+def demo_image() -> Path:
+    """A real chest radiograph to try things on (`cxrg demo-image`: RG1_UNCR.dcm from pydicom-data, MIT)."""
+    from cxrg.demo import demo_image_path
+
+    return demo_image_path()
 
 
 # ------------------------------------------------------------------------------------------ bench runs

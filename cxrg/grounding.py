@@ -98,10 +98,11 @@ def caption_layout(caption: str, width_px: int) -> tuple[str, int]:
     is never cut off on a small image."""
     import textwrap
 
+    char_px = 0.65 * 100 / 72  # an average character is about 0.65 em; points to pixels at 100 dpi
     for size in range(CAPTION_FONT, CAPTION_MIN_FONT - 1, -1):
-        if len(caption) * 0.62 * size <= width_px - 8:
+        if len(caption) * char_px * size <= width_px - 8:
             return caption, size
-    per_line = max(8, int((width_px - 8) / (0.62 * CAPTION_MIN_FONT)))
+    per_line = max(8, int((width_px - 8) / (char_px * CAPTION_MIN_FONT)))
     return "\n".join(textwrap.wrap(caption, per_line, break_long_words=True)), CAPTION_MIN_FONT
 
 
@@ -132,7 +133,7 @@ def overlay_figure(image: np.ndarray, heatmap: np.ndarray, caption: str) -> Any:
     height, width = image[::step, ::step].shape
     bar = COLOUR_BAR_PX
     text, size = caption_layout(caption + (f"  [1:{step}]" if step > 1 else ""), width + bar)
-    band = int(size * 1.5 * (text.count("\n") + 1) + 20)
+    band = int(size * 100 / 72 * 1.3 * (text.count("\n") + 1) + 20)
     fig = Figure(figsize=((width + bar) / 100, (height + band) / 100), dpi=100)
     ax = fig.add_axes((0, 0, width / (width + bar), height / (height + band)))
     mappable = draw_overlay(ax, image, heatmap, step)

@@ -13,7 +13,7 @@ Where it shows:
 - in a Jupyter notebook: tqdm.auto's widget when tqdm is installed, else the plain lines below;
 - anywhere else (a pipe, nohup, CI, a log file): plain lines on stderr, one when each further 10 % is done
   and otherwise at most one every 30 s, e.g. ``bench: 120/1000 samples, 2.1 s/sample, ETA 31 min``, and a
-  last line when the work ends.
+  last line when the work ends; work that ends within 2 s prints nothing.
 
 ``quiet(True)`` (what ``--quiet`` sets) silences all of it; ``progress(..., enabled=False)`` one bar (the
 processes other than rank 0 of a sharded run). The bar itself never raises into the work it reports on.
@@ -30,6 +30,8 @@ from typing import Any, TextIO
 
 PLAIN_EVERY_S = 30.0
 """Off a terminal: at most one line this often, besides one at each tenth of the total."""
+PLAIN_AFTER_S = 2.0
+"""Off a terminal, work done within this long prints nothing (a log is not filled with lines about it)."""
 
 _quiet = False
 
@@ -129,6 +131,8 @@ class PlainBar(Bar):
     def _draw(self) -> None:
         now = time.monotonic()
         tenth = int(10 * self.done / self.total) if self.total else 0
+        if now - self.started < PLAIN_AFTER_S:
+            return
         if tenth > self.last_tenth or now - self.last_time >= self.every:
             self._print(now, tenth)
 
@@ -137,8 +141,9 @@ class PlainBar(Bar):
         self.last_time, self.last_tenth, self.printed_done = now, max(tenth, self.last_tenth), self.done
 
     def close(self) -> None:
-        if self.done and self.done != self.printed_done:  # the last count always shows
-            self._print(time.monotonic(), 10)
+        now = time.monotonic()
+        if self.done and self.done != self.printed_done and now - self.started >= PLAIN_AFTER_S:
+            self._print(now, 10)  # the last count shows, unless the work was too quick to mention
 
 
 class RichBar(Bar):

@@ -25,7 +25,8 @@ def word_spans(tokenizer, prompt: str) -> list[tuple[str, TokenSpan]]:
     for word in words:
         count = len(sub_tokens(tokenizer, word))
         seen[word] = seen.get(word, 0) + 1
-        out.append((word if seen[word] == 1 else f"{word}#{seen[word]}", TokenSpan(position, position + count)))
+        key = word if seen[word] == 1 else f"{word}#{seen[word]}"
+        out.append((key, TokenSpan(position, position + count)))
         position += count
     if position - 1 != len(full):  # the words did not tokenize on their own as in the phrase
         return [(tokenizer.decode([token]).strip() or str(token), TokenSpan(k + 1, k + 2))
