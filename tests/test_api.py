@@ -29,7 +29,8 @@ def _same_outputs(a: Path, b: Path, name: str) -> None:
 def test_import_is_light_and_torch_free():
     code = ("import sys, time; t = time.perf_counter(); import cxrg; t = time.perf_counter() - t; "
             "print(t, 'torch' in sys.modules, callable(cxrg.ground))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
     assert float(out[0]) < 0.5
     assert out[1:] == ["False", "True"]  # and reading cxrg.ground (cxrg.api) still imports no torch
 

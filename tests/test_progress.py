@@ -48,7 +48,8 @@ def test_one_line_per_tenth_when_fast(clock):
         bar.advance(1)
     bar.close()
     lines = stream.getvalue().splitlines()
-    assert [line.split(",")[0] for line in lines] == [f"curate: {k}/1000 reports" for k in range(100, 1001, 100)]
+    expected = [f"curate: {k}/1000 reports" for k in range(100, 1001, 100)]
+    assert [line.split(",")[0] for line in lines] == expected
     assert lines[-1].endswith("done in 13 s")
     assert "reports/s" in lines[0]  # fast work reads as a rate per second
 
