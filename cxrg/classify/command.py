@@ -233,6 +233,9 @@ def _run(classifier, jobs: list, out: Path, config: dict, notes: list[str], resa
         summary = summarise(rows, jobs, strategies, resamples, seed, notes)
         write_reports(summary, run.path)
         print(markdown(summary), file=sys.stdout, end="", flush=True)
+        if summary["small_sample"]:
+            run.logger.warning("small sample: %s", summary["small_sample"])
+            say(f"cxrg: warning: {summary['small_sample']}")
         for kind, count in summary["counts"].items():
             line = (f"{kind}s: {count['runs_scored']} of {count['runs']} runs scored "
                     f"({count['images'] - count['images_failed']} of {count['images']} images), "
