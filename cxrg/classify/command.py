@@ -153,12 +153,13 @@ def _classifier(cfg, weights: Path | None, device: str, dtype: str, embeddings: 
     from cxrg.classify import heatmaps
     from cxrg.classify.diffusion import DrawSettings
     from cxrg.classify.runner import Classifier
+    from cxrg.config import weights_root
     from cxrg.errors import UsageError
     from cxrg.ldm.config import architecture_from_bundle
     from cxrg.ldm.heatmap import LdmEngine
     from cxrg.ldm.loading import load_ldm, resolve_dtype
     from cxrg.ldm.text import Codebook
-    from cxrg.ldm.weights import WeightPaths, weights_root
+    from cxrg.ldm.weights import WeightPaths
 
     resolve_dtype(dtype)
     weights = weights_root(weights)  # --weights, else cxrg.toml, else $CXRG_HOME, else ~/.cache/cxrg
