@@ -10,7 +10,8 @@ One call for every loop that takes a while::
 Where it shows:
 
 - on a terminal: a rich bar (transient: it is gone when the work is done);
-- in a Jupyter notebook: tqdm.auto's widget when tqdm is installed, else the plain lines below;
+- in a Jupyter notebook: tqdm's widget (tqdm.auto, with ipywidgets) or its text bar when tqdm is installed
+  (transformers brings it), else the plain lines below;
 - anywhere else (a pipe, nohup, CI, a log file): plain lines on stderr, one when each further 10 % is done
   and otherwise at most one every 30 s, e.g. ``bench: 120/1000 samples, 2.1 s/sample, ETA 31 min``, and a
   last line when the work ends; work that ends within 2 s prints nothing.
@@ -170,10 +171,15 @@ class TqdmBar(Bar):
     """tqdm.auto: a widget in a notebook (what researchers' other tools show there)."""
 
     def __init__(self, label: str, total: float | None, unit: str):
-        from tqdm.auto import tqdm
+        try:
+            import ipywidgets  # noqa: F401  (tqdm.auto's widget needs it; without, its text bar)
+            from tqdm.auto import tqdm
+        except ImportError:
+            from tqdm.std import tqdm
 
         super().__init__(label, total, unit)
-        self.bar = tqdm(total=total, desc=label, unit=f" {unit}", leave=True)
+        self.bar = tqdm(total=total, desc=label, unit=f" {unit}", leave=True, mininterval=0.5,
+                        file=sys.stderr)
 
     def _draw(self) -> None:
         if self.total is not None and self.bar.total != self.total:

@@ -124,9 +124,9 @@ def rich_table(summary: dict[str, Any]):
 
 def chart(summary: dict[str, Any], path: Path) -> None:
     """Per-class means with CI bars, one panel per metric, one bar colour per model (results.png)."""
-    import matplotlib
+    from cxrg.runs import headless_plots
 
-    matplotlib.use("Agg")
+    headless_plots()
     fig = chart_figure(summary)
     if fig is not None:
         save_figure(fig, path, dpi=120)

@@ -138,9 +138,9 @@ def markdown(summary: dict[str, Any]) -> str:
 
 def figure(summary: dict[str, Any], path: Path) -> None:
     """Left: AUROC per strategy with CI; right: low- and high-mIoU bin AUROC per strategy (own scores)."""
-    import matplotlib
+    from cxrg.runs import headless_plots
 
-    matplotlib.use("Agg")
+    headless_plots()
     import matplotlib.pyplot as plt
 
     own = [r for r in summary["bins"] if r["binned_by"] == r["scored_by"]]
