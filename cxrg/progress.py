@@ -199,7 +199,7 @@ def in_notebook() -> bool:
     if shell is None:
         return False
     try:
-        return type(shell.get_ipython()).__name__ == "ZMQInteractiveShell"  # type: ignore[attr-defined]
+        return type(shell.get_ipython()).__name__ == "ZMQInteractiveShell"
     except Exception:
         return False
 
