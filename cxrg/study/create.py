@@ -234,6 +234,7 @@ def create_study(runs: Sequence[Path], models: Sequence[str], out: Path, per_cla
     samples = {}
     for sample in dataset.samples:
         reason = None
+        text = sample.phrase or sample.prompt
         if sample.error or sample.image_path is None:
             reason = "the sample is unreadable in the dataset"
         for model in models:
@@ -244,8 +245,8 @@ def create_study(runs: Sequence[Path], models: Sequence[str], out: Path, per_cla
                 reason = f"{model} did not score the sample"
             elif row.get("error"):
                 reason = f"{model} failed on the sample"
-            elif row.get("prompt", sample.prompt) != sample.prompt:
-                reason = "the phrase differs between the runs"
+            elif (row.get("phrase") or row.get("prompt") or text) != text:  # the dataset's text, not the
+                reason = "the phrase differs between the runs"  # prompt form each model was given
             elif not stores[model].has(model, sample.sample_id):
                 reason = f"no saved heatmap of {model}"
         if reason:
