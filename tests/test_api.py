@@ -173,6 +173,14 @@ def test_caption_is_not_clipped_on_a_small_image():
     assert text.get_text().split() == caption.split()  # all of it, wrapped
 
 
+def test_cxrg_bench_is_callable_after_the_package_is_imported():
+    """`import cxrg.bench.metrics` makes cxrg.bench the package; calling it is still the API's bench."""
+    import cxrg.bench.metrics  # noqa: F401
+
+    with pytest.raises(CxrgError, match="unknown dataset 'nope'"):
+        cxrg.bench("prior", "nope", annotations="a.csv", images=".")
+
+
 def test_bench_and_read_run_equal_the_cli(ms_cxr, tmp_path):
     annotations, images = ms_cxr
     common = ["--models", "oracle,prior", "--dataset", "ms-cxr", "--annotations", str(annotations),
@@ -184,7 +192,7 @@ def test_bench_and_read_run_equal_the_cli(ms_cxr, tmp_path):
     assert run.summary == cli.summary and run.summary
     strip = [{k: v for k, v in row.items() if k != "seconds"} for row in run.per_sample]
     assert strip == [{k: v for k, v in row.items() if k != "seconds"} for row in cli.per_sample]
-    oracle = [r for r in run.per_sample if r["model"] == "oracle" and r["status"] == "ok"]
+    oracle = [r for r in run.per_sample if r["model"] == "oracle" and r["status"] == "scored"]
     assert oracle and all(isinstance(r["miou"], float) for r in oracle)
     assert {r["model"] for r in run.summary} == {"oracle", "prior"}
     assert run.report().name == "report.html"
