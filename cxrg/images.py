@@ -28,8 +28,9 @@ from PIL import Image, UnidentifiedImageError
 from cxrg.errors import CxrgError, InputError
 from cxrg.geometry import CropGeometry, ResizeCenterCrop, to_xywh, to_xyxy  # noqa: E402,F401  (importable here)
 
-__all__ = ["DICOM_DISPLAYS", "CropGeometry", "ResizeCenterCrop", "dicom_display", "image_size", "mimic_jpg",
-           "read_annotated_image", "read_image", "resolve_image", "to_xywh", "to_xyxy"]
+__all__ = ["DICOM_DISPLAYS", "CropGeometry", "ResizeCenterCrop", "as_image", "check_min_side",
+           "dicom_display", "image_size", "mimic_jpg", "read_annotated_image", "read_image", "resolve_image",
+           "to_xywh", "to_xyxy"]
 
 DICOM_SUFFIXES = (".dcm", ".dicom", ".dic")
 DEFAULT_MAX_PIXELS = 64_000_000
@@ -157,14 +158,19 @@ would magnify it more than 16 times (a 1 x 1 or 2 x 3 file is a mistake, not an 
 alone (read_image) takes any size."""
 
 
-def read_annotated_image(path: str | Path, size: tuple[int, int] | None) -> np.ndarray:
-    """read_image for grounding: refuses an image under MIN_SIDE pixels on a side, and a file whose
-    (height, width) differs from the size its annotations state (the boxes would not line up with it)."""
-    image = read_image(path)
+def check_min_side(image: np.ndarray, where: str) -> np.ndarray:
+    """`image` unchanged, or an InputError when it is under MIN_SIDE pixels on a side (not a radiograph)."""
     if min(image.shape) < MIN_SIDE:
         height, width = image.shape
         raise InputError(f"image is {width}x{height}: under {MIN_SIDE} pixels on a side, not a radiograph",
-                         where=str(path), hint="check the file")
+                         where=where, hint="check the file")
+    return image
+
+
+def read_annotated_image(path: str | Path, size: tuple[int, int] | None) -> np.ndarray:
+    """read_image for grounding: refuses an image under MIN_SIDE pixels on a side, and a file whose
+    (height, width) differs from the size its annotations state (the boxes would not line up with it)."""
+    image = check_min_side(read_image(path), str(path))
     if size is not None and image.shape != size:
         h, w = size
         raise InputError(f"image is {image.shape[1]}x{image.shape[0]} but the annotations say {w}x{h}",
@@ -205,6 +211,67 @@ def read_image(path: str | Path) -> np.ndarray:
         raise InputError(f"image has no pixels (shape {image.shape})", where=where)
     np.clip(image, 0.0, 1.0, out=image)
     return np.ascontiguousarray(image, dtype=np.float32)
+
+
+def as_image(image: Any) -> tuple[np.ndarray, str | None]:
+    """(float32 H x W in [0, 1], the file it came from or None) from what a notebook holds: a path (str or
+    Path: read_image), a numpy array (H x W, any numeric dtype: integers on their type's full range as a
+    PNG's 8 or 16 bits are, floats and booleans on [0, 1], widened to the data where they exceed it, never
+    a min-max stretch), a PIL image (as read_image reads one from a file) or a pydicom Dataset (as a file)."""
+    if isinstance(image, str | Path):
+        return read_image(image), str(image)
+    where = f"the {type(image).__name__} given"
+    if _is_dicom_dataset(image):
+        if "file_meta" not in image.__dict__:  # built in memory: give a copy the meta its decoding reads
+            import copy
+
+            from pydicom.dataset import FileMetaDataset
+
+            image = copy.copy(image)
+            image.file_meta = FileMetaDataset()
+        check_image_size(_int(image.get("Rows"), 0), _int(image.get("Columns"), 0), where)
+        grey = dicom_pixels(image, where)
+    elif isinstance(image, Image.Image):
+        check_image_size(image.height, image.width, where)
+        grey = _pil_to_grey(image)
+    elif isinstance(image, np.ndarray):
+        grey = _array_to_grey(image, where)
+    else:
+        raise InputError(f"cannot read an image from a {type(image).__name__}",
+                         hint="give a file path, a numpy array (H x W), a PIL image or a pydicom Dataset")
+    if grey.ndim != 2 or grey.size == 0:
+        raise InputError(f"image has no pixels (shape {grey.shape})", where=where)
+    np.clip(grey, 0.0, 1.0, out=grey)
+    return np.ascontiguousarray(grey, dtype=np.float32), None
+
+
+def _is_dicom_dataset(obj: Any) -> bool:
+    if not type(obj).__module__.startswith("pydicom"):  # pydicom is imported only for its own objects
+        return False
+    from pydicom.dataset import Dataset
+
+    return isinstance(obj, Dataset)
+
+
+def _array_to_grey(array: np.ndarray, where: str) -> np.ndarray:
+    if array.ndim == 3 and array.shape[-1] in (3, 4):
+        raise InputError(f"array of shape {array.shape} is colour; expected one grey channel (H x W)",
+                         where=where, hint="convert it, e.g. array.mean(axis=-1), or pass a PIL image")
+    if array.ndim != 2:
+        raise InputError(f"array of shape {array.shape}; expected H x W", where=where,
+                         hint="squeeze the channel axes, e.g. array[0] or array.squeeze()")
+    check_image_size(array.shape[0], array.shape[1], where)
+    if array.dtype == bool:
+        return _scale(array, 0, 1)
+    if np.issubdtype(array.dtype, np.integer):
+        info = np.iinfo(array.dtype)
+        return _scale(array, float(info.min) if info.min < 0 else 0.0, float(info.max))
+    if not np.issubdtype(array.dtype, np.floating):
+        raise InputError(f"array of dtype {array.dtype}; expected numbers", where=where)
+    if not np.isfinite(array).all():
+        raise InputError("array has NaN or infinite pixels", where=where,
+                         hint="fill them first, e.g. np.nan_to_num(array)")
+    return _scale(array, 0.0, 1.0)
 
 
 def _scale(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -289,7 +356,6 @@ def _read_dicom(path: Path, *, force: bool) -> np.ndarray:
     import warnings
 
     import pydicom
-    from pydicom.pixels import apply_color_lut
 
     where = str(path)
     try:
@@ -308,6 +374,15 @@ def _read_dicom(path: Path, *, force: bool) -> np.ndarray:
         raise InputError("DICOM file is truncated (its data end before the pixel data does)", where=where,
                          hint="copy or download the file again")
     _one_line_warnings(caught, where)
+    return dicom_pixels(ds, where, force=force)
+
+
+def dicom_pixels(ds: Any, where: str, *, force: bool = False) -> np.ndarray:
+    """A parsed DICOM dataset -> grey in [0, 1] (see _read_dicom); `where` names it in messages."""
+    import warnings
+
+    from pydicom.pixels import apply_color_lut
+
     if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
         if force and "Rows" not in ds:  # parsed without a 'DICM' marker and found nothing DICOM-like
             raise InputError("not a DICOM image (no 'DICM' marker, no image attributes)", where=where,

@@ -13,7 +13,15 @@ from typing import Any
 
 from cxrg.config import Config
 from cxrg.errors import CxrgError, UsageError
-from cxrg.registry import HeatmapModel, PluginEntry, create_model, describe_options, discover, load_model
+from cxrg.registry import (
+    HeatmapModel,
+    PluginEntry,
+    check_option_names,
+    create_model,
+    describe_options,
+    discover,
+    load_model,
+)
 
 LDM_TABLE_MODELS = ("ldm", "ldm-frozen")
 """Models whose options [ldm] in cxrg.toml sets."""
@@ -43,11 +51,14 @@ def options_for(name: str, model: Any, cfg: Config, pairs: dict[str, dict[str, s
 
 
 def check_pairs(names: Sequence[str], models: dict[str, Any], pairs: dict[str, dict[str, str]]) -> None:
-    """Every -o key must be declared by some named model; a MODEL. prefix must name one of them."""
+    """Every -o key must be declared by some named model; a MODEL. prefix must name one of them, and that
+    model must declare the key."""
     for model in pairs:
         if model != "*" and model not in names:
             raise UsageError(f"-o {model}.… names a model that is not in this command's models",
                              hint=f"models: {', '.join(names)}")
+        if model in models:
+            check_option_names(model, models[model], pairs[model])
     declared = {info.name for m in models.values() for info in describe_options(m)}
     for key in pairs.get("*", {}):
         if key not in declared:

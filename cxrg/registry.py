@@ -11,7 +11,7 @@ import dataclasses
 import difflib
 import inspect
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -205,15 +205,21 @@ def _parse_option(info: OptionInfo, value: Any, model: str) -> Any:
     return value
 
 
-def make_options(name: str, model: Any, values: Mapping[str, Any]) -> Any:
-    """The model's Options instance from raw values (text from the command line or typed from TOML)."""
+def check_option_names(name: str, model: Any, keys: Iterable[str]) -> dict[str, OptionInfo]:
+    """The model's options by name; a key it does not declare is a usage error with a did-you-mean."""
     infos = {info.name: info for info in describe_options(model)}
-    unknown = sorted(set(values) - set(infos))
+    unknown = sorted(set(keys) - set(infos))
     if unknown:
         close = difflib.get_close_matches(unknown[0], sorted(infos), n=1)
         raise UsageError(f"model '{name}' has no option {unknown[0]!r}",
                          hint=(f"did you mean {close[0]!r}? " if close else "")
                          + (f"its options: {', '.join(infos)}" if infos else "it takes no options"))
+    return infos
+
+
+def make_options(name: str, model: Any, values: Mapping[str, Any]) -> Any:
+    """The model's Options instance from raw values (text from the command line or typed from TOML)."""
+    infos = check_option_names(name, model, values)
     if not infos:
         return None
     parsed = {key: _parse_option(infos[key], value, name) for key, value in values.items()}

@@ -144,6 +144,16 @@ def _umask() -> int:
     return mask
 
 
+def headless_plots() -> None:
+    """Draw figures for files without a window (matplotlib's Agg backend), except inside a Jupyter kernel,
+    whose own inline backend also writes files and must stay in place for the notebook's own plots."""
+    if "ipykernel" in sys.modules:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+
+
 def save_figure(fig: Any, path: Path, **savefig: Any) -> None:
     """Write a matplotlib figure as a PNG atomically (no half-written picture after a crash) and free it."""
     import matplotlib.pyplot as plt

@@ -359,6 +359,10 @@ def test_classify_end_to_end(tiny, tuned_file, tmp_path, monkeypatch, capsys):
     assert classify(*args) == 0
     captured = capsys.readouterr()
     assert "## AUROC per heatmap strategy" in captured.out and f"results in {out}" in captured.err
+    # 5 positive and 3 negative samples: the statistics are flagged, on stderr and in results.md
+    warning = "only 5 positive and 3 negative samples: with fewer than 10 of either"
+    assert f"cxrg: warning: {warning}" in captured.err
+    assert captured.out.startswith(f"**Warning: {warning}")
 
     rows = read_csv(out / "scores.csv")
     strategies = ["none", "fixed", "location", "tuned"]
@@ -419,6 +423,14 @@ def test_classify_end_to_end(tiny, tuned_file, tmp_path, monkeypatch, capsys):
     assert "resuming: 4 of 4 images already classified" in (out / "log.txt").read_text()
     assert classify(*args, "--draws", "5") == 2  # other settings in the same folder are refused
     assert "different draws" in capsys.readouterr().err
+
+
+def test_small_sample_warning_threshold():
+    from cxrg.classify.report import small_sample
+
+    assert small_sample(10, 10) is None
+    assert small_sample(3, 3).startswith("only 3 positive and 3 negative samples")
+    assert small_sample(40, 9) is not None
 
 
 def test_classify_errors_are_one_line(tiny, tmp_path, capsys):

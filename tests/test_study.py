@@ -145,6 +145,22 @@ def test_create_from_bench_runs_takes_what_each_class_has(ms_cxr, tmp_path, caps
     assert all((study / row["image_file"]).is_file() for row in cases.values())
 
 
+def test_one_run_of_two_prompt_forms_is_one_phrase(ms_cxr, tmp_path, capsys):
+    """prior is given the vocabulary form of each phrase ("small left effusion" -> "left pleural pleural
+    effusion"), oracle the phrase as written: in one run they are still the same phrase, not a mismatch."""
+    annotations, images = ms_cxr
+    run = tmp_path / "bench"
+    assert run_cli("bench", "--models", "oracle,prior", "--dataset", "ms-cxr", "--annotations",
+                   str(annotations), "--images", str(images), "--out", str(run), "--resamples", "100",
+                   "--no-report") == 0
+    rows = read_csv(run / "per_sample.csv")
+    assert {r["prompt"] for r in rows if r["model"] == "prior"} != {r["prompt"] for r in rows
+                                                                    if r["model"] == "oracle"}
+    assert run_cli("study", "create", "--models", "prior,oracle", "--runs", str(run), "--out",
+                   str(tmp_path / "study")) == 0
+    assert "phrase differs" not in capsys.readouterr().err
+
+
 def test_draw_is_seeded_stratified_and_spread_over_locations(ms_cxr, tmp_path):
     from cxrg.study.create import spread_draw
 

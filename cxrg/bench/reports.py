@@ -124,16 +124,23 @@ def rich_table(summary: dict[str, Any]):
 
 
 def chart(summary: dict[str, Any], path: Path) -> None:
-    """Per-class means with CI bars, one panel per metric, one bar colour per model."""
-    import matplotlib
+    """Per-class means with CI bars, one panel per metric, one bar colour per model (results.png)."""
+    from cxrg.runs import headless_plots
 
-    matplotlib.use("Agg")
+    headless_plots()
+    fig = chart_figure(summary)
+    if fig is not None:
+        save_figure(fig, path, dpi=120)
+
+
+def chart_figure(summary: dict[str, Any]) -> Any:
+    """The chart of `chart` as a matplotlib figure (None without metrics): for a notebook's `Run.plot`."""
     import matplotlib.pyplot as plt
     import numpy as np
 
     models, metrics, categories, index = _layout(summary)
     if not metrics:
-        return
+        return None
     fig, axes = plt.subplots(1, len(metrics), figsize=(6 * len(metrics), 4.5), squeeze=False)
     width = 0.8 / max(len(models), 1)
     x = np.arange(len(categories))
@@ -151,7 +158,7 @@ def chart(summary: dict[str, Any], path: Path) -> None:
         ax.axhline(0, color="black", linewidth=0.5)
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
-    save_figure(fig, path, dpi=120)
+    return fig
 
 
 def write_reports(summary: dict[str, Any], out: Path) -> None:

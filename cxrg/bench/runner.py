@@ -19,8 +19,6 @@ from cxrg.runs import say as say_line
 CONFIG_SECTION = {"ms-cxr": "ms-cxr", "ms-cxr-loc": "ms-cxr", "vindr-cxr": "vindr-cxr"}
 RESUME_KEYS = ("dataset", "annotations", "split", "lut", "model_options", "prompt_text")
 PROMPT_TEXTS = ("standardised", "original")
-REPORT_AUTO_PAIRS = 2_000
-"""`cxrg bench` writes report.html by itself up to this many (model, sample) pairs (--report forces it)."""
 
 
 _quiet = False
@@ -47,9 +45,10 @@ def run(cfg: Config, models: str, dataset: str, annotations: Path | None = None,
         split: str | None = None, strict: bool = False, extractor: str | None = None,
         option_pairs: Sequence[str] | None = None, shortcuts: dict[str, Any] | None = None,
         save_heatmaps: bool = True, heatmap_size: int = 256, prompt_text: str = "standardised",
-        progress: bool = True, report: bool | None = None, exact_prompt: bool = False, restart: bool = False,
+        progress: bool = True, exact_prompt: bool = False, restart: bool = False,
         protocol: str | None = None, choices: dict[str, Any] | None = None):
     """Score `models` on `dataset`; returns the harness's BenchResult (its run folder holds everything).
+    The HTML report is the caller's step (cxrg.api.bench: the report sits above the bench).
 
     One writer per run folder (an OS lock; a second run into it is refused). Rows whose inputs changed
     since they were scored are recomputed (see cxrg.bench.harness); `restart` drops every row first. A
@@ -72,14 +71,14 @@ def run(cfg: Config, models: str, dataset: str, annotations: Path | None = None,
             ranks.connect()  # a hand-set WORLD_SIZE with no peer fails here, before the folder is touched
             return _run(cfg, models, dataset, annotations, images, out, resamples, seed, limit, split, strict,
                         resolved["extractor"], option_pairs, shortcuts, save_heatmaps, heatmap_size,
-                        prompt_text, progress, report, exact_prompt, restart, ranks, resolved)
+                        prompt_text, progress, exact_prompt, restart, ranks, resolved)
     finally:
         _quiet = False
         ranks.close()
 
 
 def _run(cfg, models, dataset, annotations, images, out, resamples, seed, limit, split, strict, extractor,
-         option_pairs, shortcuts, save_heatmaps, heatmap_size, prompt_text, progress, report, exact_prompt,
+         option_pairs, shortcuts, save_heatmaps, heatmap_size, prompt_text, progress, exact_prompt,
          restart, ranks, resolved):
 
     from cxrg.anatomy.lut import active_lut
@@ -176,8 +175,8 @@ def _run(cfg, models, dataset, annotations, images, out, resamples, seed, limit,
         run_dir.logger.info("%s on %s", ranks.label(), local_device)
         return _score(run_dir, config, data, loaded, model_errors,
                       model_fps, dataset, loc, images, split, extractor, local_device, prompt_text,
-                      exact_prompt, resamples, seed, limit, save_heatmaps, heatmap_size, progress, report,
-                      ranks, resolved["loc_pairs"])
+                      exact_prompt, resamples, seed, limit, save_heatmaps, heatmap_size, progress, ranks,
+                      resolved["loc_pairs"])
     finally:
         if run_dir is not None:
             run_dir.close()
@@ -248,14 +247,14 @@ def normalise_prompts(samples: list, exact: bool, log) -> None:
 
 def _score(run_dir, config, data, loaded, model_errors, model_fps, dataset, loc, images, split,
            extractor, device, prompt_text, exact_prompt, resamples, seed, limit, save_heatmaps, heatmap_size,
-           progress, report, ranks, loc_pairs="merged"):
+           progress, ranks, loc_pairs="merged"):
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from cxrg.bench.datasets import read_dataset
     from cxrg.bench.harness import run_benchmark
     from cxrg.bench.heatmap_store import HeatmapStore
     from cxrg.bench.reports import rich_table, write_reports
+    from cxrg.progress import progress as shown
 
     if dataset == "ms-cxr-loc":
         data = read_dataset("ms-cxr", loc, images, split=split, prompt_text=prompt_text, pairs=loc_pairs)
@@ -272,15 +271,13 @@ def _score(run_dir, config, data, loaded, model_errors, model_fps, dataset, loc,
 
     normalise_prompts(data.samples[:limit] if limit else data.samples,
                       exact_prompt or prompt_text == "original", log)
-    err = Console(stderr=True)
     total = len(data.samples[:limit] if limit else data.samples)
     store = HeatmapStore(run_dir.path, heatmap_size) if save_heatmaps else None
-    with Progress(TextColumn("bench" if not ranks.sharded else f"bench, {ranks.label()}"), BarColumn(),
-                  MofNCompleteColumn(), TimeRemainingColumn(), console=err, transient=True,
-                  disable=not (progress and err.is_terminal and ranks.main)) as bar:
-        task = bar.add_task("samples", total=total if not ranks.sharded else None)
+    with shown("bench" if not ranks.sharded else f"bench, {ranks.label()}",
+               total=total if not ranks.sharded else None, unit="samples",
+               enabled=progress and ranks.main) as bar:
         result = run_benchmark(loaded, data, run_dir, resamples, seed, limit, model_errors,
-                               progress=lambda k: bar.advance(task, k), store=store,
+                               progress=bar.advance, store=store,
                                model_fingerprints=model_fps, ranks=ranks)
     if not ranks.main:
         return result
@@ -298,16 +295,6 @@ def _score(run_dir, config, data, loaded, model_errors, model_fps, dataset, loc,
         if count.get("cnr_undefined"):
             line += f", CNR undefined for {count['cnr_undefined']}"
         say(line)
-    pairs_scored = len(result.rows)
-    if report is None:
-        report = save_heatmaps and pairs_scored <= REPORT_AUTO_PAIRS
-    if report and save_heatmaps:
-        from cxrg.report import write_report
-
-        say(f"report: {write_report(run_dir.path)}")
-    elif report is None or pairs_scored > REPORT_AUTO_PAIRS:
-        say(f"report: not written for {pairs_scored} (model, sample) pairs; run `cxrg report {run_dir.path}`")
-    say(f"results in {run_dir.path}")
     return result
 
 

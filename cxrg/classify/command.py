@@ -191,12 +191,13 @@ def _classifier(cfg, weights: Path | None, device: str, dtype: str, embeddings: 
     from cxrg.classify import heatmaps
     from cxrg.classify.diffusion import DrawSettings
     from cxrg.classify.runner import Classifier
+    from cxrg.config import weights_root
     from cxrg.errors import UsageError
     from cxrg.ldm.config import architecture_from_bundle
     from cxrg.ldm.heatmap import LdmEngine
     from cxrg.ldm.loading import load_ldm, resolve_dtype
     from cxrg.ldm.text import Codebook
-    from cxrg.ldm.weights import WeightPaths, weights_root
+    from cxrg.ldm.weights import WeightPaths
 
     resolve_dtype(dtype)
     weights = weights_root(weights)  # --weights, else cxrg.toml, else $CXRG_HOME, else ~/.cache/cxrg
@@ -242,12 +243,10 @@ def _run(classifier, jobs: list, out: Path, config: dict, notes: list[str], resa
          strategies: list[str], ranks=None, say=_say) -> None:
     import sys
 
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     from cxrg.bench import shards
     from cxrg.classify.report import markdown, summarise, write_reports
     from cxrg.classify.runner import SCORE_FIELDS, read_scores, run_classification
+    from cxrg.progress import progress
     from cxrg.runs import RunDir, interrupt_guard
 
     ranks = ranks or shards.Ranks()
@@ -269,18 +268,18 @@ def _run(classifier, jobs: list, out: Path, config: dict, notes: list[str], resa
             for note in notes:
                 run.logger.info("%s", note)
                 say(note)
-            err = Console(stderr=True)
-            with Progress(TextColumn("classify" if not ranks.sharded else f"classify, {ranks.label()}"),
-                          BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err,
-                          transient=True, disable=not (err.is_terminal and ranks.main)) as bar:
-                task = bar.add_task("images", total=len(jobs) if not ranks.sharded else None)
-                rows = run_classification(classifier, jobs, run, progress=lambda k: bar.advance(task, k),
-                                          ranks=ranks)
+            with progress("classify" if not ranks.sharded else f"classify, {ranks.label()}",
+                          total=len(jobs) if not ranks.sharded else None, unit="images",
+                          enabled=ranks.main) as bar:
+                rows = run_classification(classifier, jobs, run, progress=bar.advance, ranks=ranks)
         if not ranks.main:
             return
         summary = summarise(rows, jobs, strategies, resamples, seed, notes)
         write_reports(summary, run.path)
         print(markdown(summary), file=sys.stdout, end="", flush=True)
+        if summary["small_sample"]:
+            run.logger.warning("small sample: %s", summary["small_sample"])
+            say(f"cxrg: warning: {summary['small_sample']}")
         for kind, count in summary["counts"].items():
             line = (f"{kind}s: {count['runs_scored']} of {count['runs']} runs scored "
                     f"({count['images'] - count['images_failed']} of {count['images']} images), "

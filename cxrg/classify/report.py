@@ -70,7 +70,21 @@ def summarise(rows: dict, jobs: Sequence[Job], strategies: Sequence[str], resamp
              for s in with_maps}
     return {"auroc": auroc, "bins": bins, "counts": counts, "empty_heatmaps": empty,
             "strategies": list(strategies), "resamples": resamples, "seed": seed, "level": 0.95,
-            "notes": list(notes)}
+            "notes": list(notes), "small_sample": small_sample(scored.n_positive, scored.n_negative)}
+
+
+SMALL_SAMPLE = 10
+"""Fewer positive or negative samples than this: the bootstrap CIs and p-values are flagged as meaningless
+(the bench marks classes under the same count, cxrg.bench.reports.FEW)."""
+
+
+def small_sample(positives: int, negatives: int) -> str | None:
+    """The warning for a cohort too small for its statistics, or None."""
+    if min(positives, negatives) >= SMALL_SAMPLE:
+        return None
+    return (f"only {positives} positive and {negatives} negative samples: with fewer than {SMALL_SAMPLE} of "
+            "either, the bootstrap CIs and p-values mean little (a CI of [1, 1] or p = 1.0 says the few "
+            "resampled runs all agreed, not that the result is certain); classify more images")
 
 
 def _failed(rows: dict, wanted: Sequence[tuple]) -> bool:
@@ -88,7 +102,8 @@ def _p(value: float | None) -> str:
 
 
 def markdown(summary: dict[str, Any]) -> str:
-    lines = ["## AUROC per heatmap strategy", "",
+    warning = summary.get("small_sample")
+    lines = ([f"**Warning: {warning}.**", ""] if warning else []) + ["## AUROC per heatmap strategy", "",
              "| strategy | AUROC [95 % CI] | difference from none [95 % CI] | p |", "|---|---|---|---|"]
     for r in summary["auroc"]:
         diff = _cell(r["diff"], r["diff_low"], r["diff_high"]) if "diff" in r else "-"
@@ -123,9 +138,9 @@ def markdown(summary: dict[str, Any]) -> str:
 
 def figure(summary: dict[str, Any], path: Path) -> None:
     """Left: AUROC per strategy with CI; right: low- and high-mIoU bin AUROC per strategy (own scores)."""
-    import matplotlib
+    from cxrg.runs import headless_plots
 
-    matplotlib.use("Agg")
+    headless_plots()
     import matplotlib.pyplot as plt
 
     own = [r for r in summary["bins"] if r["binned_by"] == r["scored_by"]]

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cxrg.cli import OPTION_HELP
+from cxrg.cli import OPTION_HELP, QUIET
 from cxrg.protocol import EXTRACTOR_HELP, PROTOCOL_HELP
 
 
@@ -61,15 +61,15 @@ def bench(
     exact_prompt: Annotated[bool, typer.Option(help="Give each sample's prompt to the models as written "
                                                "(default: read into the canonical prompt).")] = False,
     restart: Annotated[bool, typer.Option(help="Drop the results already in --out and start over.")] = False,
+    quiet: QUIET = False,
 ) -> None:
     """Score models on a phrase-grounding dataset: per_sample.csv, summary.csv/json, results.md/png."""
-    import cxrg.bench
-    from cxrg.config import load_config
+    from cxrg.api import bench as run_bench
 
-    cfg = load_config(cli={"weights": weights, "device": device})
-    cxrg.bench.run(cfg, models, dataset, annotations, images, out, resamples, seed, limit, split, strict,
-                   extractor, option, {"lut": lut, "dtype": dtype, "embeddings": embeddings}, save_heatmaps,
-                   heatmap_size, prompt_text, report=report, exact_prompt=exact_prompt, restart=restart,
-                   protocol=protocol, choices={"location_mappings": location_mappings, "loc_pairs": loc_pairs,
-                                               "vindr_candidates": vindr_candidates,
-                                               "dicom_display": dicom_display})
+    run_bench(models, dataset, annotations, images, out, weights=weights, device=device, resamples=resamples,
+              seed=seed, limit=limit, split=split, strict=strict, lut=lut, dtype=dtype, embeddings=embeddings,
+              extractor=extractor, options=option, save_heatmaps=save_heatmaps, heatmap_size=heatmap_size,
+              prompt_text=prompt_text, report=report, exact_prompt=exact_prompt, restart=restart,
+              progress=not quiet, protocol=protocol,
+              choices={"location_mappings": location_mappings, "loc_pairs": loc_pairs,
+                       "vindr_candidates": vindr_candidates, "dicom_display": dicom_display})

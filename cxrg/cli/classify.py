@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from cxrg.cli import QUIET
+from cxrg.progress import quiet as set_quiet
 from cxrg.protocol import PROTOCOL_HELP
 
 STRATEGY_HELP = ("Comma-separated heatmap strategies: none (plain classifier), fixed (frozen LDM, "
@@ -81,9 +83,11 @@ def classify(
                                                   "phrase) or merged (cxrg).")] = None,
     dicom_display: Annotated[str | None, typer.Option(help="DICOM inputs: mimic-jpg (paper) or window "
                                                       "(cxrg).")] = None,
+    quiet: QUIET = False,
 ) -> None:
     """Heatmap-weighted diffusion classifier: scores.csv, summary.json, auroc/bins.csv, results.md/png."""
-    given = dict(locals())  # the parameters, exactly as cxrg.classify.run takes them
+    given = dict(locals())  # the parameters, exactly as cxrg.classify.run takes them (and --quiet)
+    set_quiet(given.pop("quiet"))
     import cxrg.classify
 
     cxrg.classify.run(**given)

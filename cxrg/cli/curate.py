@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from cxrg.cli import QUIET
+from cxrg.progress import quiet as set_quiet
 from cxrg.protocol import EXTRACTOR_HELP
 
 
@@ -60,9 +62,11 @@ def curate(
                     ] = "report",
     sections: Annotated[str, typer.Option(help="Report sections to read.")] = "findings,impression",
     limit: Annotated[int | None, typer.Option(min=1, help="Only the first N reports.")] = None,
+    quiet: QUIET = False,
 ) -> None:
     """Curate reports into '{location} {pathology}' samples (manifest, skip log, summary, figure)."""
-    given = dict(locals())  # the parameters, exactly as cxrg.curation.run takes them
+    given = dict(locals())  # the parameters, exactly as cxrg.curation.run takes them (and --quiet)
+    set_quiet(given.pop("quiet"))
     import cxrg.curation
 
     cxrg.curation.run(**given)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cxrg.cli import OPTION_HELP
+from cxrg.cli import OPTION_HELP, QUIET
 
 
 def ground(
@@ -31,19 +31,20 @@ def ground(
     fmt: Annotated[list[str] | None, typer.Option("--format", help="Also write: dicom-seg (a DICOM "
                                                   "Segmentation of each DICOM image; docs/viewer.md).")]
     = None,
+    quiet: QUIET = False,
 ) -> None:
     """Ground PROMPT on IMAGE: OUT/<stem>.<model>.heatmap.npy, .overlay.png and .json per image."""
-    from cxrg.config import load_config
-    from cxrg.export.grounding import ground_formats, ground_with_formats, model_fingerprint
-    from cxrg.loading import load_models, parse_option_pairs
+    from cxrg.api import open_model
+    from cxrg.export.grounding import ground_formats, ground_with_formats
+    from cxrg.loading import parse_option_pairs
+    from cxrg.progress import quiet as set_quiet
 
     formats = ground_formats(fmt)
-    cfg = load_config(cli={"weights": weights, "device": device})
-    shortcuts = {"lut": lut, "dtype": dtype, "embeddings": embeddings}
-    loaded, _, options = load_models([model], cfg, cfg.get("weights"), cfg.get("device", "cpu"),
-                                     parse_option_pairs(option), shortcuts)
-    fingerprint = model_fingerprint(model, loaded[model], options.get(model), cfg.get("weights"))
-    ground_with_formats(loaded[model], image, prompt, out, exact_prompt, formats, fingerprint)
+    set_quiet(quiet)
+    loaded = open_model(model, weights, device, {"lut": lut, "dtype": dtype, "embeddings": embeddings},
+                        parse_option_pairs(option))
+    ground_with_formats(loaded.model, image, prompt, out, exact_prompt, formats,
+                        loaded.fingerprint if formats else "")
 
 
 def demo_image() -> None:

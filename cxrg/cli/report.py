@@ -18,17 +18,12 @@ def report(
 ) -> None:
     """Write RUN_DIR/report.html: summary, CI chart, gallery of heatmaps with boxes, model comparison,
     failures. Opens from disk in any browser; no server, no network."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     from cxrg.cli import say
+    from cxrg.progress import progress
     from cxrg.report import write_report
 
-    err = Console(stderr=True)
-    with Progress(TextColumn("report"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=err, transient=True, disable=not err.is_terminal) as bar:
-        task = bar.add_task("samples", total=None)
+    with progress("report", unit="samples") as bar:
         path = write_report(run_dir, annotations=annotations, images=images, embed=embed,
-                            progress=lambda done, total: bar.update(task, completed=done, total=total))
+                            progress=lambda done, total: bar.update(done=done, total=total))
     say(f"report: {path}")
     typer.echo(path.resolve().as_uri())

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from cxrg.cli import QUIET
+
 app = typer.Typer(help="Reader study: raters score heatmaps 1-5 in a browser; scores vs CNR/mIoU.",
                   no_args_is_help=True, add_completion=False, rich_markup_mode=None)
 
@@ -25,11 +27,14 @@ def create(
     seed: Annotated[int, typer.Option(help="Seed of the draw and of every rater's order.")] = 0,
     image_size: Annotated[int, typer.Option(min=128, help="Longer side of the radiographs shown, pixels.")]
     = 1024,
+    quiet: QUIET = False,
 ) -> None:
     """Draw cases from bench runs (per class, spread over locations) into a study folder."""
     from cxrg.cli import say
+    from cxrg.progress import quiet as set_quiet
     from cxrg.study.create import create_study
 
+    set_quiet(quiet)
     names = [name.strip() for name in models.split(",") if name.strip()]
     report = create_study([*(runs or []), *(more_runs or [])], names, out, per_class, seed, image_size)
     for line in report.lines():

@@ -15,7 +15,8 @@ WeightsOption = Annotated[Path | None, typer.Option("--weights", help="Weights f
 @app.command("status")
 def status(weights: WeightsOption = None) -> None:
     """List every file the LDM needs: found or missing, where, and how to get it. Exit 1 if any is missing."""
-    from cxrg.ldm.weights import WeightPaths, weights_root
+    from cxrg.config import weights_root
+    from cxrg.ldm.weights import WeightPaths
 
     paths = WeightPaths(weights_root(weights))
     typer.echo(f"weights folder: {paths.root}")
@@ -57,8 +58,8 @@ def fetch(weights: WeightsOption = None,
           text_repo: Annotated[str, typer.Option(help="Repository of the SD 2.1 text encoder.")] =
           "stabilityai/stable-diffusion-2-1-base") -> None:
     """Download the bundle and the SD 2.1 text encoder with huggingface_hub (needs the network)."""
+    from cxrg.config import weights_root
     from cxrg.ldm.fetch import fetch_weights
-    from cxrg.ldm.weights import weights_root
 
     paths = fetch_weights(weights_root(weights), bundle_repo, text_repo)
     paths.require()

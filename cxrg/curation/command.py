@@ -89,13 +89,11 @@ def _reports(*, reports: Path | None, report_format: str, mimic_reports: Path | 
              sections: str, limit: int | None, out: Path, chosen: Any, extractor: str, choices: Any) -> None:
     import itertools
 
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     from cxrg.curation.outputs import write_all
     from cxrg.curation.pipeline import Curator
     from cxrg.curation.reports import is_iu_csv, read_generic, read_iu, read_mimic, read_study_list
     from cxrg.errors import UsageError
+    from cxrg.progress import progress
     from cxrg.runs import RunDir, mark_complete, mark_incomplete
 
     section_names = [name.strip().lower() for name in sections.split(",") if name.strip()]
@@ -130,11 +128,8 @@ def _reports(*, reports: Path | None, report_format: str, mimic_reports: Path | 
               "unit": unit, "sections": section_names, "limit": limit, **choices.record()}
     run = RunDir(out, "curate", config, lock=True)
     mark_incomplete(run.path, "curate")  # removed after the last output: readers refuse a half-written run
-    err = Console(stderr=True)
-    with Progress(TextColumn("curate"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=err, transient=True, disable=not err.is_terminal) as bar:
-        task = bar.add_task("reports", total=total)
-        result = curator.run(stream, progress=lambda k: bar.advance(task, k))
+    with progress("curate", total=total, unit="reports") as bar:
+        result = curator.run(stream, progress=bar.advance)
     info = write_all(result, run.path, source)
     mark_complete(run.path)
     run.logger.info("%d reports: %d kept; skipped %s", result.reports.total, result.reports.kept,

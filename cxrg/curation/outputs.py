@@ -137,9 +137,9 @@ def write_location_table(samples: list[Sample], out: Path) -> None:
 def draw_location_figure(samples: list[Sample], path: Path, title: str = "") -> None:
     """Samples per location (rows) and pathology (columns), counts written in the cells."""
 
-    import matplotlib
+    from cxrg.runs import headless_plots
 
-    matplotlib.use("Agg")
+    headless_plots()
     import matplotlib.pyplot as plt
     import numpy as np
 

@@ -152,9 +152,9 @@ def diagnose(ldm: LoadedLdm, dataset: Dataset, settings: HeatmapSettings | None 
 
 def plot(diagnosis: Diagnosis, path, title: str = "") -> None:
     """Two heatmaps (CNR, mIoU) of layers x windows, written with cxrg.runs.save_figure."""
-    import matplotlib
+    from cxrg.runs import headless_plots
 
-    matplotlib.use("Agg")
+    headless_plots()
     import matplotlib.pyplot as plt
 
     from cxrg.runs import save_figure

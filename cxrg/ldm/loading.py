@@ -11,10 +11,11 @@ from typing import Any
 
 import torch
 
+from cxrg.config import weights_root
 from cxrg.errors import InputError, UsageError
 from cxrg.ldm.config import LdmArchitecture, architecture_from_bundle
 from cxrg.ldm.ddim import alphas_cumprod
-from cxrg.ldm.weights import WeightPaths, weights_root
+from cxrg.ldm.weights import WeightPaths
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from cxrg.config import weights_root  # noqa: F401  (cxrg/tuning/command.py still imports it from here)
 from cxrg.errors import MissingWeightsError
 
 BUNDLE = "cxr_image_synthesis_latent_diffusion_model"
@@ -32,11 +33,6 @@ HOW_TO_GET_TEXT = (f"`cxrg weights fetch`, or `huggingface-cli download {TEXT_RE
                    f"'text_encoder/*' 'tokenizer/*' --local-dir <weights>/{TEXT_REPO}`")
 
 
-def weights_root(weights_dir: str | Path | None = None) -> Path:
-    """--weights, else `weights` in cxrg.toml, else $CXRG_HOME, else ~/.cache/cxrg (cxrg.config)."""
-    from cxrg.config import weights_root as resolve
-
-    return resolve(weights_dir)
 
 
 @dataclass(frozen=True)

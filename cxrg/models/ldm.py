@@ -152,13 +152,15 @@ class LdmTunedModel(LdmFrozenModel):
     otsu = False
 
     def _embeddings_path(self, weights_dir: Path | None, options: Any) -> Path:
-        from cxrg.ldm.weights import WeightPaths, weights_root
+        from cxrg.config import weights_root
+        from cxrg.ldm.weights import WeightPaths
 
         return Path(options.embeddings or WeightPaths(weights_root(weights_dir)).tuned_embeddings)
 
     def _check_weights(self, weights_dir: Path | None, options: Any) -> None:
         """One clear message when the tuned model cannot run: what is missing and which command fixes it."""
-        from cxrg.ldm.weights import WeightPaths, weights_root
+        from cxrg.config import weights_root
+        from cxrg.ldm.weights import WeightPaths
 
         paths = WeightPaths(weights_root(weights_dir))
         missing = [(what, path) for what, path, present, _ in paths.status() if not present

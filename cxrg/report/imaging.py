@@ -130,8 +130,14 @@ def heat_rgba(heat: np.ndarray) -> np.ndarray:
     index = (values * 255 + 0.5).astype(np.uint8)
     rgba = np.empty((*heat.shape, 4), np.uint8)
     rgba[..., :3] = _jet()[index]
-    rgba[..., 3] = (255 * np.minimum(1.0, 1.5 * values) + 0.5).astype(np.uint8)
+    rgba[..., 3] = (255 * heat_alpha(values) + 0.5).astype(np.uint8)
     return _mark_nan(rgba, heat)
+
+
+def heat_alpha(values: np.ndarray) -> np.ndarray:
+    """Opacity of a [0, 1] heatmap value over the film: 0 at 0, rising linearly, full from 2/3 up, so cold
+    regions leave the radiograph readable (the report's and the rating page's overlays share it)."""
+    return np.minimum(1.0, 1.5 * np.clip(values, 0.0, 1.0))
 
 
 def otsu_mask(heat: np.ndarray) -> tuple[np.ndarray, float]:

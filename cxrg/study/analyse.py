@@ -205,9 +205,9 @@ def results_markdown(result: dict, study: Path, resamples: int) -> str:
 def figure(rows: list[dict], result: dict, path: Path, seed: int = 0) -> None:
     """Per rater: score against CNR and against mIoU (each model its colour); with a pair, delta score
     against delta CNR and delta mIoU. Scores are jittered vertically so equal scores stay visible."""
-    import matplotlib
+    from cxrg.runs import headless_plots
 
-    matplotlib.use("Agg")
+    headless_plots()
     import matplotlib.pyplot as plt
 
     raters = result["raters"]

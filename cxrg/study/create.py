@@ -164,12 +164,16 @@ def display_image(image: np.ndarray, max_side: int) -> np.ndarray:
 
 
 def colour_heatmap(heatmap: np.ndarray) -> np.ndarray:
-    """RGBA uint8 of a [0, 1] heatmap in the colour map; fully transparent where NaN."""
+    """RGBA uint8 of a [0, 1] heatmap in the colour map, its opacity growing with the value (as in the
+    report: low values leave the film visible, not painted blue); fully transparent where NaN."""
     from matplotlib import colormaps
 
+    from cxrg.report.imaging import heat_alpha
+
     finite = np.isfinite(heatmap)
-    rgba = colormaps[HEATMAP_COLORMAP](np.clip(np.where(finite, heatmap, 0), 0, 1))
-    rgba[..., 3] = finite
+    values = np.clip(np.where(finite, heatmap, 0), 0, 1)
+    rgba = colormaps[HEATMAP_COLORMAP](values)
+    rgba[..., 3] = finite * heat_alpha(values)
     return (rgba * 255 + 0.5).astype(np.uint8)
 
 
@@ -230,6 +234,7 @@ def create_study(runs: Sequence[Path], models: Sequence[str], out: Path, per_cla
     samples = {}
     for sample in dataset.samples:
         reason = None
+        text = sample.phrase or sample.prompt
         if sample.error or sample.image_path is None:
             reason = "the sample is unreadable in the dataset"
         for model in models:
@@ -240,8 +245,8 @@ def create_study(runs: Sequence[Path], models: Sequence[str], out: Path, per_cla
                 reason = f"{model} did not score the sample"
             elif row.get("error"):
                 reason = f"{model} failed on the sample"
-            elif row.get("prompt", sample.prompt) != sample.prompt:
-                reason = "the phrase differs between the runs"
+            elif (row.get("phrase") or row.get("prompt") or text) != text:  # the dataset's text, not the
+                reason = "the phrase differs between the runs"  # prompt form each model was given
             elif not stores[model].has(model, sample.sample_id):
                 reason = f"no saved heatmap of {model}"
         if reason:
@@ -280,6 +285,7 @@ def create_study(runs: Sequence[Path], models: Sequence[str], out: Path, per_cla
 def _write_study(work: Path, drawn, samples, models, source, stores, seed, per_class, image_size,
                  read_image) -> None:
     from cxrg import __version__
+    from cxrg.progress import progress
     from cxrg.runs import atomic_write_bytes
 
     con = create_database(db_path(work))
@@ -301,26 +307,29 @@ def _write_study(work: Path, drawn, samples, models, source, stores, seed, per_c
         for name in models:
             con.execute("INSERT INTO models (name, run) VALUES (?, ?)", (name, str(source[name].path)))
         model_ids = {r["name"]: r["id"] for r in con.execute("SELECT id, name FROM models")}
-        for case_id, (category, sid) in enumerate(drawn, start=1):
-            sample = samples[sid]
-            image = read_image(sample.image_path, sample.image_size)
-            name = f"{MEDIA}/images/{token()}.png"
-            atomic_write_bytes(work / name, _png(display_image(image, image_size)))
-            con.execute("INSERT INTO cases (id, sample_id, category, phrase, location, image_file, height, "
-                        "width) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        (case_id, sid, category, sample.prompt, location_group(sample.prompt, category), name,
-                         image.shape[0], image.shape[1]))
-            for model in models:
-                heatmap, shape = stores[model].load(model, sid)
-                if tuple(shape) != image.shape:
-                    raise InputError(f"the saved heatmap of {model} for {sid} is for a {shape[1]}x{shape[0]} "
-                                     f"image, the image is {image.shape[1]}x{image.shape[0]}",
-                                     where=str(stores[model].path(model, sid)))
-                file = f"{MEDIA}/heatmaps/{token()}.png"
-                atomic_write_bytes(work / file, _png(colour_heatmap(heatmap)))
-                row = source[model].rows[(model, sid)]
-                items.append((case_id, model_ids[model], file, _float(row.get("cnr")),
-                              _float(row.get("miou"))))
+        with progress("study create", total=len(drawn), unit="cases") as bar:
+            for case_id, (category, sid) in enumerate(drawn, start=1):
+                sample = samples[sid]
+                image = read_image(sample.image_path, sample.image_size)
+                name = f"{MEDIA}/images/{token()}.png"
+                atomic_write_bytes(work / name, _png(display_image(image, image_size)))
+                con.execute("INSERT INTO cases (id, sample_id, category, phrase, location, image_file, "
+                            "height, width) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                            (case_id, sid, category, sample.prompt, location_group(sample.prompt, category),
+                             name, image.shape[0], image.shape[1]))
+                for model in models:
+                    heatmap, shape = stores[model].load(model, sid)
+                    if tuple(shape) != image.shape:
+                        raise InputError(f"the saved heatmap of {model} for {sid} is for a "
+                                         f"{shape[1]}x{shape[0]} image, the image is "
+                                         f"{image.shape[1]}x{image.shape[0]}",
+                                         where=str(stores[model].path(model, sid)))
+                    file = f"{MEDIA}/heatmaps/{token()}.png"
+                    atomic_write_bytes(work / file, _png(colour_heatmap(heatmap)))
+                    row = source[model].rows[(model, sid)]
+                    items.append((case_id, model_ids[model], file, _float(row.get("cnr")),
+                                  _float(row.get("miou"))))
+                bar.advance(1)
         # item ids in a seeded random order: neither ids nor file names tell which model made a map
         order = np.random.default_rng(np.random.SeedSequence([int(seed), 1])).permutation(len(items))
         con.executemany("INSERT INTO items (id, case_id, model_id, heatmap_file, cnr, miou) "

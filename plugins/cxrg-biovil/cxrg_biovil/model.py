@@ -13,10 +13,11 @@ from typing import Any
 
 import numpy as np
 
+from cxrg.config import weights_root
 from cxrg.registry import ModelCard, Query, WeightFile
 from cxrg_biovil import __version__
 from cxrg_biovil.variants import BIOVIL, BIOVIL_T, RESIZE, Variant
-from cxrg_biovil.weights import find_checkpoint, find_text_folder, weights_root
+from cxrg_biovil.weights import find_checkpoint, find_text_folder
 
 for _module, _package in (("health_multimodal", "hi-ml-multimodal==0.2.2"), ("torchvision", "torchvision")):
     if importlib.util.find_spec(_module) is None:

@@ -17,13 +17,6 @@ TEXT_FILES = ("config.json", "vocab.txt")
 TEXT_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
 
 
-def weights_root(weights_dir: str | Path | None) -> Path:
-    """The weights folder, resolved exactly as for the core models (--weights, cxrg.toml, $CXRG_HOME...)."""
-    from cxrg.config import weights_root as resolve
-
-    return resolve(weights_dir)
-
-
 def download_hint(variant: Variant, root: Path) -> str:
     return (f"on a machine with internet: hf download {variant.text_repo} --revision {variant.text_revision} "
             f"--local-dir {root / variant.text_repo}, then copy that folder here")

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from cxrg.config import weights_root
 from cxrg.errors import InputError, MissingWeightsError, NoPrediction
 from cxrg.registry import ModelCard, Query, WeightFile
 from cxrg_maira2 import __version__
@@ -27,13 +28,6 @@ NO_PREDICTION = "no prediction"
 
 class NoPredictionError(NoPrediction):
     """MAIRA-2 answered without any box: recorded per sample as a 'no prediction', not scored."""
-
-
-def weights_root(weights_dir: str | Path | None) -> Path:
-    """The weights folder, resolved exactly as for the core models (--weights, cxrg.toml, $CXRG_HOME...)."""
-    from cxrg.config import weights_root as resolve
-
-    return resolve(weights_dir)
 
 
 def find_folder(root: Path) -> Path:
