@@ -123,7 +123,8 @@ def test_pathology_hint_gives_the_locations_of_a_phrase_that_names_the_finding_o
     ("left lower lobe nodule", "names none of the 8 findings"),
     ("No pneumothorax", "negates"),
     ("The left pneumothorax has resolved", "resolved"),
-    ("atelectasis versus pneumonia", "2 findings"),
+    ("atelectasis versus pneumonia", "alternatives"),
+    ("cardiomegaly with pulmonary vascular congestion", "2 findings"),
     ("", "empty phrase"),
 ])
 def test_unreadable_phrases_get_one_line_with_the_closest_prompts(phrase, why):
