@@ -111,7 +111,8 @@ contour shadow space
 # Certainty words that keep the finding where it is (docs/curation.md: a hedge does not move a finding).
 HEDGES = frozenset("""
 possible possibly probable probably likely suspected suspicious suspect questionable presumed presumably
-concerning worrisome suggestive suggesting suggests suggest compatible consistent equivocal may might could
+concerning concern worrisome suggestive suggesting suggests suggest compatible consistent equivocal may
+might could
 represent represents representing reflect reflects reflecting favored favor favour favoured keeping due
 secondary cannot
 """.split())
@@ -147,7 +148,7 @@ SIDE_WORDS_NOT_READ = frozenset({"sinistral", "dextral", "sinister", "dexter", "
 # Anatomy outside the chest: never a chest location (the first reason a word is refused).
 NOT_CHEST = frozenset("""
 head brain cerebral cerebellar cranial skull scalp face facial eye eyes ocular orbit orbital ear ears nasal
-nose sinus sinuses mouth oral jaw mandible maxilla tongue lingual tooth teeth dental neck cervical thyroid
+nose mouth oral jaw mandible maxilla tongue lingual tooth teeth dental neck cervical thyroid
 larynx pharynx shoulder shoulders arm arms elbow elbows forearm wrist wrists hand hands finger fingers thumb
 humerus humeral radius radial ulna ulnar clavicle clavicular scapula scapular abdomen abdominal belly
 stomach gastric cardia fundus bowel colon colonic intestine intestinal duodenum duodenal jejunum ileum
@@ -320,8 +321,8 @@ def _read_words(text: str) -> _Reading:
                 raise _refuse(text, f"{tok!r} could be any of {', '.join(map(repr, targets))}; retype it")
             else:
                 kind = "symbol" if not tok[0].isalnum() else "word"
-                raise _refuse(text, f"{tok!r} is a {kind} cxrg does not read (not a finding, a chest location "
-                                    "or a size, severity, course or certainty word)")
+                raise _refuse(text, f"{tok!r} is a {kind} cxrg does not read (not a finding, a chest "
+                                    "location or a size, severity, course or certainty word)")
         out.append(low[last:start] + word)
         last = end
     out.append(low[last:])
@@ -377,6 +378,10 @@ _EXPLAINS = re.compile(r"\b(?:likely|probably|possibly|concerning|suspicious|con
                        r"may be|could be)\b")
 _GUARD = {"Pleural Effusion": r"(?<!pericardial )(?<!joint )", "Edema": r"(?<!soft tissue )(?<!subcutaneous )"
                                                                        r"(?<!tissue )(?<!wall )"}
+# Effusions and pneumothoraces in the plural with no side are one on each side (each pleural space holds
+# one); plural opacities may all lie in one lung, so they get no such rule.
+_BOTH_SIDES_IF_PLURAL = {"Pleural Effusion": re.compile(r"\beffusions\b"),
+                         "Pneumothorax": re.compile(r"\bpneumothora(?:ces|xes)\b")}
 # Edema named by its kind only is in both lungs: "interstitial edema" -> pulmonary.
 _DIFFUSE_EDEMA = re.compile(r"\b(?:interstitial|alveolar)\b")
 
@@ -462,6 +467,8 @@ def _check_negations(shown: str, analysis: Analysis) -> None:
     for k, tok in enumerate(toks):
         if tok.text not in NEGATIONS or _pseudo(toks, k):
             continue
+        if tok.text == "not" and any(t.text in ("exclude", "excluded") for t in toks[k + 1:k + 3]):
+            continue  # "not excluded", "not be excluded": a hedge
         negated_other = any(not m.target and m.start > k and clauses[m.start] == clauses[k]
                             and assertion(toks, clauses, m, found) == NEGATED for m in found)
         if not negated_other:
@@ -484,6 +491,8 @@ def _free_text(text: str, pathology: str | None, style: str, shown: str) -> Prom
         locations = rule_locations(analysis, whole=True)  # "right lower lobe airspace process"
     if pathology == "Edema" and not locations and _DIFFUSE_EDEMA.search(norm):
         locations = ("pulmonary",)
+    if pathology in _BOTH_SIDES_IF_PLURAL and not locations and _BOTH_SIDES_IF_PLURAL[pathology].search(norm):
+        locations = ("bilateral",)  # "small pleural effusions": one in each pleural space
     return canonical(Prompt(locations, pathology), style)
 
 
