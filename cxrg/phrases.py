@@ -307,7 +307,7 @@ def _read_words(text: str) -> _Reading:
             raise _refuse(text, f"{tok!r} is a side word cxrg does not read; write left, right or bilateral")
         elif tok == "chest" and following in _CHEST_DEVICE:
             pass
-        elif (tok in CHEST_ELSEWHERE or _singular(tok) in CHEST_ELSEWHERE) and not inside:
+        elif tok in CHEST_ELSEWHERE or _singular(tok) in CHEST_ELSEWHERE:
             raise _refuse(text, f"{tok!r} is not one of the 27 chest locations cxrg reads")
         elif inside or tok in LEXICON or tok in MODIFIERS or tok in HEDGES or tok in GRAMMAR \
                 or tok in NEGATIONS or tok[0].isdigit() or tok in _PUNCTUATION:
