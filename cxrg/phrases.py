@@ -105,7 +105,8 @@ bandlike discoid rounded round masslike heterogeneous homogeneous coarse fine fl
 dependent compressive passive obstructive parenchymal peribronchial peribronchovascular vascular venous
 peripheral medial lateral anterior posterior superior inferior subpleural area areas region focus foci
 portion aspect periphery component changes change process disease pattern findings finding silhouette
-contour shadow space
+contour shadow space obscuring silhouetting border borders associated accompanying underlying
+superimposed additional chest
 """.split())
 
 # Certainty words that keep the finding where it is (docs/curation.md: a hedge does not move a finding).
@@ -164,9 +165,11 @@ CHEST_ELSEWHERE = frozenset("""
 mediastinum mediastinal paramediastinal trachea tracheal paratracheal carina bronchus bronchi aorta aortic
 aortopulmonary esophagus esophageal oesophagus pericardial pericardium diaphragm diaphragmatic rib ribs
 sternum sternal axilla axillary fissure fissural fissures azygos svc ventricle ventricular atrium atrial
-valve subclavian jugular hiatal paraspinal paravertebral thymus chest wall thoracic thorax
+valve subclavian jugular hiatal paraspinal paravertebral thymus wall thoracic thorax
 """.split())
-_CHEST_DEVICE = frozenset({"tube", "tubes"})  # "chest tube" is a device (another finding), not a location
+# A chest structure named with another finding of its own is that finding, not a place of the phrase's
+# finding: "pneumothorax with mediastinal shift", "pericardial effusion" (then refused: not one of the 8).
+_STRUCTURE_FINDINGS = frozenset({"shift", "widening", "deviation"})
 
 # The words a typo may be corrected to: finding words, location words and modifiers of 6 letters or more
 # (shorter words are too close to others: "hand" is one edit from "and", "ankle" from "angle").
@@ -182,6 +185,7 @@ _TYPO_MIN = 6
 _NOT_TYPOS = frozenset({"lingual", "cardia", "basilic", "infusion", "infusions"})
 
 _TOKEN = re.compile(r"[a-z]+|\d+(?:\.\d+)?|\S")
+_WORD = re.compile(r"[a-z]+")
 _PUNCTUATION = frozenset(",.;:-()")
 _TYPOGRAPHIC = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "\u2010": "-",
                               "\u2011": "-", "\u2012": "-", "\u2013": "-", "\u2014": "-", "\u2212": "-"})
@@ -260,11 +264,11 @@ def _covered(norm: str) -> list[tuple[int, int]]:
 def _read_words(text: str) -> _Reading:
     """Check every word of the phrase (module docstring) and return the phrase as read, or refuse."""
     low = _plain(text).lower()
-    found = [(m.group(0), m.start(), m.end()) for m in _TOKEN.finditer(low)]
-    words = sum(1 for tok, _, _ in found if tok[0].isalpha())
+    words = len(_WORD.findall(low))
     if words > MAX_WORDS:
         raise InputError(f"cannot read a phrase of {words:,} words as a prompt: a phrase is at most "
                          f"{MAX_WORDS} words", hint="give the one sentence or phrase that names the finding")
+    found = [(m.group(0), m.start(), m.end()) for m in _TOKEN.finditer(low)]
     # slash abbreviations are one word: b/l, r/o, s/p, w/
     toks: list[tuple[str, int, int]] = []
     k = 0
@@ -284,6 +288,7 @@ def _read_words(text: str) -> _Reading:
         toks.append((tok, start, end))
         k += 1
     covered = _covered(lower_text(low))
+    others = [(m.start(), m.end()) for m in FINDINGS_PATTERN.finditer(lower_text(low))]
     out: list[str] = []
     corrections: list[tuple[str, str]] = []
     last = 0
@@ -305,10 +310,12 @@ def _read_words(text: str) -> _Reading:
             raise _refuse(text, f"it names alternatives ({tok!r}); give one finding at one place")
         elif tok in SIDE_WORDS_NOT_READ:
             raise _refuse(text, f"{tok!r} is a side word cxrg does not read; write left, right or bilateral")
-        elif tok == "chest" and following in _CHEST_DEVICE:
-            pass
         elif tok in CHEST_ELSEWHERE or _singular(tok) in CHEST_ELSEWHERE:
-            raise _refuse(text, f"{tok!r} is not one of the 27 chest locations cxrg reads")
+            if not (following in _STRUCTURE_FINDINGS or _starts_other(toks, k + 1, others)):
+                raise _refuse(text, f"{tok!r} is not one of the 27 chest locations cxrg reads")
+        elif tok in _STRUCTURE_FINDINGS and (previous in CHEST_ELSEWHERE or _singular(previous) in
+                                              CHEST_ELSEWHERE):
+            pass
         elif inside or tok in LEXICON or tok in MODIFIERS or tok in HEDGES or tok in GRAMMAR \
                 or tok in NEGATIONS or tok[0].isdigit() or tok in _PUNCTUATION:
             pass
@@ -329,6 +336,11 @@ def _read_words(text: str) -> _Reading:
     read = "".join(out)
     _check_sides(text, _TOKEN.findall(read))
     return _Reading(read, tuple(corrections))
+
+
+def _starts_other(toks: list[tuple[str, int, int]], k: int, others: list[tuple[int, int]]) -> bool:
+    """Whether token k begins another finding that is not one of the 8 ("fracture", "tube", "thickening")."""
+    return k < len(toks) and any(a <= toks[k][1] < b for a, b in others)
 
 
 def _hedged_exclusion(toks: list[tuple[str, int, int]], k: int) -> bool:

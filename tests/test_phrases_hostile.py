@@ -168,7 +168,8 @@ def test_any_unknown_word_is_refused_by_name(word, base, at):
 @pytest.mark.parametrize("word", sorted(NOT_CHEST | CHEST_ELSEWHERE))
 def test_every_listed_body_part_is_refused_next_to_a_finding(word):
     message = refusal(f"left {word} effusion")
-    assert repr(word) in message or "'chest'" in message
+    # named, or (a structure with a finding of its own: "pericardial effusion") none of the 8 findings
+    assert repr(word) in message or "names none of the 8 findings" in message
 
 
 # --- linear in length ------------------------------------------------------------------------------------
@@ -198,4 +199,4 @@ def test_a_thousand_word_phrase_takes_under_a_tenth_of_a_second():
 
 def test_reading_time_grows_linearly():
     small, large = " ".join(["small"] * 10_000), " ".join(["small"] * 100_000)
-    assert _seconds(large) < 15 * max(_seconds(small), 1e-3)
+    assert _seconds(large) < 25 * max(_seconds(small), 1e-3)  # linear: 10x; quadratic would be 100x
