@@ -182,7 +182,7 @@ consolidative consolidated edema oedema congestion engorgement
 """.split())
 _TYPO_MIN = 6
 # Other words that look like a typo of a vocabulary word but are not one (one edit from it).
-_NOT_TYPOS = frozenset({"lingual", "cardia", "basilic", "infusion", "infusions"})
+_NOT_TYPOS = frozenset({"lingual", "cardia", "basilic", "infusion", "infusions", "singular"})
 
 _TOKEN = re.compile(r"[a-z]+|\d+(?:\.\d+)?|\S")
 _WORD = re.compile(r"[a-z]+")
