@@ -92,7 +92,8 @@ class NormalisedPhrase:
 MODIFIERS = frozenset("""
 small smaller tiny trace minimal minimally little large larger massive huge moderate moderately mild mildly
 slight slightly severe severely marked markedly significant substantial extensive extensively sized size
-medium amount degree dense denser faint subtle prominent pronounced worse greater greatest more most less
+medium amount degree borderline dense denser faint subtle prominent pronounced worse greater greatest more
+most less
 predominantly predominant predominately primarily mainly mostly particularly especially relatively somewhat
 very increased increasing decreased decreasing improved improving worsened worsening progressive
 progressing enlarging enlarged enlargement stable unchanged persistent persisting persists persist
@@ -261,6 +262,24 @@ def _covered(norm: str) -> list[tuple[int, int]]:
     return spans
 
 
+@cache
+def _finding_literals() -> frozenset[str]:
+    """The literal words of the finding patterns ("cardiac", "silhouette", "opacit", "pneumothora" ...): a
+    word inside a finding's match is understood only if it is one of them (or begins with one), never
+    because a pattern's wildcard swallowed it ("the heart is <anything> enlarged")."""
+    sources = [pattern(p).pattern for p in PATHOLOGIES for pattern in (_head_pattern, mention_pattern)]
+    sources.append(FINDINGS_PATTERN.pattern)
+    return frozenset(w for source in sources for w in re.findall(r"[a-z]{2,}", source.replace("\\w", " ")))
+
+
+def _literal(tok: str) -> bool:
+    """`tok` is a literal of the patterns, up to an optional ending ("opacit" ~ "opacities", "tubes" ~
+    "tube")."""
+    literals = _finding_literals()
+    return tok in literals or any(len(w) >= 4 and (tok.startswith(w) or (len(tok) >= 4 and w.startswith(tok)))
+                                  for w in literals)
+
+
 def _read_words(text: str) -> _Reading:
     """Check every word of the phrase (module docstring) and return the phrase as read, or refuse."""
     low = _plain(text).lower()
@@ -296,7 +315,7 @@ def _read_words(text: str) -> _Reading:
         word = tok
         previous = toks[k - 1][0] if k else ""
         following = toks[k + 1][0] if k + 1 < len(toks) else ""
-        inside = any(a <= start and end <= b for a, b in covered)
+        inside = any(a <= start and end <= b for a, b in covered) and _literal(tok)
         if tok in SIDE_ABBREVIATIONS and not previous[:1].isdigit():
             word = SIDE_ABBREVIATIONS[tok]
             corrections.append((tok, word))

@@ -150,7 +150,7 @@ KNOWN = (MODIFIERS | HEDGES | GRAMMAR | NOT_CHEST | CHEST_ELSEWHERE | NEGATIONS 
          | frozenset(ABSENT_OR_PAST) | frozenset(SIDE_ABBREVIATIONS) | frozenset(LEXICON) | {"ptx"})
 BASES = ["left lower lobe pneumonia", "small right pleural effusion", "right apical pneumothorax",
          "bibasilar atelectasis", "pulmonary edema", "cardiomegaly", "lingular consolidation",
-         "patchy opacity at the left base"]
+         "patchy opacity at the left base", "the heart is enlarged", "heart size is mildly enlarged"]
 
 
 @settings(max_examples=200, deadline=None)
