@@ -316,7 +316,9 @@ def _read_words(text: str) -> _Reading:
         previous = toks[k - 1][0] if k else ""
         following = toks[k + 1][0] if k + 1 < len(toks) else ""
         inside = any(a <= start and end <= b for a, b in covered) and _literal(tok)
-        if tok in SIDE_ABBREVIATIONS and not previous[:1].isdigit():
+        if tok == "chest" and following in ("tube", "tubes"):
+            word = ""  # "right chest tube" is a tube: the side is the device's, as "right tube" reads
+        elif tok in SIDE_ABBREVIATIONS and not previous[:1].isdigit():
             word = SIDE_ABBREVIATIONS[tok]
             corrections.append((tok, word))
         elif tok in NOT_CHEST or _singular(tok) in NOT_CHEST:

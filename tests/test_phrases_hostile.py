@@ -122,6 +122,9 @@ def test_full_width_letters_are_read_and_look_alikes_refused():
 
 
 @pytest.mark.parametrize("phrase, prompt", [
+    ("pneumothorax, right chest tube in place", "pneumothorax"),  # the side is the tube's
+    ("left lower lobe nodule and pleural effusion", "pleural effusion"),  # the lobe is the nodule's
+    ("right pneumothorax with mediastinal shift to the left", "right pneumothorax"),
     ("interstitial edema", "pulmonary edema"), ("alveolar edema", "pulmonary edema"),
     ("layering fluid in the right pleural space", "right pleural pleural effusion"),
     ("small pleural effusions", "bilateral pleural pleural effusion"),
