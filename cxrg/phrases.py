@@ -50,12 +50,17 @@ from cxrg.curation.text import normalise as lower_text
 from cxrg.errors import InputError
 from cxrg.vocab import LOCATIONS, PATHOLOGIES, STYLES, Prompt, canonical, canonical_pathology
 
-__all__ = ["NormalisedPhrase", "normalise", "closest_prompts", "vocabulary_prompts", "MAX_WORDS", "STYLES"]
+__all__ = ["NormalisedPhrase", "normalise", "closest_prompts", "vocabulary_prompts", "MAX_WORDS", "MAX_CHARS",
+           "STYLES"]
 
 MAX_WORDS = 60
 """The longest phrase read, in words. A phrase names one finding; a longer text is a report (pass its
 sentence). The limit keeps reading linear in the length of the input: a 1,000-word text is refused after
 one pass over it."""
+
+
+MAX_CHARS = 1000
+"""The longest phrase read, in characters (60 words of 16 letters)."""
 
 
 @dataclass(frozen=True)
@@ -187,6 +192,8 @@ _NOT_TYPOS = frozenset({"lingual", "cardia", "basilic", "infusion", "infusions",
 
 _TOKEN = re.compile(r"[a-z]+|\d+(?:\.\d+)?|\S")
 _WORD = re.compile(r"[a-z]+")
+_CHUNK = re.compile(r"\S+")
+_NOT_PLAIN = re.compile(r"[^\t\n\r\f\v\x20-\x7e]")  # anything but printable ASCII and white space
 _PUNCTUATION = frozenset(",.;:-()")
 _TYPOGRAPHIC = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "\u2010": "-",
                               "\u2011": "-", "\u2012": "-", "\u2013": "-", "\u2014": "-", "\u2212": "-"})
@@ -204,22 +211,29 @@ class _Reading:
     corrections: tuple[tuple[str, str], ...]
 
 
+def _w(word: str) -> str:
+    """A word for a message, shortened: a 1,000-letter "word" is named by its first letters."""
+    return repr(word if len(word) <= 40 else word[:37] + "...")
+
+
 def _refuse(text: str, why: str) -> InputError:
-    return InputError(f"cannot read phrase {text!r} as a prompt: {why}", hint=_suggestion(text))
+    shown = text if len(text) <= 120 else text[:117] + "..."
+    return InputError(f"cannot read phrase {shown!r} as a prompt: {why}", hint=_suggestion(text))
 
 
 def _plain(text: str) -> str:
     """NFKC (full-width letters become ASCII), typographic punctuation as ASCII; any other non-ASCII
     character (a Cyrillic or Greek look-alike, a zero-width space) is refused, never dropped."""
     plain = unicodedata.normalize("NFKC", text).translate(_TYPOGRAPHIC)
-    for k, ch in enumerate(plain):
-        if ord(ch) > 127 or (ord(ch) < 32 and not ch.isspace()) or ord(ch) == 127:
-            start = max(plain.rfind(" ", 0, k) + 1, 0)
-            stop = plain.find(" ", k)
-            word = plain[start:stop if stop >= 0 else len(plain)]
-            name = unicodedata.name(ch, f"U+{ord(ch):04X}")
-            raise _refuse(text, f"{word!r} holds the character {ch!r} ({name}), which is not a Latin "
-                                "letter, digit or punctuation; retype the word")
+    bad = _NOT_PLAIN.search(plain)
+    if bad:
+        k, ch = bad.start(), bad.group(0)
+        start = max(plain.rfind(" ", 0, k) + 1, 0)
+        stop = plain.find(" ", k)
+        word = plain[start:stop if stop >= 0 else len(plain)]
+        name = unicodedata.name(ch, f"U+{ord(ch):04X}")
+        raise _refuse(text, f"{word!r} holds the character {ch!r} ({name}), which is not a Latin "
+                            "letter, digit or punctuation; retype the word")
     return plain
 
 
@@ -282,11 +296,17 @@ def _literal(tok: str) -> bool:
 
 def _read_words(text: str) -> _Reading:
     """Check every word of the phrase (module docstring) and return the phrase as read, or refuse."""
+    if len(text) > MAX_CHARS:
+        raise InputError(f"cannot read a text of {len(text):,} characters as a prompt: a phrase is at most "
+                         f"{MAX_CHARS:,} characters",
+                         hint="give the one sentence or phrase that names the finding")
+    for count, _ in enumerate(_CHUNK.finditer(text), start=1):  # stops at the first word too many
+        if count > MAX_WORDS:
+            raise _too_long()
     low = _plain(text).lower()
-    words = len(_WORD.findall(low))
-    if words > MAX_WORDS:
-        raise InputError(f"cannot read a phrase of {words:,} words as a prompt: a phrase is at most "
-                         f"{MAX_WORDS} words", hint="give the one sentence or phrase that names the finding")
+    for count, _ in enumerate(_WORD.finditer(low), start=1):
+        if count > MAX_WORDS:
+            raise _too_long()
     found = [(m.group(0), m.start(), m.end()) for m in _TOKEN.finditer(low)]
     # slash abbreviations are one word: b/l, r/o, s/p, w/
     toks: list[tuple[str, int, int]] = []
@@ -322,18 +342,19 @@ def _read_words(text: str) -> _Reading:
             word = SIDE_ABBREVIATIONS[tok]
             corrections.append((tok, word))
         elif tok in NOT_CHEST or _singular(tok) in NOT_CHEST:
-            raise _refuse(text, f"{tok!r} is not a chest location")
+            raise _refuse(text, f"{_w(tok)} is not a chest location")
         elif tok.startswith("exclud") and _hedged_exclusion(toks, k):
             pass  # "cannot be excluded": a hedge
         elif tok in ABSENT_OR_PAST:
-            raise _refuse(text, f"{tok!r} {ABSENT_OR_PAST[tok]}")
+            raise _refuse(text, f"{_w(tok)} {ABSENT_OR_PAST[tok]}")
         elif tok in ALTERNATIVES:
-            raise _refuse(text, f"it names alternatives ({tok!r}); give one finding at one place")
+            raise _refuse(text, f"it names alternatives ({_w(tok)}); give one finding at one place")
         elif tok in SIDE_WORDS_NOT_READ:
-            raise _refuse(text, f"{tok!r} is a side word cxrg does not read; write left, right or bilateral")
+            raise _refuse(text, f"{_w(tok)} is a side word cxrg does not read; write left, right or "
+                                "bilateral")
         elif tok in CHEST_ELSEWHERE or _singular(tok) in CHEST_ELSEWHERE:
             if not (following in _STRUCTURE_FINDINGS or _starts_other(toks, k + 1, others)):
-                raise _refuse(text, f"{tok!r} is not one of the 27 chest locations cxrg reads")
+                raise _refuse(text, f"{_w(tok)} is not one of the 27 chest locations cxrg reads")
         elif tok in _STRUCTURE_FINDINGS and (previous in CHEST_ELSEWHERE or _singular(previous) in
                                               CHEST_ELSEWHERE):
             pass
@@ -346,10 +367,10 @@ def _read_words(text: str) -> _Reading:
                 word = targets[0]
                 corrections.append((tok, word))
             elif targets:
-                raise _refuse(text, f"{tok!r} could be any of {', '.join(map(repr, targets))}; retype it")
+                raise _refuse(text, f"{_w(tok)} could be any of {', '.join(map(repr, targets))}; retype it")
             else:
                 kind = "symbol" if not tok[0].isalnum() else "word"
-                raise _refuse(text, f"{tok!r} is a {kind} cxrg does not read (not a finding, a chest "
+                raise _refuse(text, f"{_w(tok)} is a {kind} cxrg does not read (not a finding, a chest "
                                     "location or a size, severity, course or certainty word)")
         out.append(low[last:start] + word)
         last = end
@@ -357,6 +378,11 @@ def _read_words(text: str) -> _Reading:
     read = "".join(out)
     _check_sides(text, _TOKEN.findall(read))
     return _Reading(read, tuple(corrections))
+
+
+def _too_long() -> InputError:
+    return InputError(f"cannot read a text of more than {MAX_WORDS} words as a prompt: a phrase is at most "
+                      f"{MAX_WORDS} words", hint="give the one sentence or phrase that names the finding")
 
 
 def _starts_other(toks: list[tuple[str, int, int]], k: int, others: list[tuple[int, int]]) -> bool:

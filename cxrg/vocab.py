@@ -273,7 +273,7 @@ def _canonical_once(prompt: Prompt, style: str = "cxrg") -> Prompt:
         if pathology == "Edema" and loc == "bilateral":
             loc = "pulmonary"
         kept.append(loc)
-    names = tidy_locations(kept)
+    names = tidy_locations(tidy_locations(kept))  # twice: a merge can cover a side-only location
     if pathology == "Edema" and "bilateral" in names:  # left + right merged into bilateral
         names = tidy_locations("pulmonary" if loc == "bilateral" else loc for loc in names)
     if pathology == "Pleural Effusion" and style == "cxrg":
