@@ -223,7 +223,13 @@ def tidy_locations(locations: Iterable[str]) -> tuple[str, ...]:
 _PLEURAL_SPACE = ("Pleural Effusion", "Pneumothorax")
 
 
-def canonical(prompt: Prompt) -> Prompt:
+STYLES: tuple[str, ...] = ("cxrg", "paper")
+"""Prompt styles of `canonical`: "cxrg" (the default: the rules below) or "paper" (the paper's prompts,
+Appendix D and Figure 7: an effusion named by its side only stays at that side, ``left pleural effusion``;
+Edema has exactly one location, ``pulmonary``). docs/curation.md, "Prompt styles"."""
+
+
+def canonical(prompt: Prompt, style: str = "cxrg") -> Prompt:
     """The one reading of a structured prompt, shared by every producer and by `cxrg.phrases.normalise`.
 
     * Cardiomegaly is located at the heart (``cardiomegaly``) and nowhere else; the location
@@ -237,19 +243,26 @@ def canonical(prompt: Prompt) -> Prompt:
 
     ``canonical(canonical(p)) == canonical(p)`` for every prompt: the rules are applied until nothing
     changes (a merge can make another rule apply, e.g. right apical + left apical + bilateral).
+
+    ``style="paper"`` differs in two rules only: an effusion named by its side only keeps the side
+    ((left) stays (left): ``left pleural effusion``), and Edema is always at ``pulmonary``.
     """
+    if style not in STYLES:
+        raise InputError(f"unknown prompt style {style!r}", hint=f"choose one of: {', '.join(STYLES)}")
     for _ in range(8):
-        again = _canonical_once(prompt)
+        again = _canonical_once(prompt, style)
         if again == prompt:
             break
         prompt = again
     return prompt
 
 
-def _canonical_once(prompt: Prompt) -> Prompt:
+def _canonical_once(prompt: Prompt, style: str = "cxrg") -> Prompt:
     pathology = prompt.pathology
     if pathology == "Cardiomegaly":
         return Prompt(("cardiomegaly",), pathology)
+    if pathology == "Edema" and style == "paper":  # the paper: Edema has exactly one location
+        return Prompt(("pulmonary",), pathology)
     kept: list[str] = []
     for loc in prompt.locations:
         side, zone = split_location(loc)
@@ -260,22 +273,22 @@ def _canonical_once(prompt: Prompt) -> Prompt:
         if pathology == "Edema" and loc == "bilateral":
             loc = "pulmonary"
         kept.append(loc)
-    names = tidy_locations(kept)
+    names = tidy_locations(tidy_locations(kept))  # twice: a merge can cover a side-only location
     if pathology == "Edema" and "bilateral" in names:  # left + right merged into bilateral
         names = tidy_locations("pulmonary" if loc == "bilateral" else loc for loc in names)
-    if pathology == "Pleural Effusion":
+    if pathology == "Pleural Effusion" and style == "cxrg":
         names = tidy_locations(location_name(side, "pleural") if side is not None and not zone else loc
                                for loc, (side, zone) in ((n, split_location(n)) for n in names))
     return Prompt(names, pathology)
 
 
-def format_prompt(locations: Iterable[str], pathology: str) -> str:
-    """THE prompt text for a finding at some locations: ``canonical(Prompt(...)).format()``.
+def format_prompt(locations: Iterable[str], pathology: str, style: str = "cxrg") -> str:
+    """THE prompt text for a finding at some locations: ``canonical(Prompt(...), style).format()``.
 
     Every producer of prompts (``cxrg curate``, MS-CXR-loc, VinDr synthetic prompts, phantoms) writes
     through this function, so one finding is one prompt everywhere.
     """
-    return canonical(Prompt(tuple(locations), pathology)).format()
+    return canonical(Prompt(tuple(locations), pathology), style).format()
 
 
 def prompt_locations(text: str) -> tuple[str, ...]:

@@ -1,4 +1,4 @@
-"""Grounding.to_dicom_seg: the notebook route to the same DICOM SEG `cxrg ground --format dicom-seg` writes."""
+"""Grounding.to_dicom_seg: the notebook route to the SEG `cxrg ground --format dicom-seg` writes."""
 
 from __future__ import annotations
 

@@ -64,6 +64,8 @@ class CreateReport:
     classes: list[ClassDraw]
     skipped: Counter = field(default_factory=Counter)
     per_class: int = 0
+    examples: dict[str, str] = field(default_factory=dict)
+    """One example per skip reason, where the reason has one (e.g. both texts of a phrase mismatch)."""
 
     @property
     def cases(self) -> int:
@@ -76,7 +78,8 @@ class CreateReport:
             out.append(f"{c.category}: {c.drawn} of {self.per_class} cases drawn{short}, "
                        f"{c.locations} location group(s)")
         for reason, n in self.skipped.most_common():
-            out.append(f"skipped {n} sample(s): {reason}")
+            example = f" (e.g. {self.examples[reason]})" if reason in self.examples else ""
+            out.append(f"skipped {n} sample(s): {reason}{example}")
         out.append(f"{self.cases} cases x {len(self.models)} models = {self.cases * len(self.models)} "
                    f"ratings per rater; study in {self.study}")
         return out
@@ -117,6 +120,40 @@ def read_run_dataset(run: Run):
             raise InputError("the MS-CXR-loc run has no ms-cxr-loc/*_loc.csv", where=str(run.path))
         return read_dataset("ms-cxr", found[0], images, split=split)
     return read_dataset(name, annotations, images, split=split)
+
+
+def dataset_phrase(sample) -> str:
+    """The phrase as the dataset wrote it (what clinicians see), whatever prompt a model was given."""
+    return sample.phrase or sample.prompt
+
+
+def phrase_mismatch(row: dict[str, str], sample) -> str | None:
+    """None when a bench row scored this sample's phrase, else what differs (both texts).
+
+    Rows are matched on the sample id and the dataset's phrase (per_sample.csv's `phrase` column), never on
+    the `prompt` column: a model that takes vocabulary prompts was asked the phrase's vocabulary reading
+    ("small left effusion" -> "left pleural pleural effusion"), which is the same sample. A per_sample.csv
+    written before the `phrase` column existed is matched on its prompt: the dataset's text or its reading.
+    """
+    expected = dataset_phrase(sample)
+    scored = row.get("phrase") or ""
+    if scored:
+        return None if scored == expected else f"scored {scored!r}, the dataset has {expected!r}"
+    prompt = row.get("prompt") or ""
+    if prompt in ("", sample.prompt, expected) or prompt == _reading(sample):
+        return None
+    return f"was asked {prompt!r}, the dataset has {expected!r}"
+
+
+def _reading(sample) -> str | None:
+    from cxrg.phrases import normalise
+    from cxrg.vocab import PATHOLOGIES
+
+    try:
+        return normalise(sample.prompt, pathology=sample.category if sample.category in PATHOLOGIES
+                         else None).prompt
+    except CxrgError:
+        return None
 
 
 def location_group(phrase: str, category: str) -> str:
@@ -230,11 +267,11 @@ def create_study(runs: Sequence[Path], models: Sequence[str], out: Path, per_cla
 
     dataset = read_run_dataset(first)
     skipped: Counter = Counter()
+    examples: dict[str, str] = {}
     by_class: dict[str, dict[str, list[str]]] = {}
     samples = {}
     for sample in dataset.samples:
         reason = None
-        text = sample.phrase or sample.prompt
         if sample.error or sample.image_path is None:
             reason = "the sample is unreadable in the dataset"
         for model in models:
@@ -245,8 +282,9 @@ def create_study(runs: Sequence[Path], models: Sequence[str], out: Path, per_cla
                 reason = f"{model} did not score the sample"
             elif row.get("error"):
                 reason = f"{model} failed on the sample"
-            elif (row.get("phrase") or row.get("prompt") or text) != text:  # the dataset's text, not the
-                reason = "the phrase differs between the runs"  # prompt form each model was given
+            elif (mismatch := phrase_mismatch(row, sample)) is not None:
+                reason = "the run scored another phrase than the dataset has"
+                examples.setdefault(reason, f"{sample.sample_id}: {model} {mismatch}")
             elif not stores[model].has(model, sample.sample_id):
                 reason = f"no saved heatmap of {model}"
         if reason:
@@ -279,7 +317,7 @@ def create_study(runs: Sequence[Path], models: Sequence[str], out: Path, per_cla
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    return CreateReport(out, models, classes, skipped, per_class)
+    return CreateReport(out, models, classes, skipped, per_class, examples)
 
 
 def _write_study(work: Path, drawn, samples, models, source, stores, seed, per_class, image_size,
@@ -315,8 +353,8 @@ def _write_study(work: Path, drawn, samples, models, source, stores, seed, per_c
                 atomic_write_bytes(work / name, _png(display_image(image, image_size)))
                 con.execute("INSERT INTO cases (id, sample_id, category, phrase, location, image_file, "
                             "height, width) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                            (case_id, sid, category, sample.prompt, location_group(sample.prompt, category),
-                             name, image.shape[0], image.shape[1]))
+                            (case_id, sid, category, dataset_phrase(sample),
+                             location_group(sample.prompt, category), name, image.shape[0], image.shape[1]))
                 for model in models:
                     heatmap, shape = stores[model].load(model, sid)
                     if tuple(shape) != image.shape:
