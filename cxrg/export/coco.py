@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from cxrg.export.run import ExportResult, read_run_for_export, scored_heatmap
+from cxrg.export.saved import ExportResult, read_run_for_export, scored_heatmap
 
 GROUND_TRUTH = "ground_truth.json"
 
