@@ -118,6 +118,7 @@ def test_ms_cxr_loc_paper_list_drops_retrocardiac_with_its_reason_and_counts_add
     assert {r["label_text"] for r in cxrg_rows} == {"left lower pneumonia", "left lower lung opacity",
                                                     "left pleural pleural effusion"}
     assert "left lower lung opacity" not in {r["label_text"] for r in paper_rows}
+    assert paper_config["choices"]["prompt_style"]["value"] == "paper"
     assert {r["label_text"]: r["reason"] for r in paper_dropped} == {
         "Retrocardiac opacity": "area outside the location list (retrocardiac)",
         "Small pneumothorax": "no location word"}
@@ -408,3 +409,27 @@ def test_bench_runs_on_ms_cxr_ms_cxr_loc_and_vindr(protocol, ms_cxr, vindr, tmp_
     config = json.loads((out / "config.json").read_text())["config"]
     assert config["choices"]["dicom_display"]["value"] == ("mimic-jpg" if protocol == "paper" else "window")
     assert config["choices"]["vindr_candidates"]["value"] == ("lut" if protocol == "paper" else "lung")
+
+
+def test_prompt_style_moves_bench_prompts_and_vindr_prompts_and_nothing_else():
+    from cxrg.anatomy.lut import Lut
+    from cxrg.bench.runner import normalise_prompts
+    from cxrg.bench.samples import Sample
+    from cxrg.bench.vindr import prompt_for_boxes
+
+    def read(style: str) -> list[str]:
+        samples = [Sample("a", None, "Pleural Effusion", "Small left effusion"),
+                   Sample("b", None, "Edema", "bibasilar edema"),
+                   Sample("c", None, "Pneumonia", "Left lower lobe pneumonia")]
+        normalise_prompts(samples, False, lambda text: None, style)
+        return [s.vocabulary_prompt or s.prompt for s in samples]
+
+    assert read("cxrg") == ["left pleural pleural effusion", "bibasilar edema", "left lower pneumonia"]
+    assert read("paper") == ["left pleural effusion", "pulmonary edema", "left lower pneumonia"]
+    lut = Lut.default()
+    box = np.array([[300.0, 320.0, 420.0, 460.0]])  # the image's right half, low: the patient's left base
+    for style in ("cxrg", "paper"):  # a box is placed at a zone: the two styles agree on effusions
+        assert prompt_for_boxes("Pleural Effusion", box, 512, 512, lut, "lung", style) == \
+            "left lower pleural effusion"
+    assert prompt_for_boxes("Edema", box, 512, 512, lut, "lung", "cxrg") == "left lower edema"
+    assert prompt_for_boxes("Edema", box, 512, 512, lut, "lung", "paper") == "pulmonary edema"

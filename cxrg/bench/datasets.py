@@ -179,10 +179,11 @@ DATASETS = ("ms-cxr", "vindr-cxr", "generic")
 
 
 def read_dataset(name: str, annotations: Path, images: Path, split: str | None = None, lut=None,
-                 prompt_text: str = "standardised", pairs: str = "merged", candidates: str = "lung"
-                 ) -> Dataset:
+                 prompt_text: str = "standardised", pairs: str = "merged", candidates: str = "lung",
+                 style: str = "cxrg") -> Dataset:
     """Read a dataset by name; VinDr-CXR's prompts use `lut` (default: anatomy.lut.active_lut()) and the
-    eq. 7 `candidates` ("lung" or "lut", see cxrg.bench.vindr); `pairs` as in read_ms_cxr."""
+    eq. 7 `candidates` ("lung" or "lut", see cxrg.bench.vindr) and prompt `style` (cxrg.vocab.STYLES);
+    `pairs` as in read_ms_cxr."""
     if name not in DATASETS:
         raise UsageError(f"unknown dataset '{name}'", hint=f"choose one of: {', '.join(DATASETS)}")
     if split is not None and name != "ms-cxr":
@@ -193,7 +194,8 @@ def read_dataset(name: str, annotations: Path, images: Path, split: str | None =
         from cxrg.anatomy.lut import active_lut
         from cxrg.bench.vindr import read_vindr
 
-        dataset, notes = read_vindr(annotations, images, lut or active_lut(), candidates=candidates)
+        dataset, notes = read_vindr(annotations, images, lut or active_lut(), candidates=candidates,
+                                    style=style)
         dataset.notes.extend(notes)
         return dataset
     return read_generic(annotations, images)

@@ -114,7 +114,7 @@ def _run(cfg, models, dataset, annotations, images, out, resamples, seed, limit,
     data = None
     if dataset != "ms-cxr-loc":
         data = read_dataset(dataset, annotations, images, split=split, lut=table, pairs=resolved["loc_pairs"],
-                            candidates=resolved["vindr_candidates"])
+                            candidates=resolved["vindr_candidates"], style=resolved["prompt_style"])
         if not data.samples:
             raise UsageError("the dataset has no samples", where=str(annotations))
     elif not annotations.is_file():
@@ -165,18 +165,18 @@ def _run(cfg, models, dataset, annotations, images, out, resamples, seed, limit,
                     say(f"resuming: {folded} rows of an earlier run's shards folded into per_sample.csv")
             if dataset == "ms-cxr-loc":
                 loc = ms_cxr_loc(annotations, run_dir, extractor, local_device, resolved["location_mappings"],
-                                 resolved["loc_pairs"])
+                                 resolved["loc_pairs"], resolved["prompt_style"])
         ranks.barrier("the run folder was ready")
         if run_dir is None:
             run_dir = shards.RankRun(out, "bench", ranks)
             if dataset == "ms-cxr-loc":
                 loc = ms_cxr_loc(annotations, run_dir, extractor, local_device, resolved["location_mappings"],
-                                 resolved["loc_pairs"])
+                                 resolved["loc_pairs"], resolved["prompt_style"])
         run_dir.logger.info("%s on %s", ranks.label(), local_device)
         return _score(run_dir, config, data, loaded, model_errors,
                       model_fps, dataset, loc, images, split, extractor, local_device, prompt_text,
                       exact_prompt, resamples, seed, limit, save_heatmaps, heatmap_size, progress, ranks,
-                      resolved["loc_pairs"])
+                      resolved["loc_pairs"], resolved["prompt_style"])
     finally:
         if run_dir is not None:
             run_dir.close()
@@ -212,12 +212,12 @@ def model_fingerprints(loaded: dict[str, Any], options: dict[str, Any], ldm_sett
     return out
 
 
-def normalise_prompts(samples: list, exact: bool, log) -> None:
+def normalise_prompts(samples: list, exact: bool, log, style: str = "cxrg") -> None:
     """Every sample's prompt read by cxrg.phrases.normalise (its class as the pathology when it is one of
     the eight) into `vocabulary_prompt`, which models taking vocabulary prompts get (prior, ldm); free-text
     models keep the dataset's text (the published MS-CXR protocol), so no model's sample set depends on
     another's parser. A phrase that cannot be read stays as written (a vocabulary model then fails on that
-    sample with the reason, counted per model), logged."""
+    sample with the reason, counted per model), logged. `style`: the protocol's prompt_style."""
     from cxrg.errors import CxrgError
     from cxrg.phrases import normalise
     from cxrg.vocab import PATHOLOGIES
@@ -232,7 +232,7 @@ def normalise_prompts(samples: list, exact: bool, log) -> None:
         sample.phrase = sample.phrase or sample.prompt
         try:
             prompt = normalise(sample.prompt, pathology=sample.category if sample.category in PATHOLOGIES
-                               else None).prompt
+                               else None, style=style).prompt
         except CxrgError as exc:
             unread.append(f"{sample.sample_id} ({exc.what})")
             continue
@@ -247,7 +247,7 @@ def normalise_prompts(samples: list, exact: bool, log) -> None:
 
 def _score(run_dir, config, data, loaded, model_errors, model_fps, dataset, loc, images, split,
            extractor, device, prompt_text, exact_prompt, resamples, seed, limit, save_heatmaps, heatmap_size,
-           progress, ranks, loc_pairs="merged"):
+           progress, ranks, loc_pairs="merged", prompt_style="cxrg"):
     from rich.console import Console
 
     from cxrg.bench.datasets import read_dataset
@@ -270,7 +270,7 @@ def _score(run_dir, config, data, loaded, model_errors, model_fps, dataset, loc,
         say(text)
 
     normalise_prompts(data.samples[:limit] if limit else data.samples,
-                      exact_prompt or prompt_text == "original", log)
+                      exact_prompt or prompt_text == "original", log, prompt_style)
     total = len(data.samples[:limit] if limit else data.samples)
     store = HeatmapStore(run_dir.path, heatmap_size) if save_heatmaps else None
     with shown("bench" if not ranks.sharded else f"bench, {ranks.label()}",
@@ -318,8 +318,9 @@ def ldm_defaults(cfg: Config, pairs: dict[str, dict[str, str]], names: Sequence[
 
 
 def ms_cxr_loc(ms_cxr: Path, run, extractor: str, device: str, mappings: str = "extended",
-               pairs: str = "merged") -> Path:
-    """MS-CXR rewritten to '{location} {pathology}' prompts, cached in RUN/ms-cxr-loc/ (with dropped.csv)."""
+               pairs: str = "merged", style: str = "cxrg") -> Path:
+    """MS-CXR rewritten to '{location} {pathology}' prompts in the prompt `style`, cached in
+    RUN/ms-cxr-loc/ (with dropped.csv)."""
     import json
 
     from cxrg.curation.extractors import make_extractor
@@ -332,6 +333,8 @@ def ms_cxr_loc(ms_cxr: Path, run, extractor: str, device: str, mappings: str = "
     source = {"annotations": file_fingerprint(ms_cxr, content=True), "extractor": extractor}
     if mappings != "extended":
         source["location_mappings"] = mappings
+    if style != "cxrg":
+        source["prompt_style"] = style
     stamp = folder / "source.json"
     try:
         same = json.loads(stamp.read_text()) == source
@@ -349,7 +352,7 @@ def ms_cxr_loc(ms_cxr: Path, run, extractor: str, device: str, mappings: str = "
     except MissingWeightsError as exc:
         exc.hint = (exc.hint or "") + "; the paper protocol uses RadGraph-XL alone (--protocol cxrg: auto)"
         raise
-    result = to_ms_cxr_loc(ms_cxr, chosen)
+    result = to_ms_cxr_loc(ms_cxr, chosen, style)
     path = write_ms_cxr_loc(result, folder, ms_cxr)
     atomic_write_json(stamp, source)
     dropped = sum(result.dropped.values())

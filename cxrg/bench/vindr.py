@@ -78,13 +78,14 @@ def candidate_locations(lut: Lut, candidates: str = "lung") -> tuple[str, ...]:
 
 
 def prompt_for_boxes(pathology: str, boxes_xyxy: np.ndarray, height: int, width: int, lut: Lut,
-                     candidates: str = "lung") -> str:
-    """The synthetic prompt for one sample's boxes (original pixels) in an image of height x width."""
+                     candidates: str = "lung", style: str = "cxrg") -> str:
+    """The synthetic prompt for one sample's boxes (original pixels) in an image of height x width, in the
+    prompt `style` (cxrg.vocab.STYLES: the protocol's prompt_style)."""
     if pathology == "Cardiomegaly":
-        return format_prompt((), pathology)
+        return format_prompt((), pathology, style=style)
     model_boxes = ResizeCenterCrop(lut.size).boxes_to_model(np.asarray(boxes_xyxy, float), height, width)
     return format_prompt(locations_for_boxes(model_boxes, lut, candidate_locations(lut, candidates)),
-                         pathology)
+                         pathology, style=style)
 
 
 def pneumonia_images(labels_csv: Path, rule: str = "any-finding") -> set[str]:
@@ -114,7 +115,7 @@ def find_image(root: Path, image_id: str) -> Path:
 
 
 def read_vindr(annotations: Path, images: Path, lut: Lut, pneumonia_rule: str = "any-finding",
-               candidates: str = "lung") -> tuple[Dataset, list[str]]:
+               candidates: str = "lung", style: str = "cxrg") -> tuple[Dataset, list[str]]:
     """Samples in the paper's class set, and notes that account for every row of the file; `candidates`:
     eq. 7's candidate set (CANDIDATE_SETS)."""
     candidate_locations(lut, candidates)  # a bad name fails before any row is read
@@ -149,7 +150,7 @@ def read_vindr(annotations: Path, images: Path, lut: Lut, pneumonia_rule: str = 
     samples = []
     for image_id, pathology in sorted(groups, key=lambda key: (key[0], order[key[1]])):
         members = groups[(image_id, pathology)]
-        samples.append(_sample(image_id, pathology, members, images, lut, candidates))
+        samples.append(_sample(image_id, pathology, members, images, lut, candidates, style))
     counter: dict[str, int] = {}
     for sample in samples:  # ids <image_id>:<k>, k counting the image's classes in the paper's order
         image_id = sample.sample_id
@@ -159,7 +160,7 @@ def read_vindr(annotations: Path, images: Path, lut: Lut, pneumonia_rule: str = 
 
 
 def _sample(image_id: str, pathology: str, members: list[tuple[int, dict[str, str]]], images: Path,
-            lut: Lut, candidates: str = "lung") -> Sample:
+            lut: Lut, candidates: str = "lung", style: str = "cxrg") -> Sample:
     lines = tuple(line for line, _ in members)
     sample = Sample(sample_id=image_id, image_path=None, category=pathology, prompt="", rows=lines)
     try:
@@ -172,7 +173,7 @@ def _sample(image_id: str, pathology: str, members: list[tuple[int, dict[str, st
         sample.image_path = find_image(images, image_id)
         height, width = image_size(sample.image_path)
         sample.image_size = (height, width)
-        sample.prompt = prompt_for_boxes(pathology, boxes, height, width, lut, candidates)
+        sample.prompt = prompt_for_boxes(pathology, boxes, height, width, lut, candidates, style)
     except ValueError as exc:
         sample.error = f"rows {', '.join(map(str, lines))}: {exc}"
     except CxrgError as exc:

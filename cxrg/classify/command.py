@@ -100,7 +100,7 @@ def run(
                          hint="check --negatives-images")
 
     positive_jobs, notes = data.read_positives(positives, positives_format, images, pathology,
-                                               resolved["loc_pairs"])
+                                               resolved["loc_pairs"], resolved["prompt_style"])
     positive_views: dict[str, int] = {}
     if negatives is not None:
         negative_jobs = data.read_negatives_csv(negatives, negatives_root, negative_prompts)

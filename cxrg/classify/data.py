@@ -71,10 +71,11 @@ def location_prompts(locations: Sequence[str], pathology: str) -> list[str]:
     return [format_prompt((loc,), pathology) for loc in locations]
 
 
-def read_positives(path: Path, fmt: str, images: Path, pathology: str, pairs: str = "merged"
-                   ) -> tuple[list[Job], list[str]]:
+def read_positives(path: Path, fmt: str, images: Path, pathology: str, pairs: str = "merged",
+                   style: str = "cxrg") -> tuple[list[Job], list[str]]:
     """The dataset's samples of `pathology`, grouped by image; other classes are counted in the notes.
-    `pairs`: MS-CXR-loc phrases that became one prompt are one run each ("phrase") or one run ("merged")."""
+    `pairs`: MS-CXR-loc phrases that became one prompt are one run each ("phrase") or one run ("merged");
+    `style`: the prompt style the phrases are read into (the protocol's prompt_style)."""
     if fmt not in POSITIVE_FORMATS:
         raise UsageError(f"unknown positives format {fmt!r}", hint=f"choose {' or '.join(POSITIVE_FORMATS)}")
     if not Path(images).is_dir():
@@ -90,7 +91,7 @@ def read_positives(path: Path, fmt: str, images: Path, pathology: str, pairs: st
         prompt = sample.prompt
         if not error:
             try:  # the one reading of a phrase (cxrg.phrases), with the class as the pathology
-                parsed = normalise(sample.prompt, pathology=pathology).structured
+                parsed = normalise(sample.prompt, pathology=pathology, style=style).structured
                 if parsed.pathology != pathology or not parsed.locations:
                     raise InputError(f"not a '<location> {pathology.lower()}' prompt")
                 prompt = parsed.format()

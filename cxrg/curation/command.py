@@ -100,7 +100,7 @@ def _reports(*, reports: Path | None, report_format: str, mimic_reports: Path | 
     if not section_names:
         raise UsageError("--sections is empty", hint="e.g. --sections findings,impression")
     curator = Curator(chosen, label_rule=labels, unit=unit, section_names=section_names,
-                      negation=choices["negation"])
+                      negation=choices["negation"], style=choices["prompt_style"])
     source: dict[str, Any]
     if reports is not None:
         kind = report_format
@@ -173,7 +173,7 @@ def _ms_cxr(path: Path, out: Path, chosen: Any, extractor: str, choices: Any) ->
     run = RunDir(out, "curate", {"ms_cxr": str(path.resolve()), "extractor": chosen.name,
                                  "extractor_option": extractor, **choices.record()}, lock=True)
     mark_incomplete(run.path, "curate")
-    result = to_ms_cxr_loc(path, chosen)
+    result = to_ms_cxr_loc(path, chosen, choices["prompt_style"])
     target = write_ms_cxr_loc(result, run.path, path)
     mark_complete(run.path)
     total, kept = len(result.phrases), len(result.kept)

@@ -92,8 +92,9 @@ def read_phrases(path: Path) -> tuple[list[str], list[Phrase]]:
     return header, list(phrases.values())
 
 
-def to_ms_cxr_loc(path: Path, extractor: Extractor) -> LocResult:
-    """Rewrite every phrase of an MS-CXR CSV; phrases without a location get a drop reason."""
+def to_ms_cxr_loc(path: Path, extractor: Extractor, style: str = "cxrg") -> LocResult:
+    """Rewrite every phrase of an MS-CXR CSV into the prompt `style` (cxrg.vocab.STYLES); phrases without
+    a location get a drop reason."""
     header, phrases = read_phrases(path)
     result = LocResult(header, phrases)
     queries: list[SentenceQuery] = []
@@ -109,7 +110,7 @@ def to_ms_cxr_loc(path: Path, extractor: Extractor) -> LocResult:
         todo.append(phrase)
     for phrase, query, locations in zip(todo, queries, extractor.locations(queries), strict=True):
         if locations:
-            phrase.prompt = format_prompt(locations, phrase.category)
+            phrase.prompt = format_prompt(locations, phrase.category, style=style)
         else:
             phrase.reason = drop_reason(phrase.text, query, extractor)
     result.dropped = Counter(p.reason for p in phrases if not p.prompt)

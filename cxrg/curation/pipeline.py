@@ -94,9 +94,11 @@ class Curator:
     """Runs the pipeline over a stream of reports (or reader skips) with one extractor."""
 
     def __init__(self, extractor: Extractor, label_rule: str = "one", unit: str = "report",
-                 section_names: Sequence[str] = DEFAULT_SECTIONS, negation: str = "mention") -> None:
+                 section_names: Sequence[str] = DEFAULT_SECTIONS, negation: str = "mention",
+                 style: str = "cxrg") -> None:
         """negation: "sentence" (the paper: any negation or resolution word in the sentence drops it, no
-        uncertainty filter) or "mention" (cxrg: per mention, within its clause, plus uncertainty)."""
+        uncertainty filter) or "mention" (cxrg: per mention, within its clause, plus uncertainty);
+        style: the prompt style (cxrg.vocab.STYLES; the protocol's prompt_style)."""
         if label_rule not in LABEL_RULES:
             raise UsageError(f"unknown label rule {label_rule!r}",
                              hint=f"choose one of: {', '.join(LABEL_RULES)}")
@@ -106,6 +108,7 @@ class Curator:
             raise UsageError(f"unknown negation scope {negation!r}",
                              hint=f"choose one of: {', '.join(NEGATION_SCOPES)}")
         self.negation = negation
+        self.style = style
         self.extractor = extractor
         self.label_rule = label_rule
         self.unit = unit
@@ -216,7 +219,7 @@ class Curator:
         self.labels.kept += 1
         groups = [kept] if self.unit == "report" else [[one] for one in kept]
         for group in groups:
-            prompt = canonical(Prompt(combine(locs for _, _, locs in group), pathology))
+            prompt = canonical(Prompt(combine(locs for _, _, locs in group), pathology), self.style)
             sample_id = f"{report.report_id}:{slug(pathology)}"
             if self.unit == "sentence":
                 sample_id += f":{group[0][0]}"
@@ -244,8 +247,8 @@ def judge(analysis: Any, negation: str) -> str:
     return verdict
 
 
-def curate_sentence(sentence: str, pathology: str, extractor: Extractor, negation: str = "mention"
-                    ) -> tuple[str, tuple[str, ...]]:
+def curate_sentence(sentence: str, pathology: str, extractor: Extractor, negation: str = "mention",
+                    style: str = "cxrg") -> tuple[str, tuple[str, ...]]:
     """(verdict, locations) of one sentence: "no mention", "negated", ..., or "present" with locations
     (canonical, as the pipeline writes them)."""
     if not mentions_label(sentence, pathology):
@@ -255,4 +258,4 @@ def curate_sentence(sentence: str, pathology: str, extractor: Extractor, negatio
     if verdict != PRESENT:
         return verdict, ()
     locations = extractor.locations([SentenceQuery(sentence, pathology, analysis)])[0]
-    return verdict, canonical(Prompt(locations, pathology)).locations if locations else ()
+    return verdict, canonical(Prompt(locations, pathology), style).locations if locations else ()
