@@ -312,9 +312,10 @@ def prompt_for(model: HeatmapModel, phrase: str, exact: bool = False) -> tuple[s
     if model.card.prompts != "vocabulary":
         return " ".join(phrase.split()), None  # a free-text model gets the phrase as typed, as in bench
     reading = normalise(phrase, exact=exact)
+    notes = [f"corrected {typed!r} to {word!r}" for typed, word in reading.corrections]
     if reading.prompt.strip().lower() != " ".join(phrase.split()).lower():
-        return reading.prompt, f"read as '{reading.prompt}'"
-    return reading.prompt, None
+        notes.append(f"read as '{reading.prompt}'")
+    return reading.prompt, "; ".join(notes) or None
 
 
 def ground_images(model: HeatmapModel, spec: str, phrase: str, out: Path, exact: bool = False) -> None:

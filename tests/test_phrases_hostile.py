@@ -213,3 +213,16 @@ def test_reading_time_is_bounded_whatever_the_length():
         normalise(word)
     assert len(err.value.one_line()) < 500  # the phrase and the word are shortened in the message
     assert _seconds(word) < 0.1
+
+
+def test_ground_shows_a_typo_correction(tmp_path, capsys):
+    import numpy as np
+    from cxrg_test_support import run_cli
+    from PIL import Image
+
+    image = tmp_path / "film.png"
+    Image.fromarray(np.full((64, 64), 128, dtype=np.uint8)).save(image)
+    assert run_cli("ground", str(image), "small left pneumothroax", "--model", "prior", "--out",
+                   str(tmp_path / "out")) == 0
+    err = capsys.readouterr().err
+    assert "corrected 'pneumothroax' to 'pneumothorax'" in err and "read as 'left pneumothorax'" in err
