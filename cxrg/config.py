@@ -25,6 +25,7 @@ process) are read here too, through `env`. Relative paths in a file are relative
     [mimic-cxr]   reports, chexpert, metadata, split (mimic-cxr-2.0.0-split.csv), images
     [imagenome]   gold = ".../gold_bbox_coordinate_annotations_1000images.csv"
     [tune]        manifest, images, out
+    [bench]       batch_size = 4 | "auto", or per device type: [bench.batch_size] cpu = 2, cuda = "auto"
     [ldm]         heatmap settings of ldm and ldm-frozen: inference_steps, capture_steps = [start, stop],
                   capture_order, layers, smoothing_sigma, otsu (ldm-frozen), timestep_spacing, batch
     [models.NAME] options of one model (`cxrg models info NAME` lists them), e.g. [models.ldm] dtype
@@ -51,6 +52,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "mimic-cxr": ("reports", "chexpert", "metadata", "split", "images"),
     "imagenome": ("gold",),
     "tune": ("manifest", "images", "out"),
+    "bench": ("batch_size",),
     "ldm": ("inference_steps", "capture_steps", "capture_order", "layers", "smoothing_sigma", "otsu",
             "timestep_spacing", "batch"),
 }

@@ -47,12 +47,14 @@ def run(cfg: Config, models: str, dataset: str, annotations: Path | None = None,
         split: str | None = None, strict: bool = False, extractor: str = "auto",
         option_pairs: Sequence[str] | None = None, shortcuts: dict[str, Any] | None = None,
         save_heatmaps: bool = True, heatmap_size: int = 256, prompt_text: str = "standardised",
-        progress: bool = True, report: bool | None = None, exact_prompt: bool = False, restart: bool = False):
+        progress: bool = True, report: bool | None = None, exact_prompt: bool = False, restart: bool = False,
+        batch_size: int | str | None = None):
     """Score `models` on `dataset`; returns the harness's BenchResult (its run folder holds everything).
 
     One writer per run folder (an OS lock; a second run into it is refused). Rows whose inputs changed
     since they were scored are recomputed (see cxrg.bench.harness); `restart` drops every row first. A
-    Ctrl-C keeps what is finished and raises cxrg.runs.Interrupted (exit 130)."""
+    Ctrl-C keeps what is finished and raises cxrg.runs.Interrupted (exit 130). `batch_size`: images per
+    model call, a number or "auto" (None: cxrg.toml, else auto; cxrg.bench.batching)."""
     global _quiet
     from cxrg.bench.shards import Ranks
     from cxrg.runs import interrupt_guard
@@ -63,7 +65,7 @@ def run(cfg: Config, models: str, dataset: str, annotations: Path | None = None,
         with interrupt_guard(terminate=ranks.sharded):
             return _run(cfg, models, dataset, annotations, images, out, resamples, seed, limit, split, strict,
                         extractor, option_pairs, shortcuts, save_heatmaps, heatmap_size, prompt_text,
-                        progress, report, exact_prompt, restart, ranks)
+                        progress, report, exact_prompt, restart, ranks, batch_size)
     finally:
         _quiet = False
         ranks.close()
@@ -71,10 +73,11 @@ def run(cfg: Config, models: str, dataset: str, annotations: Path | None = None,
 
 def _run(cfg, models, dataset, annotations, images, out, resamples, seed, limit, split, strict, extractor,
          option_pairs, shortcuts, save_heatmaps, heatmap_size, prompt_text, progress, report, exact_prompt,
-         restart, ranks):
+         restart, ranks, batch_size=None):
 
     from cxrg.anatomy.lut import active_lut
     from cxrg.bench import shards
+    from cxrg.bench.batching import configured_batch_size, resolve_batch_size
     from cxrg.bench.datasets import DATASETS, read_dataset
     from cxrg.bench.harness import METRIC_VERSION, PER_SAMPLE_FIELDS, read_per_sample
     from cxrg.loading import load_models, parse_option_pairs
@@ -119,6 +122,10 @@ def _run(cfg, models, dataset, annotations, images, out, resamples, seed, limit,
                                                 strict=strict, warn=say)
     if not loaded:
         raise UsageError("no model could be loaded", hint="see `cxrg models check`")
+    requested, batch_source = configured_batch_size(cfg, batch_size, local_device)
+    images_per_call, batch_why = resolve_batch_size(requested, loaded, local_device)
+    if images_per_call > 1 or batch_source != "default":
+        say(f"batch size: {images_per_call} images per model call ({batch_why}; from {batch_source})")
     config = {"models": names, "dataset": dataset, "annotations": str(annotations.resolve()),
               "images": str(images.resolve()), "split": split, "limit": limit, "resamples": resamples,
               "seed": seed, "device": device, "weights": str(weights) if weights else None,
@@ -127,6 +134,8 @@ def _run(cfg, models, dataset, annotations, images, out, resamples, seed, limit,
               "ldm_settings": {name: m.settings.to_dict() | {"window": m.settings.window()}
                                for name, m in loaded.items() if getattr(m, "settings", None) is not None},
               "save_heatmaps": save_heatmaps, "heatmap_size": heatmap_size, "exact_prompt": exact_prompt,
+              "batch_size": {"requested": requested, "source": batch_source, "used": images_per_call,
+                             "why": batch_why},
               "settings": cfg.record()}
     model_fps = model_fingerprints(loaded, options, config["ldm_settings"], weights)
     config["fingerprints"] = {"annotations": file_fingerprint(annotations, content=True),
@@ -160,7 +169,7 @@ def _run(cfg, models, dataset, annotations, images, out, resamples, seed, limit,
         return _score(run_dir, config, data, loaded, model_errors,
                       model_fps, dataset, loc, images, split, extractor, local_device, prompt_text,
                       exact_prompt, resamples, seed, limit, save_heatmaps, heatmap_size, progress, report,
-                      ranks)
+                      ranks, images_per_call)
     finally:
         if run_dir is not None:
             run_dir.close()
@@ -231,7 +240,7 @@ def normalise_prompts(samples: list, exact: bool, log) -> None:
 
 def _score(run_dir, config, data, loaded, model_errors, model_fps, dataset, loc, images, split,
            extractor, device, prompt_text, exact_prompt, resamples, seed, limit, save_heatmaps, heatmap_size,
-           progress, report, ranks):
+           progress, report, ranks, batch_size=1):
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -264,7 +273,7 @@ def _score(run_dir, config, data, loaded, model_errors, model_fps, dataset, loc,
         task = bar.add_task("samples", total=total if not ranks.sharded else None)
         result = run_benchmark(loaded, data, run_dir, resamples, seed, limit, model_errors,
                                progress=lambda k: bar.advance(task, k), store=store,
-                               model_fingerprints=model_fps, ranks=ranks)
+                               model_fingerprints=model_fps, ranks=ranks, batch_size=batch_size)
     if not ranks.main:
         return result
     write_reports(result.summary, run_dir.path)

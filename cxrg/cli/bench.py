@@ -49,6 +49,10 @@ def bench(
     exact_prompt: Annotated[bool, typer.Option(help="Give each sample's prompt to the models as written "
                                                "(default: read into the canonical prompt).")] = False,
     restart: Annotated[bool, typer.Option(help="Drop the results already in --out and start over.")] = False,
+    batch_size: Annotated[str | None, typer.Option(help="Images per model call: N or auto (default: [bench] "
+                                                   "batch_size in cxrg.toml, else auto: 1 on CPU, what fits "
+                                                   "the free memory on CUDA). Results do not depend on it.")]
+    = None,
 ) -> None:
     """Score models on a phrase-grounding dataset: per_sample.csv, summary.csv/json, results.md/png."""
     import cxrg.bench
@@ -57,4 +61,5 @@ def bench(
     cfg = load_config(cli={"weights": weights, "device": device})
     cxrg.bench.run(cfg, models, dataset, annotations, images, out, resamples, seed, limit, split, strict,
                    extractor, option, {"lut": lut, "dtype": dtype, "embeddings": embeddings}, save_heatmaps,
-                   heatmap_size, prompt_text, report=report, exact_prompt=exact_prompt, restart=restart)
+                   heatmap_size, prompt_text, report=report, exact_prompt=exact_prompt, restart=restart,
+                   batch_size=batch_size)
