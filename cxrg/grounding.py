@@ -116,8 +116,14 @@ def ground_image(model: HeatmapModel, image_path: Path, prompt: str, out_dir: Pa
                  stem: str | None = None, phrase: str | None = None) -> dict[str, Any]:
     """Run one model on one image and write the three outputs; returns the JSON summary."""
     image = read_image(image_path)
-    heatmap = np.asarray(model.heatmap(make_query(model.card, image, prompt, None, image_path)),
-                         dtype=np.float32)
+    heatmap = model.heatmap(make_query(model.card, image, prompt, None, image_path))
+    return write_grounding(model, image_path, image, heatmap, prompt, out_dir, stem, phrase)
+
+
+def write_grounding(model: HeatmapModel, image_path: Path, image: np.ndarray, heatmap: Any, prompt: str,
+                    out_dir: Path, stem: str | None = None, phrase: str | None = None) -> dict[str, Any]:
+    """The three outputs of one image's heatmap (see the module docstring); returns the JSON summary."""
+    heatmap = np.asarray(heatmap, dtype=np.float32)
     if heatmap.shape != image.shape:
         raise InputError(f"model returned a {heatmap.shape} heatmap for a {image.shape} image",
                          where=model.card.name)
@@ -154,9 +160,39 @@ def prompt_for(model: HeatmapModel, phrase: str, exact: bool = False) -> tuple[s
     return reading.prompt, None
 
 
-def ground_images(model: HeatmapModel, spec: str, phrase: str, out: Path, exact: bool = False) -> None:
+def batch_heatmaps(model: HeatmapModel, paths: list[Path], prompt: str) -> dict[Path, tuple[np.ndarray, Any]]:
+    """(image, heatmap) per path from one `model.heatmaps` call for all of them (the LDM inverts them
+    together); {} for a model without it or when the call fails (each image is then grounded alone, so a
+    bad one fails alone). An image that cannot be read is left out (grounding it alone reports why)."""
+    from cxrg.runs import is_contained
+
+    batched = getattr(model, "heatmaps", None)
+    if len(paths) < 2 or not callable(batched):
+        return {}
+    images: dict[Path, np.ndarray] = {}
+    for path in paths:
+        try:
+            images[path] = read_image(path)
+        except Exception:
+            continue
+    try:
+        maps = list(batched([make_query(model.card, image, prompt, None, path)
+                             for path, image in images.items()]))
+    except BaseException as exc:
+        if not is_contained(exc):
+            raise
+        return {}
+    if len(maps) != len(images):
+        return {}
+    return {path: (image, heat) for (path, image), heat in zip(images.items(), maps, strict=True)}
+
+
+def ground_images(model: HeatmapModel, spec: str, phrase: str, out: Path, exact: bool = False,
+                  batch_size: int = 1) -> None:
     """Ground `phrase` on every image of `spec` (file, folder, glob): one line per image on stdout; a file
-    that cannot be read is reported and skipped, the counts are printed; exit status 1 if any failed."""
+    that cannot be read is reported and skipped, the counts are printed; exit status 1 if any failed.
+    `batch_size` images go to the model at once (batch_heatmaps); the outputs do not depend on it beyond
+    float rounding."""
     import sys
 
     from rich.console import Console
@@ -177,24 +213,32 @@ def ground_images(model: HeatmapModel, spec: str, phrase: str, out: Path, exact:
     with Progress(TextColumn("ground"), BarColumn(), MofNCompleteColumn(), console=err, transient=True,
                   disable=len(paths) == 1 or not err.is_terminal) as bar:
         task = bar.add_task("images", total=len(paths))
-        for path in paths:
-            stem = path.name.split(".")[0]
-            try:
-                if stem in stems:
-                    raise CxrgError(f"output name '{stem}' is already used by {stems[stem]}",
-                                    where=str(path), hint="ground these images into separate --out folders")
-                stems[stem] = path
-                with model_progress(model, err, len(paths) == 1):
-                    summary = ground_image(model, path, prompt, out, stem, phrase)
-                peak, files = summary["peak"], summary["outputs"]
-                print(f"{path}: '{prompt}' peak at x={peak['x']}, y={peak['y']} -> {files['overlay.png']}"
-                      if peak else f"{path}: the model saw no pixel -> {files['json']}", flush=True)
-            except CxrgError as exc:
-                if len(paths) == 1:
-                    raise
-                failed += 1
-                print(f"cxrg: skipped {path}: {exc.one_line()}", file=sys.stderr, flush=True)
-            bar.advance(task)
+        for start in range(0, len(paths), max(1, batch_size)):
+            chunk = paths[start:start + max(1, batch_size)]
+            ready = batch_heatmaps(model, [p for p in chunk if p.name.split(".")[0] not in stems], prompt)
+            for path in chunk:
+                stem = path.name.split(".")[0]
+                try:
+                    if stem in stems:
+                        raise CxrgError(f"output name '{stem}' is already used by {stems[stem]}",
+                                        where=str(path),
+                                        hint="ground these images into separate --out folders")
+                    stems[stem] = path
+                    if path in ready:
+                        image, heat = ready[path]
+                        summary = write_grounding(model, path, image, heat, prompt, out, stem, phrase)
+                    else:
+                        with model_progress(model, err, len(paths) == 1):
+                            summary = ground_image(model, path, prompt, out, stem, phrase)
+                    peak, files = summary["peak"], summary["outputs"]
+                    print(f"{path}: '{prompt}' peak at x={peak['x']}, y={peak['y']} -> {files['overlay.png']}"
+                          if peak else f"{path}: the model saw no pixel -> {files['json']}", flush=True)
+                except CxrgError as exc:
+                    if len(paths) == 1:
+                        raise
+                    failed += 1
+                    print(f"cxrg: skipped {path}: {exc.one_line()}", file=sys.stderr, flush=True)
+                bar.advance(task)
     if len(paths) > 1 or failed:
         print(f"{len(paths) - failed} of {len(paths)} images grounded, {failed} skipped", file=sys.stderr,
               flush=True)

@@ -314,3 +314,28 @@ def test_precomputed_trajectories_equal_single_ones(tiny, ldm, tmp_path):
     for a, b in zip(got, want, strict=True):
         assert a.shape == b.shape and rel(a, b) <= 1e-5
     assert [batched.latents(p) for p in pixels[:1]] and batched.hits == 1
+
+
+# ------------------------------------------------------------------------------------ ground over a folder
+
+
+def test_ground_over_a_folder_in_batches_equals_one_image_at_a_time(tiny, tmp_path, capsys):
+    from PIL import Image
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for k, image in enumerate(IMAGES[:3]):
+        Image.fromarray((image * 255).astype(np.uint8)).save(folder / f"im{k}.png")
+    (folder / "broken.png").write_bytes(b"not a png")
+    outputs = {}
+    for n in ("1", "3"):
+        code = cli("ground", str(folder), "left lower pleural effusion", "--model", "ldm-frozen", "--weights",
+                   str(tiny), "--out", str(tmp_path / n), "--batch-size", n, "-o", "inference_steps=20",
+                   "-o", "capture_steps=6,12")
+        err = capsys.readouterr().err
+        assert code == 1 and "3 of 4 images grounded, 1 skipped" in err and "broken.png" in err
+        outputs[n] = {k: np.load(tmp_path / n / f"im{k}.ldm-frozen.heatmap.npy") for k in range(3)}
+    for k in range(3):
+        a, b = outputs["1"][k], outputs["3"][k]
+        assert a.shape == IMAGES[k].shape and np.array_equal(np.isnan(a), np.isnan(b))
+        assert rel(np.nan_to_num(b), np.nan_to_num(a)) <= 1e-5

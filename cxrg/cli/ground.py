@@ -28,6 +28,9 @@ def ground(
     option: Annotated[list[str] | None, typer.Option("--option", "-o", help=OPTION_HELP)] = None,
     exact_prompt: Annotated[bool, typer.Option(help="Use PROMPT as typed (no phrase normalisation).")]
     = False,
+    batch_size: Annotated[str | None, typer.Option(help="Images of a folder per model call: N or auto "
+                                                   "(default: [bench] batch_size in cxrg.toml, else auto).")]
+    = None,
 ) -> None:
     """Ground PROMPT on IMAGE: OUT/<stem>.<model>.heatmap.npy, .overlay.png and .json per image."""
     from cxrg.config import load_config
@@ -38,7 +41,11 @@ def ground(
     shortcuts = {"lut": lut, "dtype": dtype, "embeddings": embeddings}
     loaded, _, _ = load_models([model], cfg, cfg.get("weights"), cfg.get("device", "cpu"),
                                parse_option_pairs(option), shortcuts)
-    ground_images(loaded[model], image, prompt, out, exact_prompt)
+    from cxrg.bench.batching import configured_batch_size, resolve_batch_size
+
+    requested, _ = configured_batch_size(cfg, batch_size, cfg.get("device", "cpu"))
+    images_per_call, _ = resolve_batch_size(requested, loaded, cfg.get("device", "cpu"))
+    ground_images(loaded[model], image, prompt, out, exact_prompt, images_per_call)
 
 
 def demo_image() -> None:
