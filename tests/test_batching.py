@@ -339,3 +339,49 @@ def test_ground_over_a_folder_in_batches_equals_one_image_at_a_time(tiny, tmp_pa
         a, b = outputs["1"][k], outputs["3"][k]
         assert a.shape == IMAGES[k].shape and np.array_equal(np.isnan(a), np.isnan(b))
         assert rel(np.nan_to_num(b), np.nan_to_num(a)) <= 1e-5
+
+
+# ------------------------------------------------------------------------------------ classify
+
+
+def test_error_maps_of_several_images_equal_one_at_a_time(ldm):
+    from cxrg.classify.diffusion import DrawSettings, draw_noise, error_maps, error_maps_batch
+
+    engine = LdmEngine(ldm, SHORT)
+    with torch.inference_mode():
+        latents = engine.encode_image(torch.cat([engine.model_input(im) for im in IMAGES[:3]]))
+        contexts, _ = engine.contexts(["no finding", "pneumothorax"])
+    settings = DrawSettings(draws=5, batch_size=4)
+    draws = [draw_noise(0, f"image{n}", settings, tuple(latents.shape[1:])) for n in range(3)]
+    kind = ldm.architecture.scheduler["prediction_type"]
+    with torch.inference_mode():
+        together = error_maps_batch(ldm.unet, latents, contexts, [t for t, _ in draws], [e for _, e in draws],
+                                    ldm.alphas, kind, 7)
+        for n in range(3):
+            alone = error_maps(ldm.unet, latents[n:n + 1], contexts, *draws[n], ldm.alphas, kind, 4)
+            assert together[n].shape == alone.shape == (2, *latents.shape[-2:])
+            assert rel(together[n], alone) <= 1e-5
+
+
+def test_classify_images_per_batch_gives_the_rows_of_one_at_a_time(tiny, tmp_path, monkeypatch):
+    import test_classify as tc
+
+    from cxrg.classify import heatmaps
+
+    monkeypatch.setattr(heatmaps, "HEATMAP_SETTINGS", tc.SMALL)
+    positives, images, negatives, healthy = tc.write_cohort(tmp_path)
+    rows = {}
+    for n in ("1", "3"):
+        out = tmp_path / f"run{n}"
+        assert cli("classify", "--positives", str(positives), "--images", str(images), "--negatives",
+                   str(negatives), "--negatives-images", str(healthy), "--weights", str(tiny), "--out",
+                   str(out), "--draws", "3", "--resamples", "200", "--batch-size", "5",
+                   "--strategies", "none,location", "--images-per-batch", n) == 0
+        rows[n] = read_csv(out / "scores.csv")
+    assert [(r["unit"], r["prompt"], r["strategy"], r["error"]) for r in rows["1"]] == \
+        [(r["unit"], r["prompt"], r["strategy"], r["error"]) for r in rows["3"]]
+    assert sum(1 for r in rows["3"] if r["error"]) == 10  # the broken positive and negative: alone
+    for a, b in zip(rows["1"], rows["3"], strict=True):
+        for column in ("error_healthy", "error_pathology", "miou"):
+            if a[column]:
+                assert float(b[column]) == pytest.approx(float(a[column]), rel=1e-5)

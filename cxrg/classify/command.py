@@ -41,6 +41,7 @@ def run(
         t_min: int = 0,
         t_max: int = 999,
         batch_size: int = 32,
+        images_per_batch: int = 1,
         resamples: int = 10000,
         seed: int = 0,
         limit: int | None = None,
@@ -115,6 +116,7 @@ def run(
                                                       chosen, strategies is not None, fixed_prompt,
                                                       healthy_prompt, pathology_prompt, draws, t_min, t_max,
                                                       batch_size, seed, weighting, note)
+    classifier.images_per_batch = images_per_batch
     config = {"positives": str(positives.resolve()), "positives_format": positives_format,
               "images": str(images.resolve()), "negatives": str(negatives.resolve()) if negatives else None,
               "chexpert_labels": str(chexpert_labels.resolve()) if chexpert_labels else None,
@@ -123,7 +125,8 @@ def run(
               "max_negatives": max_negatives, "pathology": pathology, "healthy_prompt": healthy_prompt,
               "pathology_prompt": pathology_prompt, "fixed_prompt": fixed_prompt,
               "negative_prompts": negative_prompts, "strategies": chosen, "draws": draws, "t_min": t_min,
-              "t_max": t_max, "batch_size": batch_size, "resamples": resamples, "seed": seed, "limit": limit,
+              "t_max": t_max, "batch_size": batch_size, "images_per_batch": images_per_batch,
+              "resamples": resamples, "seed": seed, "limit": limit,
               "device": device, "dtype": dtype, "embeddings": embeddings_used,
               "text_encoder": classifier.engine.ldm.fingerprint, "weighting": weighting,
               "split_file": str(cfg.get("mimic-cxr.split")) if chexpert_labels else None, "split": split,

@@ -135,8 +135,9 @@ class LdmEngine:
             last = self.settings.inference_steps - 1
             raise InputError(f"capture steps {bad or '(none)'} are outside 0..{last}")
         self._trajectories: dict[str, dict[int, torch.Tensor]] = {}
-        """Trajectories of the images of the last call (keyed by content): the prompts of an image asked
-        in a later call (another model's, another strategy's) reuse them."""
+        self._capacity = 1
+        """Trajectories of the most recent images (keyed by content), as many as the largest call had: the
+        prompts of an image asked in a later call (another model's, another strategy's) reuse them."""
         self.progress: Callable[[str, int, int], None] | None = None
         """Called as progress(stage, done, total) for the inversion and capture passes (a progress bar)."""
 
@@ -179,6 +180,7 @@ class LdmEngine:
     def forget(self) -> None:
         """Drop the cached trajectories (a benchmark's warm-up, or to free memory)."""
         self._trajectories = {}
+        self._capacity = 1
 
     def trajectory(self, pixels: torch.Tensor) -> dict[int, torch.Tensor]:
         """Latents entering each captured step, from unconditional inversion; cached for the last image."""
@@ -190,14 +192,18 @@ class LdmEngine:
         trajectory does not depend on its batch (equal to float rounding; tests/test_batching.py)."""
         keys = [self.trajectory_key(p) for p in pixels]
         missing = [k for k in dict.fromkeys(keys) if k not in self._trajectories]
-        computed: dict[str, dict[int, torch.Tensor]] = {}
         if missing:
             first = {k: keys.index(k) for k in missing}
             batch = torch.cat([pixels[first[k]] for k in missing])
             for k, kept in zip(missing, self._invert(batch), strict=True):
-                computed[k] = kept
-        self._trajectories = {k: self._trajectories.get(k) or computed[k] for k in keys}
-        return [self._trajectories[k] for k in keys]
+                self._trajectories[k] = kept
+        got = [self._trajectories[k] for k in keys]
+        for k in keys:  # most recently used last; the cache holds as many images as the largest call
+            self._trajectories[k] = self._trajectories.pop(k)
+        self._capacity = max(self._capacity, len(set(keys)))
+        while len(self._trajectories) > self._capacity:
+            self._trajectories.pop(next(iter(self._trajectories)))
+        return got
 
     def _invert(self, pixels: torch.Tensor) -> list[dict[int, torch.Tensor]]:
         wanted = set(self.settings.inversion_steps)
