@@ -172,7 +172,8 @@ def compile_rows(args, device, images) -> list[dict]:
         _, compiled, _ = timed(device, run)
     except Exception as exc:  # no compiler, an unsupported op: reported, not fatal
         return [{"what": f"torch.compile off, batch {n}", "seconds": eager, "images_per_s": n / eager},
-                {"what": f"torch.compile on, batch {n}", "note": f"failed: {type(exc).__name__}: {exc}"[:200]}]
+                {"what": f"torch.compile on, batch {n}",
+                 "note": f"failed: {type(exc).__name__}: {exc}"[:200]}]
     finally:
         ldm.unet.forward = original
     return [{"what": f"torch.compile off, batch {n}", "seconds": eager, "images_per_s": n / eager},
@@ -290,7 +291,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--sdpa-batches", default="1,8",
                         help="batch sizes also timed with explicit attention")
     parser.add_argument("--compile", action="store_true", help="also time the U-Net under torch.compile")
-    parser.add_argument("--compile-backend", default="inductor", help="torch.compile backend (dry mode: eager)")
+    parser.add_argument("--compile-backend", default="inductor",
+                        help="torch.compile backend (the dry mode: eager)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     args.dtypes = [d for d in args.dtypes.split(",") if d]
