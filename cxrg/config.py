@@ -27,7 +27,8 @@ process) are read here too, through `env`. Relative paths in a file are relative
     [tune]        manifest, images, out
     [bench]       batch_size = 4 | "auto", or per device type: [bench.batch_size] cpu = 2, cuda = "auto"
     [ldm]         heatmap settings of ldm and ldm-frozen: inference_steps, capture_steps = [start, stop],
-                  capture_order, layers, smoothing_sigma, otsu (ldm-frozen), timestep_spacing, batch
+                  capture_order, layers, smoothing_sigma, otsu (ldm-frozen), timestep_spacing, batch,
+                  attention
     [models.NAME] options of one model (`cxrg models info NAME` lists them), e.g. [models.ldm] dtype
 """
 
@@ -54,7 +55,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "tune": ("manifest", "images", "out"),
     "bench": ("batch_size",),
     "ldm": ("inference_steps", "capture_steps", "capture_order", "layers", "smoothing_sigma", "otsu",
-            "timestep_spacing", "batch"),
+            "timestep_spacing", "batch", "attention"),
 }
 DATASETS = {name: keys for name, keys in SECTIONS.items() if name in ("ms-cxr", "vindr-cxr", "mimic-cxr",
                                                                       "imagenome")}
@@ -245,7 +246,7 @@ LDM_TYPES = {"inference_steps": ("a whole number", "100"), "batch": ("a whole nu
              "layers": ("a list of names in quotes", '["mid_block.attentions.0"]'),
              "smoothing_sigma": ("a number", "1.0"), "otsu": ("true or false", "true"),
              "timestep_spacing": ("text in quotes", '"trailing"'),
-             "capture_order": ("text in quotes", '"denoising"')}
+             "capture_order": ("text in quotes", '"denoising"'), "attention": ("text in quotes", '"sdpa"')}
 """The type of each [ldm] value in a configuration file (checked with one line naming the key)."""
 
 

@@ -183,6 +183,7 @@ def _classifier(cfg, weights: Path | None, device: str, dtype: str, embeddings: 
         torch.set_flush_denormal(True)  # denormal floats can slow CPU U-Net passes down many times over
     table = cfg.table("ldm")
     batch = int(table.pop("batch", None) or cfg.get("ldm.batch", 10))
+    attention = str(table.pop("attention", "sdpa"))
     heatmap_settings = heatmaps.HEATMAP_SETTINGS.with_overrides(
         {k: v for k, v in table.items() if k != "otsu"})
     codebook = None
@@ -192,7 +193,7 @@ def _classifier(cfg, weights: Path | None, device: str, dtype: str, embeddings: 
         codebook, meta = Codebook.load(tuned_path, fingerprint=ldm.fingerprint)
         check_window(meta, heatmap_settings, int(ldm.architecture.scheduler["num_train_timesteps"]),
                      tuned_path, allow=False)
-    engine = LdmEngine(ldm, heatmap_settings, batch_size=batch)
+    engine = LdmEngine(ldm, heatmap_settings, batch_size=batch, attention=attention)
     classifier = Classifier(engine, heatmaps.HeatmapSource(engine, fixed_prompt, codebook), healthy_prompt,
                             pathology_prompt, settings, chosen, seed, weighting)
     return classifier, str(Path(tuned_path).resolve()) if codebook is not None else None, chosen

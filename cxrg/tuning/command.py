@@ -94,7 +94,7 @@ def run(
     else:
         assert epochs is not None
         total = max(1, round(epochs * len(data.samples) / dist.world))
-    schedule = {k: v for k, v in cfg.table("ldm").items() if k not in ("otsu", "batch")}
+    schedule = {k: v for k, v in cfg.table("ldm").items() if k not in ("otsu", "batch", "attention")}
     config = TuneConfig(steps=total, lr=lr, alpha=alpha, epsilon=epsilon, jitter=jitter, seed=seed,
                         checkpoint_every=checkpoint_every, chunk=chunk, cache_dtype=cache_dtype,
                         autocast=autocast, checkpointing=checkpointing, div_weight=div_weight,
