@@ -300,9 +300,10 @@ def run_benchmark(models: dict[str, HeatmapModel], dataset: Dataset, run: RunDir
                     errors.append(error)
                 computed: dict[tuple[int, str], list[dict[str, str]]] = {}
                 for name, model in models.items():
-                    work = [k for k in range(len(batch)) if todo[k][name] and images[k] is not None]
-                    got = score_batch(model, [(todo[k][name], images[k]) for k in work], store, name)
-                    computed.update({(k, name): rows for k, rows in zip(work, got, strict=True)})
+                    work = [(k, todo[k][name], image) for k, image in enumerate(images)
+                            if todo[k][name] and image is not None]
+                    got = score_batch(model, [(samples, image) for _, samples, image in work], store, name)
+                    computed.update({(k, name): rows for (k, _, _), rows in zip(work, got, strict=True)})
                 for k, group in enumerate(batch):
                     for name, model in models.items():
                         if not todo[k][name]:

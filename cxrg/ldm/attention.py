@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -126,7 +127,7 @@ def attention_path(module: torch.nn.Module, path: str) -> Iterator[None]:
     exit."""
     if path not in ATTENTION_PATHS:
         raise UsageError(f"unknown attention path {path!r}", hint=f"choose {' or '.join(ATTENTION_PATHS)}")
-    blocks = [m for m in module.modules() if hasattr(m, "use_flash_attention")]
+    blocks: list[Any] = [m for m in module.modules() if hasattr(m, "use_flash_attention")]
     saved = [m.use_flash_attention for m in blocks]
     try:
         for block in blocks:
