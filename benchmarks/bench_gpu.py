@@ -48,6 +48,16 @@ PROMPTS = ["left lower pleural effusion", "right apical pneumothorax", "bilatera
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
+def settings(args, otsu: bool = False) -> HeatmapSettings:
+    """The paper's heatmap settings, or at --inference-steps S the same window shape (30 %..60 % of S):
+    the dry mode's shorter schedule."""
+    steps = args.inference_steps
+    if steps == 100:
+        return HeatmapSettings(otsu=otsu)
+    return HeatmapSettings(otsu=otsu, inference_steps=steps,
+                           capture_steps=tuple(range(round(0.3 * steps), round(0.6 * steps))))
+
+
 def make_ldm(size: int, dtype: torch.dtype, device: torch.device) -> LoadedLdm:
     arch = LdmArchitecture(image_size=size)
     autoencoder, unet, text = build_random(arch, sd21_text_config(), seed=0)
@@ -95,7 +105,7 @@ def heatmap_rows(args, device, image) -> list[dict]:
     rows, reference_f32 = [], None
     for name in args.dtypes:
         ldm = make_ldm(args.size, DTYPES[name], device)
-        engine = LdmEngine(ldm, HeatmapSettings(otsu=False), batch_size=args.batch)
+        engine = LdmEngine(ldm, settings(args, otsu=False), batch_size=args.batch)
         engine.maps(image, PROMPTS[:1])  # warm-up (kernels, caches)
         engine.forget()
         fast, t_fast, mem_fast = timed(device, lambda e=engine: e.maps(image, PROMPTS[:1])[0])
@@ -126,7 +136,7 @@ def batch_rows(args, device, images) -> tuple[list[dict], dict]:
         ldm = make_ldm(args.size, DTYPES[name], device)
         for attention in ("sdpa", "explicit"):
             sizes = batches if attention == "sdpa" else [b for b in batches if b in args.sdpa_batches]
-            engine = LdmEngine(ldm, HeatmapSettings(otsu=False), batch_size=args.batch, attention=attention)
+            engine = LdmEngine(ldm, settings(args, otsu=False), batch_size=args.batch, attention=attention)
             engine.maps_batch(images[:1], [PROMPTS[:1]])  # warm-up
             base = None
             for n in sizes:
@@ -145,7 +155,7 @@ def batch_rows(args, device, images) -> tuple[list[dict], dict]:
         if device.type == "cuda" and name == args.dtypes[0]:
             from cxrg.bench.batching import resolve_batch_size
 
-            holder = type("Model", (), {"engine": LdmEngine(ldm, HeatmapSettings(otsu=False))})()
+            holder = type("Model", (), {"engine": LdmEngine(ldm, settings(args, otsu=False))})()
             n, why = resolve_batch_size("auto", {"ldm": holder}, str(device))
             rows.append({"what": f"automatic batch size ({name})", "chosen": n, "note": why})
             print(f"automatic batch size: {why}", flush=True)
@@ -159,7 +169,7 @@ def compile_rows(args, device, images) -> list[dict]:
     """The fast path with the U-Net under torch.compile against without, at the largest batch."""
     n = min(max(args.batches), len(images))
     ldm = make_ldm(args.size, DTYPES[args.bench_dtype], device)
-    engine = LdmEngine(ldm, HeatmapSettings(otsu=False), batch_size=args.batch)
+    engine = LdmEngine(ldm, settings(args, otsu=False), batch_size=args.batch)
     run = lambda: engine.forget() or engine.maps_batch(images[:n], [PROMPTS[:1]] * n)  # noqa: E731
     run()
     _, eager, _ = timed(device, run)
@@ -208,7 +218,7 @@ def estimate_rows(rows: list[dict], best: dict) -> list[dict]:
 
 def bench_rows(args, device, images) -> list[dict]:
     ldm = make_ldm(args.size, DTYPES[args.bench_dtype], device)
-    engine = LdmEngine(ldm, HeatmapSettings(otsu=True), batch_size=args.batch)
+    engine = LdmEngine(ldm, settings(args, otsu=True), batch_size=args.batch)
     engine.maps(images[0], PROMPTS)
     _, seconds, peak = timed(device, lambda: [engine.maps(im, PROMPTS) for im in images])
     return [{"what": f"bench {len(images)} images x {len(PROMPTS)} prompts {args.bench_dtype}",
@@ -227,8 +237,8 @@ def tuning_rows(args, device) -> list[dict]:
         manifest = write_phantom_set(Path(tmp) / "ph", 2, Lut.default(), size=args.size)
         data = read_manifest(manifest, manifest.parent / "images")
         run = RunDir(Path(tmp) / "run", "bench", {})
-        trainer = Trainer(ldm, Lut.default(), data, TuneConfig(steps=1, chunk=args.batch), run,
-                          Path(tmp) / "cache")
+        config = TuneConfig(steps=1, chunk=args.batch, settings=settings(args, otsu=False))
+        trainer = Trainer(ldm, Lut.default(), data, config, run, Path(tmp) / "cache")
         sample = data.samples[0]
         trainer.cache.latents(trainer.pixels(sample))
         trainer.codebook.rows.grad = None
@@ -248,7 +258,7 @@ def classify_rows(args, device, image) -> list[dict]:
     from cxrg.classify.diffusion import DrawSettings, draw_noise, error_maps
 
     ldm = make_ldm(args.size, DTYPES[args.bench_dtype], device)
-    engine = LdmEngine(ldm, HeatmapSettings())
+    engine = LdmEngine(ldm, settings(args))
     draws = DrawSettings(args.draws, 0, 999, args.batch * 3)
     with torch.inference_mode():
         latent = engine.encode_image(engine.model_input(image))
@@ -290,6 +300,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batches", default="1,2,4,8,16", help="images per call to sweep (issue 28)")
     parser.add_argument("--sdpa-batches", default="1,8",
                         help="batch sizes also timed with explicit attention")
+    parser.add_argument("--inference-steps", type=int, default=100,
+                        help="DDIM steps (100: the paper's; fewer: a shorter dry run, same window shape)")
     parser.add_argument("--compile", action="store_true", help="also time the U-Net under torch.compile")
     parser.add_argument("--compile-backend", default="inductor",
                         help="torch.compile backend (the dry mode: eager)")
@@ -307,7 +319,9 @@ def main(argv: list[str] | None = None) -> dict:
     images = [rng.random((int(args.size * 1.2), args.size)).astype(np.float32) for _ in range(count)]
     facts = environment(device)
     print("environment: " + ", ".join(f"{k}={v}" for k, v in facts.items()), flush=True)
-    print(f"settings: {args.size} px, 100 DDIM steps, 30 captured steps (noise -> image), 4 layers, "
+    window = settings(args)
+    print(f"settings: {args.size} px, {window.inference_steps} DDIM steps, {len(window.capture_steps)} "
+          f"captured steps (noise -> image), 4 layers, "
           f"random weights of the real architecture, batch {args.batch}", flush=True)
     skip = set(args.skip.split(","))
     result = {"environment": facts, "settings": vars(args) | {"out": str(args.out)}, "rows": []}

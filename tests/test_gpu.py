@@ -73,6 +73,7 @@ def test_one_heatmap_at_512_stays_under_the_memory_bound():
 def test_gpu_suite_dry_mode_on_cpu(tmp_path):
     result = _bench_gpu().main(["--device", "cpu", "--size", "64", "--images", "2", "--draws", "4",
                                 "--dtypes", "float32,bfloat16", "--batches", "1,2", "--sdpa-batches", "2",
+                                "--inference-steps", "20",
                                 "--compile", "--compile-backend", "eager", "--out", str(tmp_path / "r.json")])
     rows = {row["what"]: row for row in result["rows"]}
     assert {f"batch {n} {d} sdpa" for n in (1, 2) for d in ("float32", "bfloat16")} <= rows.keys()
