@@ -385,3 +385,15 @@ def test_classify_images_per_batch_gives_the_rows_of_one_at_a_time(tiny, tmp_pat
         for column in ("error_healthy", "error_pathology", "miou"):
             if a[column]:
                 assert float(b[column]) == pytest.approx(float(a[column]), rel=1e-5)
+
+
+def test_sharded_bench_in_batches_equals_one_process_one_image_at_a_time(ms_cxr, tmp_path, monkeypatch):
+    import test_shards as ts
+
+    one = tmp_path / "one"
+    assert cli("bench", *ts.bench_args(ms_cxr, one), "--batch-size", "1") == 0
+    out = tmp_path / "two"
+    ts.play_ranks(monkeypatch, 2, lambda: cli("bench", *ts.bench_args(ms_cxr, out), "--batch-size", "3"))
+    assert ts.rows_of(out / "per_sample.csv") == ts.rows_of(one / "per_sample.csv")  # fingerprints too
+    assert (out / "summary.json").read_text() == (one / "summary.json").read_text()  # no U-Net: bit for bit
+    assert not (out / "shards").exists()
