@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU check (issues 18 and 28), one script, under 8 minutes on one H200-class GPU (each part has its
-# own timeout; bench_gpu.py writes its JSON after every part, so a part cut short keeps what it measured):
+# own timeout, 300 + 90 + 60 s; bench_gpu.py writes its JSON after every part, so a part cut short keeps what it measured):
 # environment facts; images/s against images per call (1..16) at 512 px in float32/bfloat16/float16 with
 # SDPA on and off, peak memory, the automatic batch size; the fast/reference heatmap paths; bench
 # throughput; a tuning step (fast vs naive); the classifier's U-Net passes; wall-time estimates of the
@@ -15,9 +15,9 @@ mkdir -p "$out"
 python=.venv/bin/python
 [ -x "$python" ] || python=python3
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/nvidia-smi.csv" || true
-timeout 330 "$python" benchmarks/bench_gpu.py --device cuda --size 512 --images 8 --draws 50 \
+timeout 300 "$python" benchmarks/bench_gpu.py --device cuda --size 512 --images 8 --draws 50 \
   --batches 1,2,4,8,16 --sdpa-batches 1,8 --out "$out/bench_gpu.json" | tee "$out/bench_gpu.txt" || true
-timeout 60 "$python" benchmarks/bench_gpu.py --device cuda --size 512 --images 8 --dtypes float32 \
+timeout 90 "$python" benchmarks/bench_gpu.py --device cuda --size 512 --images 8 --dtypes float32 \
   --skip batches,tuning,heatmaps,bench,classify --batches 8 --compile --out "$out/bench_gpu_compile.json" \
   | tee "$out/bench_gpu_compile.txt" || true
 timeout 60 "$python" -m pytest -q -m gpu -p no:cacheprovider | tee "$out/pytest_gpu.txt"
