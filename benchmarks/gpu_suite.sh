@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check (issues 18 and 28), one script, under 8 minutes on one H200-class GPU (each part has its
-# own timeout, 300 + 90 + 60 s; bench_gpu.py writes its JSON after every part, so a part cut short keeps what it measured):
+# own timeout, 300 + 90 + 60 s; bench_gpu.py writes its JSON after every part, so a part cut short keeps
+# what it measured):
 # environment facts; images/s against images per call (1..16) at 512 px in float32/bfloat16/float16 with
 # SDPA on and off, peak memory, the automatic batch size; the fast/reference heatmap paths; bench
 # throughput; a tuning step (fast vs naive); the classifier's U-Net passes; wall-time estimates of the
