@@ -7,6 +7,15 @@ second for a bench-like batch (several images, three prompts each); one tuning s
 (with the gradients' agreement); the classifier's U-Net passes per second. `--device cpu --size 64` is the
 dry mode the slow tests run (minutes on 2 cores); on a GPU: `benchmarks/gpu_suite.sh`.
 
+Batching across images (issue 28), `--batches 1,2,4,8,16`: images/s of the fast path against the number of
+images per call, in every dtype, with SDPA on and off (`--sdpa-batches`: the batch sizes timed with the
+explicit path too), the peak memory of each, the batch the automatic choice takes (cxrg.bench.batching),
+and from these the estimated wall time of the paper's full tuning run (6,480 samples, one epoch: a
+trajectory per image at the best batch, plus a fast tuning step) and of a full MS-CXR bench with 6 models
+on one GPU (the two LDM models measured here; oracle and prior cost nothing; BioViL, BioViL-T and MAIRA-2
+are plugins whose time is not measured here and is left out), against the paper's "about 3 h on an RTX
+3090" for tuning. `--compile` also times the U-Net under torch.compile (on/off in the same run).
+
     python benchmarks/bench_gpu.py [--device cuda] [--size 512] [--images 8] [--out results.json]
 """
 
@@ -37,6 +46,16 @@ from cxrg.ldm.tokenizer import load_tokenizer  # noqa: E402
 
 PROMPTS = ["left lower pleural effusion", "right apical pneumothorax", "bilateral lower pneumonia"]
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def settings(args, otsu: bool = False) -> HeatmapSettings:
+    """The paper's heatmap settings, or at --inference-steps S the same window shape (30 %..60 % of S):
+    the dry mode's shorter schedule."""
+    steps = args.inference_steps
+    if steps == 100:
+        return HeatmapSettings(otsu=otsu)
+    return HeatmapSettings(otsu=otsu, inference_steps=steps,
+                           capture_steps=tuple(range(round(0.3 * steps), round(0.6 * steps))))
 
 
 def make_ldm(size: int, dtype: torch.dtype, device: torch.device) -> LoadedLdm:
@@ -86,9 +105,9 @@ def heatmap_rows(args, device, image) -> list[dict]:
     rows, reference_f32 = [], None
     for name in args.dtypes:
         ldm = make_ldm(args.size, DTYPES[name], device)
-        engine = LdmEngine(ldm, HeatmapSettings(otsu=False), batch_size=args.batch)
+        engine = LdmEngine(ldm, settings(args, otsu=False), batch_size=args.batch)
         engine.maps(image, PROMPTS[:1])  # warm-up (kernels, caches)
-        engine._trajectory_key = None
+        engine.forget()
         fast, t_fast, mem_fast = timed(device, lambda e=engine: e.maps(image, PROMPTS[:1])[0])
         row = {"what": f"heatmap fast {name}", "seconds": t_fast, "peak_gib": mem_fast}
         if name == "float32" or args.reference_all:
@@ -109,9 +128,97 @@ def heatmap_rows(args, device, image) -> list[dict]:
     return rows
 
 
+def batch_rows(args, device, images) -> tuple[list[dict], dict]:
+    """Images/s against images per call, per dtype and attention path; the best float32 rate."""
+    rows, best = [], {}
+    batches = [b for b in args.batches if b <= len(images)]
+    for name in args.dtypes:
+        ldm = make_ldm(args.size, DTYPES[name], device)
+        for attention in ("sdpa", "explicit"):
+            sizes = batches if attention == "sdpa" else [b for b in batches if b in args.sdpa_batches]
+            engine = LdmEngine(ldm, settings(args, otsu=False), batch_size=args.batch, attention=attention)
+            engine.maps_batch(images[:1], [PROMPTS[:1]])  # warm-up
+            base = None
+            for n in sizes:
+                engine.forget()
+                _, seconds, peak = timed(device, lambda e=engine, n=n: e.maps_batch(images[:n],
+                                                                                    [PROMPTS[:1]] * n))
+                rate = n / seconds
+                base = base or rate
+                row = {"what": f"batch {n} {name} {attention}", "seconds": seconds, "images_per_s": rate,
+                       "ratio": rate / base, "peak_gib": peak}
+                rows.append(row)
+                print(table([row]), flush=True)
+                if attention == "sdpa":
+                    best[name] = max(best.get(name, 0.0), rate)
+            del engine
+        if device.type == "cuda" and name == args.dtypes[0]:
+            from cxrg.bench.batching import resolve_batch_size
+
+            holder = type("Model", (), {"engine": LdmEngine(ldm, settings(args, otsu=False))})()
+            n, why = resolve_batch_size("auto", {"ldm": holder}, str(device))
+            rows.append({"what": f"automatic batch size ({name})", "chosen": n, "note": why})
+            print(f"automatic batch size: {why}", flush=True)
+        del ldm
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    return rows, best
+
+
+def compile_rows(args, device, images) -> list[dict]:
+    """The fast path with the U-Net under torch.compile against without, at the largest batch."""
+    n = min(max(args.batches), len(images))
+    ldm = make_ldm(args.size, DTYPES[args.bench_dtype], device)
+    engine = LdmEngine(ldm, settings(args, otsu=False), batch_size=args.batch)
+    run = lambda: engine.forget() or engine.maps_batch(images[:n], [PROMPTS[:1]] * n)  # noqa: E731
+    run()
+    _, eager, _ = timed(device, run)
+    original = ldm.unet.forward
+    started = time.perf_counter()
+    ldm.unet.forward = torch.compile(original, dynamic=False, backend=args.compile_backend)
+    try:
+        run()  # compiles (the capture passes stop early: they stay eager in the captured blocks)
+        compile_seconds = time.perf_counter() - started
+        _, compiled, _ = timed(device, run)
+    except Exception as exc:  # no compiler, an unsupported op: reported, not fatal
+        return [{"what": f"torch.compile off, batch {n}", "seconds": eager, "images_per_s": n / eager},
+                {"what": f"torch.compile on, batch {n}",
+                 "note": f"failed: {type(exc).__name__}: {exc}"[:200]}]
+    finally:
+        ldm.unet.forward = original
+    return [{"what": f"torch.compile off, batch {n}", "seconds": eager, "images_per_s": n / eager},
+            {"what": f"torch.compile on, batch {n}", "seconds": compiled, "images_per_s": n / compiled,
+             "ratio": eager / compiled, "note": f"compiling took {compile_seconds:.0f} s"}]
+
+
+PAPER_TUNING_SAMPLES = 6480
+MS_CXR_PAIRS = 1162
+"""MS-CXR's phrase-box pairs (an upper bound for MS-CXR-loc, which drops phrases without a location)."""
+
+
+def estimate_rows(rows: list[dict], best: dict) -> list[dict]:
+    """Wall-time estimates from the measured rates (one GPU, the best measured batch, float32)."""
+    rate = best.get("float32") or next(iter(best.values()), None)
+    step = next((r["seconds"] for r in rows if r["what"] == "tuning step fast"), None)
+    out = []
+    if rate and step is not None:
+        hours = PAPER_TUNING_SAMPLES * (1 / rate + step) / 3600
+        out.append({"what": f"estimate: paper's tuning run ({PAPER_TUNING_SAMPLES} samples, 1 epoch)",
+                    "hours": hours, "note": "trajectories batched + fast steps; the paper: about 3 h on "
+                                            "an RTX 3090"})
+    if rate:
+        hours = 2 * MS_CXR_PAIRS / rate / 3600
+        out.append({"what": f"estimate: MS-CXR bench, 6 models ({MS_CXR_PAIRS} pairs)", "hours": hours,
+                    "note": "ldm + ldm-frozen measured (one prompt per image: an upper bound); oracle, prior "
+                            "~0; BioViL, BioViL-T, MAIRA-2 not included"})
+    for row in out:
+        print(f"{row['what']}: {row['hours']:.2f} h ({row['note']})", flush=True)
+    return out
+
+
 def bench_rows(args, device, images) -> list[dict]:
     ldm = make_ldm(args.size, DTYPES[args.bench_dtype], device)
-    engine = LdmEngine(ldm, HeatmapSettings(otsu=True), batch_size=args.batch)
+    engine = LdmEngine(ldm, settings(args, otsu=True), batch_size=args.batch)
     engine.maps(images[0], PROMPTS)
     _, seconds, peak = timed(device, lambda: [engine.maps(im, PROMPTS) for im in images])
     return [{"what": f"bench {len(images)} images x {len(PROMPTS)} prompts {args.bench_dtype}",
@@ -130,8 +237,8 @@ def tuning_rows(args, device) -> list[dict]:
         manifest = write_phantom_set(Path(tmp) / "ph", 2, Lut.default(), size=args.size)
         data = read_manifest(manifest, manifest.parent / "images")
         run = RunDir(Path(tmp) / "run", "bench", {})
-        trainer = Trainer(ldm, Lut.default(), data, TuneConfig(steps=1, chunk=args.batch), run,
-                          Path(tmp) / "cache")
+        config = TuneConfig(steps=1, chunk=args.batch, settings=settings(args, otsu=False))
+        trainer = Trainer(ldm, Lut.default(), data, config, run, Path(tmp) / "cache")
         sample = data.samples[0]
         trainer.cache.latents(trainer.pixels(sample))
         trainer.codebook.rows.grad = None
@@ -151,7 +258,7 @@ def classify_rows(args, device, image) -> list[dict]:
     from cxrg.classify.diffusion import DrawSettings, draw_noise, error_maps
 
     ldm = make_ldm(args.size, DTYPES[args.bench_dtype], device)
-    engine = LdmEngine(ldm, HeatmapSettings())
+    engine = LdmEngine(ldm, settings(args))
     draws = DrawSettings(args.draws, 0, 999, args.batch * 3)
     with torch.inference_mode():
         latent = engine.encode_image(engine.model_input(image))
@@ -168,7 +275,7 @@ def classify_rows(args, device, image) -> list[dict]:
 
 def table(rows: list[dict]) -> str:
     keys = ["seconds", "ratio", "peak_gib", "images_per_s", "passes_per_s", "max_rel_diff_vs_reference",
-            "pearson_vs_fp32", "otsu_iou_vs_fp32", "max_rel_grad_diff"]
+            "pearson_vs_fp32", "otsu_iou_vs_fp32", "max_rel_grad_diff", "chosen", "hours", "note"]
     used = [k for k in keys if any(k in r for r in rows)]
     lines = ["| what | " + " | ".join(used) + " |", "|---|" + "---:|" * len(used)]
     for r in rows:
@@ -188,32 +295,59 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--dtypes", default="float32,bfloat16,float16")
     parser.add_argument("--bench-dtype", default="float32")
     parser.add_argument("--reference-all", action="store_true", help="reference path in every dtype")
-    parser.add_argument("--skip", default="", help="comma-separated parts to skip: tuning,classify,bench")
+    parser.add_argument("--skip", default="", help="comma-separated parts to skip: "
+                        "batches,tuning,heatmaps,bench,classify")
+    parser.add_argument("--batches", default="1,2,4,8,16", help="images per call to sweep (issue 28)")
+    parser.add_argument("--sdpa-batches", default="1,8",
+                        help="batch sizes also timed with explicit attention")
+    parser.add_argument("--inference-steps", type=int, default=100,
+                        help="DDIM steps (100: the paper's; fewer: a shorter dry run, same window shape)")
+    parser.add_argument("--compile", action="store_true", help="also time the U-Net under torch.compile")
+    parser.add_argument("--compile-backend", default="inductor",
+                        help="torch.compile backend (the dry mode: eager)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     args.dtypes = [d for d in args.dtypes.split(",") if d]
+    args.batches = [int(b) for b in args.batches.split(",") if b]
+    args.sdpa_batches = [int(b) for b in args.sdpa_batches.split(",") if b]
     device = torch.device(args.device)
     if device.type == "cpu":
         torch.set_flush_denormal(True)
         torch.set_num_threads(1)  # the dry mode shares 2 cores; a second thread only adds contention
     rng = np.random.default_rng(0)
-    images = [rng.random((int(args.size * 1.2), args.size)).astype(np.float32) for _ in range(args.images)]
+    count = max(args.images, *args.batches) if "batches" not in args.skip else args.images
+    images = [rng.random((int(args.size * 1.2), args.size)).astype(np.float32) for _ in range(count)]
     facts = environment(device)
     print("environment: " + ", ".join(f"{k}={v}" for k, v in facts.items()), flush=True)
-    print(f"settings: {args.size} px, 100 DDIM steps, 30 captured steps (noise -> image), 4 layers, "
+    window = settings(args)
+    print(f"settings: {args.size} px, {window.inference_steps} DDIM steps, {len(window.capture_steps)} "
+          f"captured steps (noise -> image), 4 layers, "
           f"random weights of the real architecture, batch {args.batch}", flush=True)
     skip = set(args.skip.split(","))
-    rows = heatmap_rows(args, device, images[0])
-    if "bench" not in skip:
-        rows += bench_rows(args, device, images)
+    result = {"environment": facts, "settings": vars(args) | {"out": str(args.out)}, "rows": []}
+
+    def keep(new: list[dict]) -> None:  # written after every part: a timeout keeps what was measured
+        result["rows"] += new
+        if args.out:
+            args.out.write_text(json.dumps(result, indent=2, default=str))
+
+    best: dict = {}
+    if "batches" not in skip:
+        new, best = batch_rows(args, device, images)
+        keep(new)
     if "tuning" not in skip:
-        rows += tuning_rows(args, device)
+        keep(tuning_rows(args, device))
+    if best:
+        keep(estimate_rows(result["rows"], best))
+    if "heatmaps" not in skip:
+        keep(heatmap_rows(args, device, images[0]))
+    if "bench" not in skip:
+        keep(bench_rows(args, device, images[:args.images]))
     if "classify" not in skip:
-        rows += classify_rows(args, device, images[0])
-    print(table(rows), flush=True)
-    result = {"environment": facts, "settings": vars(args) | {"out": str(args.out)}, "rows": rows}
-    if args.out:
-        args.out.write_text(json.dumps(result, indent=2, default=str))
+        keep(classify_rows(args, device, images[0]))
+    if args.compile:
+        keep(compile_rows(args, device, images))
+    print(table(result["rows"]), flush=True)
     return result
 
 

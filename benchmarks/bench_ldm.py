@@ -8,6 +8,16 @@ against this machine's measured matrix-multiply peak, bfloat16's speed and agree
 (with --ground-rss) the peak resident memory of `cxrg ground` at the full 512 size.
 
     python benchmarks/bench_ldm.py [--size 256] [--ground-rss]
+
+`--batch 1,2,4,8` (issue 28) measures batching across images instead: N different images at once through
+the fast path (LdmEngine.maps_batch: the unconditional inversion at batch N, the conditional passes of all
+N prompts batched), per N images/s, the ratio to batch 1, achieved GFLOP/s as a fraction of the matmul
+peak of the dtype, and the largest difference of image 0's heatmap against its batch-1 heatmap. With
+`--attention sdpa,explicit` both attention paths are timed in the same run. `--inference-steps S` shrinks
+the schedule keeping its shape (captured window at 30 %..60 % of S, counted noise -> image as the paper's):
+the same passes per image in the same proportions, for a shorter run on a busy machine.
+
+    python benchmarks/bench_ldm.py --batch 1,2,4,8 --size 128 [--dtypes float32,bfloat16]
 """
 
 from __future__ import annotations
@@ -99,13 +109,83 @@ def ground_peak_rss(tmp: Path) -> tuple[float, float]:
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 ** 2, seconds
 
 
+def load_average() -> str:
+    return " ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+def scaled_settings(steps: int) -> HeatmapSettings:
+    """The paper's window (30..60 of 100) at `steps` inference steps."""
+    return HeatmapSettings(otsu=False, inference_steps=steps,
+                           capture_steps=tuple(range(round(0.3 * steps), round(0.6 * steps))))
+
+
+def batch_sweep(args) -> None:
+    """Images/s against the number of images per call, ratios within this one run."""
+    batches = [int(b) for b in args.batch.split(",")]
+    settings = scaled_settings(args.inference_steps)
+    rng = np.random.default_rng(0)
+    images = [rng.random((300, 260)).astype(np.float32) for _ in range(max(batches))]
+    print(f"machine: {platform.machine()} {cpu_model()} cpus={os.cpu_count()} torch={torch.__version__} "
+          f"threads={torch.get_num_threads()}")
+    print(f"load average before: {load_average()}")
+    print(f"settings: image {args.size}x{args.size} (latent {args.size // 8}), {settings.inference_steps} "
+          f"DDIM steps, captured {settings.capture_steps[0]}..{settings.capture_steps[-1]} "
+          f"({settings.capture_order} order), {len(settings.layers)} layers, one prompt per image, "
+          f"conditional passes per call {args.chunk}, real-size architecture with random weights")
+    peaks = {"float32": matmul_peak(torch.float32), "bfloat16": matmul_peak(torch.bfloat16)}
+    print(f"matmul peak: float32 {peaks['float32']:.0f} GFLOP/s, bfloat16 {peaks['bfloat16']:.0f} GFLOP/s")
+    last = max(settings.inversion_steps)
+    captured = len(settings.capture_steps)
+    print(f"{'dtype':<9}{'attention':<10}{'batch':>6}{'s':>8}{'images/s':>10}{'vs batch 1':>11}"
+          f"{'GFLOP/s':>9}{'of peak':>9}{'heatmap diff':>14}")
+    for dtype_name in args.dtypes.split(","):
+        dtype = getattr(torch, dtype_name)
+        ldm = make_ldm(args.size, dtype)
+        full, trunc = unet_gflops(ldm, args.size, False), unet_gflops(ldm, args.size, True)
+        per_image = last * full + captured * trunc  # U-Net GFLOP per heatmap (step counts x pass cost)
+        for attention in args.attention.split(","):
+            engine = LdmEngine(ldm, settings, batch_size=args.chunk, attention=attention)
+            engine.maps_batch(images[:1], [[PROMPT]])  # warm-up
+            base_rate, base_map = None, None
+            for n in batches:
+                engine.forget()
+                started = time.perf_counter()
+                maps = engine.maps_batch(images[:n], [[PROMPT]] * n)
+                seconds = time.perf_counter() - started
+                rate = n / seconds
+                if base_rate is None:
+                    base_rate, base_map = rate, maps[0][0]
+                diff = float(np.abs(maps[0][0] - base_map).max())
+                gflops = per_image * n / seconds
+                print(f"{dtype_name:<9}{attention:<10}{n:>6}{seconds:>8.1f}{rate:>10.4f}"
+                      f"{rate / base_rate:>10.2f}x{gflops:>9.0f}{gflops / peaks[dtype_name]:>9.0%}"
+                      f"{diff:>14.1e}", flush=True)
+        del ldm
+    print(f"U-Net work per heatmap: {last} unconditional passes + {captured} conditional passes stopped "
+          f"after the last captured layer ({trunc / full:.1%} of a pass); the step-count ceiling of the fast "
+          f"path over the reference (2 x {settings.inference_steps} full passes): "
+          f"{2 * settings.inference_steps / (last + captured * trunc / full):.2f}x")
+    print(f"load average after: {load_average()}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", default=None, help="images per call to sweep, e.g. 1,2,4,8 (issue 28)")
+    parser.add_argument("--dtypes", default="float32", help="with --batch: float32,bfloat16")
+    parser.add_argument("--attention", default="sdpa", help="with --batch: sdpa,explicit")
+    parser.add_argument("--inference-steps", type=int, default=100, help="with --batch: schedule length")
+    parser.add_argument("--chunk", type=int, default=10, help="with --batch: conditional passes per call")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--ground-rss", action="store_true")
     parser.add_argument("--orders", default="inversion,denoising",
                         help="capture orders to time; the last one is the default's for the bfloat16 line")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.batch:
+        batch_sweep(args)
+        return
     settings = HeatmapSettings(otsu=False)
     image = np.random.default_rng(0).random((300, 260)).astype(np.float32)
 

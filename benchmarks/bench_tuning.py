@@ -8,6 +8,13 @@ Prints both times, the ratio, the gradients' agreement, peak memory, and the est
 run (6,480 samples, one epoch) on this machine. With --learnability it also runs the phantom experiment.
 
     python benchmarks/bench_tuning.py [--size 256] [--learnability]
+
+`--first-epoch N` (issue 28) times the first epoch's trajectories of N phantom images instead: one image
+at a time (the trainer before batching: a trajectory computed when its step needs it) against
+`precompute_trajectories` with batches of `--trajectory-batch` images, in one run, with the largest
+relative difference of the cached latents; `--inference-steps S` shrinks the schedule keeping its shape.
+
+    python benchmarks/bench_tuning.py --first-epoch 4 --size 128 [--trajectory-batch 4]
 """
 
 from __future__ import annotations
@@ -31,12 +38,76 @@ from cxrg.tuning.trainer import Trainer, TuneConfig
 PAPER_SAMPLES = 6480
 
 
+def first_epoch(args) -> None:
+    """Trajectory cost of a first epoch: one image at a time against batched precomputation."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bench_ldm import load_average, make_ldm, scaled_settings
+
+    from cxrg.tuning.data import read_manifest
+    from cxrg.tuning.trajectories import precompute_trajectories
+
+    print(f"machine: {platform.machine()} cpus={os.cpu_count()} torch={torch.__version__} "
+          f"threads={torch.get_num_threads()}")
+    print(f"load average before: {load_average()}")
+    settings = scaled_settings(args.inference_steps)
+    print(f"settings: {args.first_epoch} phantom images {args.size}x{args.size}, {settings.inference_steps} "
+          f"DDIM steps, captured {settings.capture_steps[0]}..{settings.capture_steps[-1]} "
+          f"({settings.capture_order} order), real-size architecture with random weights, float32")
+    ldm = make_ldm(args.size, torch.float32)
+    with tempfile.TemporaryDirectory() as tmp:
+        manifest = write_phantom_set(Path(tmp) / "ph", args.first_epoch, Lut.default(), size=args.size)
+        data = read_manifest(manifest, manifest.parent / "images")
+        config = TuneConfig(steps=len(data.samples), settings=settings)
+        results = {}
+        warm_run = RunDir(Path(tmp) / "warm", "bench", {})
+        warm = Trainer(ldm, Lut.default(), data, config, warm_run, Path(tmp) / "w")
+        with torch.inference_mode():  # warm-up: kernels and allocator, outside both timings
+            warm.engine.trajectory(warm.pixels(data.samples[0]))
+        warm.run.close()
+        for label, batch in (("one image at a time", 1), (f"batched ({args.trajectory_batch} images)",
+                                                          args.trajectory_batch)):
+            run = RunDir(Path(tmp) / f"run{batch}", "bench", {})
+            trainer = Trainer(ldm, Lut.default(), data, config, run, Path(tmp) / f"cache{batch}")
+            trainer.cache.batch_size = batch
+            started = time.perf_counter()
+            if batch == 1:
+                for sample in data.samples:  # the trainer before issue 28: computed as each step needs it
+                    trainer.cache.latents(trainer.pixels(sample))
+            else:
+                precompute_trajectories(trainer, range(0, len(data.samples)))
+            seconds = time.perf_counter() - started
+            results[batch] = (seconds, [trainer.cache.latents(trainer.pixels(s)) for s in data.samples])
+            run.close()
+            print(f"{label:<28}{seconds:>8.1f} s  {seconds / len(data.samples):>7.1f} s/image", flush=True)
+    (t1, single), (tb, batched) = results[1], results[args.trajectory_batch]
+    rel = max(float((a - b).abs().max() / b.abs().max()) for a, b in zip(batched, single, strict=True))
+    print(f"first-epoch trajectories: batched {t1 / tb:.2f}x faster; cached latents agree to {rel:.1e} "
+          "(relative)")
+    per_sample = tb / len(data.samples)
+    print(f"estimate, the paper's {PAPER_SAMPLES} trajectories at {args.size}px on this machine: "
+          f"{PAPER_SAMPLES * t1 / len(data.samples) / 3600:.1f} h one at a time, "
+          f"{PAPER_SAMPLES * per_sample / 3600:.1f} h batched")
+    print(f"load average after: {load_average()}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--first-epoch", type=int, default=0,
+                        help="images: time the first epoch's trajectories")
+    parser.add_argument("--trajectory-batch", type=int, default=4)
+    parser.add_argument("--inference-steps", type=int, default=100)
+    parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--chunk", type=int, default=10)
     parser.add_argument("--learnability", action="store_true")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.first_epoch:
+        first_epoch(args)
+        return
     import sys
 
     sys.path.insert(0, str(Path(__file__).parent))

@@ -297,11 +297,12 @@ def bench(models: str | Sequence[str], dataset: str, annotations: str | Path | N
           options: Sequence[str] | dict[str, Any] | None = None, save_heatmaps: bool = True,
           heatmap_size: int = 256, prompt_text: str = "standardised", report: bool | None = None,
           exact_prompt: bool = False, restart: bool = False, progress: bool = True,
-          protocol: str | None = None, choices: dict[str, Any] | None = None) -> Run:
+          protocol: str | None = None, choices: dict[str, Any] | None = None,
+          batch_size: int | str | None = None) -> Run:
     """`cxrg bench` (the same arguments; `options` as -o: ["key=value", "model.key=value"] or a dict) ->
     the Run. Unset dataset paths come from cxrg.toml; rerunning into the same `out` resumes. `protocol`
     ("paper", the default, or "cxrg") and `choices` (one protocol choice by name) as --protocol and the
-    per-choice flags (cxrg.protocol)."""
+    per-choice flags (cxrg.protocol); `batch_size` as --batch-size (images per model call)."""
     from cxrg.bench.runner import run as run_bench
     from cxrg.config import load_config
     from cxrg.runs import say
@@ -313,7 +314,7 @@ def bench(models: str | Sequence[str], dataset: str, annotations: str | Path | N
                        limit, split, strict, extractor, pairs,
                        {"lut": _path(lut), "dtype": dtype, "embeddings": _path(embeddings)},
                        save_heatmaps, heatmap_size, prompt_text, progress=progress, exact_prompt=exact_prompt,
-                       restart=restart, protocol=protocol, choices=choices)
+                       restart=restart, protocol=protocol, choices=choices, batch_size=batch_size)
     folder = result.run.path
     if not result.summary:  # a process other than rank 0 of a sharded run: rank 0 reports
         return Run(folder)

@@ -28,8 +28,10 @@ Relative paths in a file are relative to that file's folder. Keys:
     [mimic-cxr]   reports, chexpert, metadata, split (mimic-cxr-2.0.0-split.csv), images
     [imagenome]   gold = ".../gold_bbox_coordinate_annotations_1000images.csv"
     [tune]        manifest, images, out
+    [bench]       batch_size = 4 | "auto", or per device type: [bench.batch_size] cpu = 2, cuda = "auto"
     [ldm]         heatmap settings of ldm and ldm-frozen: inference_steps, capture_steps = [start, stop],
-                  capture_order, layers, smoothing_sigma, otsu (ldm-frozen), timestep_spacing, batch
+                  capture_order, layers, smoothing_sigma, otsu (ldm-frozen), timestep_spacing, upsampling,
+                  batch, attention
     [choices]     one choice of the protocol table (cxrg/protocol.py), e.g. negation = "mention"
     [models.NAME] options of one model (`cxrg models info NAME` lists them), e.g. [models.ldm] dtype
 """
@@ -55,8 +57,9 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "mimic-cxr": ("reports", "chexpert", "metadata", "split", "images"),
     "imagenome": ("gold",),
     "tune": ("manifest", "images", "out"),
+    "bench": ("batch_size",),
     "ldm": ("inference_steps", "capture_steps", "capture_order", "layers", "smoothing_sigma", "otsu",
-            "timestep_spacing", "upsampling", "batch"),
+            "timestep_spacing", "upsampling", "batch", "attention"),
     "choices": ("extractor", "location_mappings", "prompt_style", "negation", "loc_pairs", "error",
                 "negatives_split", "g_normalisation", "timestep_spacing", "dicom_display", "vindr_candidates",
                 "heatmap_upsampling", "no_prediction"),
@@ -318,7 +321,7 @@ LDM_TYPES = {"inference_steps": ("a whole number", "100"), "batch": ("a whole nu
              "smoothing_sigma": ("a number", "1.0"), "otsu": ("true or false", "true"),
              "timestep_spacing": ("text in quotes", '"trailing"'),
              "upsampling": ("text in quotes", '"nearest"'),
-             "capture_order": ("text in quotes", '"denoising"')}
+             "capture_order": ("text in quotes", '"denoising"'), "attention": ("text in quotes", '"sdpa"')}
 """The type of each [ldm] value in a configuration file (checked with one line naming the key)."""
 
 

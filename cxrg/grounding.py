@@ -285,8 +285,14 @@ def ground_array(model: HeatmapModel, image: np.ndarray, prompt: str, phrase: st
     """Run one model on one image (float32 H x W in [0, 1]) and prompt: the one place `cxrg ground` and
     the Python API get a heatmap, so both give the same bits. Refuses an image too small to ground."""
     check_min_side(image, source or "image")
-    heatmap = np.asarray(model.heatmap(make_query(model.card, image, prompt, None,
-                                                  Path(source) if source else None)), dtype=np.float32)
+    heatmap = model.heatmap(make_query(model.card, image, prompt, None, Path(source) if source else None))
+    return grounding_of(model, image, heatmap, prompt, phrase, source, options)
+
+
+def grounding_of(model: HeatmapModel, image: np.ndarray, heatmap: Any, prompt: str, phrase: str | None = None,
+                 source: str | None = None, options: dict[str, Any] | None = None) -> Grounding:
+    """The Grounding of a heatmap `model` made for `image` (here or in a batch: batch_heatmaps)."""
+    heatmap = np.asarray(heatmap, dtype=np.float32)
     if heatmap.shape != image.shape:
         raise InputError(f"model returned a {heatmap.shape} heatmap for a {image.shape} image",
                          where=model.card.name)
@@ -299,9 +305,14 @@ def ground_array(model: HeatmapModel, image: np.ndarray, prompt: str, phrase: st
 
 
 def ground_image(model: HeatmapModel, image_path: Path, prompt: str, out_dir: Path,
-                 stem: str | None = None, phrase: str | None = None) -> dict[str, Any]:
-    """Run one model on one image file and write the three outputs; returns the JSON summary."""
-    grounding = ground_array(model, read_image(image_path), prompt, phrase, str(image_path))
+                 stem: str | None = None, phrase: str | None = None,
+                 ready: tuple[np.ndarray, Any] | None = None) -> dict[str, Any]:
+    """Run one model on one image file and write the three outputs; returns the JSON summary. `ready`: its
+    (image, heatmap) when computed already (batch_heatmaps)."""
+    if ready is None:
+        grounding = ground_array(model, read_image(image_path), prompt, phrase, str(image_path))
+    else:
+        grounding = grounding_of(model, *ready, prompt, phrase, str(image_path))
     return grounding.save(out_dir, stem or image_path.name.split(".")[0])
 
 
@@ -318,9 +329,39 @@ def prompt_for(model: HeatmapModel, phrase: str, exact: bool = False) -> tuple[s
     return reading.prompt, "; ".join(notes) or None
 
 
-def ground_images(model: HeatmapModel, spec: str, phrase: str, out: Path, exact: bool = False) -> None:
+def batch_heatmaps(model: HeatmapModel, paths: list[Path], prompt: str) -> dict[Path, tuple[np.ndarray, Any]]:
+    """(image, heatmap) per path from one `model.heatmaps` call for all of them (the LDM inverts them
+    together); {} for a model without it or when the call fails (each image is then grounded alone, so a
+    bad one fails alone). An image that cannot be read is left out (grounding it alone reports why)."""
+    from cxrg.runs import is_contained
+
+    batched = getattr(model, "heatmaps", None)
+    if len(paths) < 2 or not callable(batched):
+        return {}
+    images: dict[Path, np.ndarray] = {}
+    for path in paths:
+        try:
+            images[path] = check_min_side(read_image(path), str(path))
+        except Exception:  # grounding it alone reports why
+            continue
+    try:
+        maps = list(batched([make_query(model.card, image, prompt, None, path)
+                             for path, image in images.items()]))
+    except BaseException as exc:
+        if not is_contained(exc):
+            raise
+        return {}
+    if len(maps) != len(images):
+        return {}
+    return {path: (image, heat) for (path, image), heat in zip(images.items(), maps, strict=True)}
+
+
+def ground_images(model: HeatmapModel, spec: str, phrase: str, out: Path, exact: bool = False,
+                  batch_size: int = 1) -> None:
     """Ground `phrase` on every image of `spec` (file, folder, glob): one line per image on stdout; a file
-    that cannot be read is reported and skipped, the counts are printed; exit status 1 if any failed."""
+    that cannot be read is reported and skipped, the counts are printed; exit status 1 if any failed.
+    `batch_size` images go to the model at once (batch_heatmaps); the outputs do not depend on it beyond
+    float rounding."""
     import sys
 
     from cxrg.errors import CxrgError
@@ -334,24 +375,28 @@ def ground_images(model: HeatmapModel, spec: str, phrase: str, out: Path, exact:
     stems: dict[str, Path] = {}
     failed = 0
     with progress("ground", total=len(paths), unit="images", enabled=len(paths) > 1) as bar:
-        for path in paths:
-            stem = path.name.split(".")[0]
-            try:
-                if stem in stems:
-                    raise CxrgError(f"output name '{stem}' is already used by {stems[stem]}",
-                                    where=str(path), hint="ground these images into separate --out folders")
-                stems[stem] = path
-                with model_progress(model, len(paths) == 1):
-                    summary = ground_image(model, path, prompt, out, stem, phrase)
-                peak, files = summary["peak"], summary["outputs"]
-                print(f"{path}: '{prompt}' peak at x={peak['x']}, y={peak['y']} -> {files['overlay.png']}"
-                      if peak else f"{path}: the model saw no pixel -> {files['json']}", flush=True)
-            except CxrgError as exc:
-                if len(paths) == 1:
-                    raise
-                failed += 1
-                print(f"cxrg: skipped {path}: {exc.one_line()}", file=sys.stderr, flush=True)
-            bar.advance(1)
+        for start in range(0, len(paths), max(1, batch_size)):
+            chunk = paths[start:start + max(1, batch_size)]
+            ready = batch_heatmaps(model, [p for p in chunk if p.name.split(".")[0] not in stems], prompt)
+            for path in chunk:
+                stem = path.name.split(".")[0]
+                try:
+                    if stem in stems:
+                        raise CxrgError(f"output name '{stem}' is already used by {stems[stem]}",
+                                        where=str(path),
+                                        hint="ground these images into separate --out folders")
+                    stems[stem] = path
+                    with model_progress(model, len(paths) == 1 and path not in ready):
+                        summary = ground_image(model, path, prompt, out, stem, phrase, ready.get(path))
+                    peak, files = summary["peak"], summary["outputs"]
+                    print(f"{path}: '{prompt}' peak at x={peak['x']}, y={peak['y']} -> {files['overlay.png']}"
+                          if peak else f"{path}: the model saw no pixel -> {files['json']}", flush=True)
+                except CxrgError as exc:
+                    if len(paths) == 1:
+                        raise
+                    failed += 1
+                    print(f"cxrg: skipped {path}: {exc.one_line()}", file=sys.stderr, flush=True)
+                bar.advance(1)
     if len(paths) > 1 or failed:
         print(f"{len(paths) - failed} of {len(paths)} images grounded, {failed} skipped", file=sys.stderr,
               flush=True)

@@ -72,8 +72,15 @@ def test_one_heatmap_at_512_stays_under_the_memory_bound():
 @pytest.mark.slow
 def test_gpu_suite_dry_mode_on_cpu(tmp_path):
     result = _bench_gpu().main(["--device", "cpu", "--size", "64", "--images", "2", "--draws", "4",
-                                "--dtypes", "float32,bfloat16", "--out", str(tmp_path / "r.json")])
+                                "--dtypes", "float32,bfloat16", "--batches", "1,2", "--sdpa-batches", "2",
+                                "--inference-steps", "20",
+                                "--compile", "--compile-backend", "eager", "--out", str(tmp_path / "r.json")])
     rows = {row["what"]: row for row in result["rows"]}
+    assert {f"batch {n} {d} sdpa" for n in (1, 2) for d in ("float32", "bfloat16")} <= rows.keys()
+    assert rows["batch 2 float32 explicit"]["images_per_s"] > 0 and rows["batch 2 float32 sdpa"]["ratio"] > 0
+    estimates = [r for r in result["rows"] if r["what"].startswith("estimate:")]
+    assert len(estimates) == 2 and all(r["hours"] > 0 for r in estimates)
+    assert rows["torch.compile on, batch 2"]["images_per_s"] > 0
     assert rows["heatmap fast float32"]["max_rel_diff_vs_reference"] <= 1e-4
     assert rows["heatmap fast float32"]["ratio"] > 1
     assert rows["tuning step fast"]["max_rel_grad_diff"] <= 1e-3

@@ -28,7 +28,7 @@ from cxrg.bench import bootstrap, metrics
 from cxrg.bench.datasets import Dataset, Sample
 from cxrg.bench.heatmap_store import HeatmapStore
 from cxrg.bench.shards import Ranks, finish, fold_in, heartbeat, mine, remove_shards, shard_path
-from cxrg.errors import CxrgError, NoPrediction
+from cxrg.errors import CxrgError, NoPrediction, UsageError
 from cxrg.registry import HeatmapModel, make_query
 from cxrg.runs import (
     Interrupted,
@@ -181,6 +181,42 @@ def score_samples(model: HeatmapModel, samples: Sequence[Sample], image: np.ndar
     return rows
 
 
+def score_batch(model: HeatmapModel, work: Sequence[tuple[Sequence[Sample], np.ndarray]],
+                store: HeatmapStore | None = None, name: str | None = None) -> list[list[dict[str, str]]]:
+    """Rows of several images' samples (`work`: (samples, image) per image) with one batched call: a model
+    with `heatmaps(queries)` gets every query of every image at once (the LDM inverts the images together
+    and batches all their prompts). If that call raises, each image is scored on its own (score_samples,
+    which then tries each sample alone), so a failing image or sample fails alone and the rest is scored.
+    One image, or a model without `heatmaps`, is exactly score_samples image by image."""
+    name = name or model.card.name
+    batched = getattr(model, "heatmaps", None)
+    if len(work) < 2 or not callable(batched):
+        return [score_samples(model, samples, image, store, name) for samples, image in work]
+    started = time.perf_counter()
+    queries = [[make_query(model.card, image, model_prompt(model, s), s.boxes, s.image_path) for s in samples]
+               for samples, image in work]
+    flat = [q for group in queries for q in group]
+    try:
+        maps = list(batched(flat))
+        if len(maps) != len(flat):
+            raise CxrgError(f"heatmaps() returned {len(maps)} maps for {len(flat)} prompts")
+    except BaseException as exc:
+        if not is_contained(exc):
+            raise
+        return [score_samples(model, samples, image, store, name) for samples, image in work]
+    elapsed = f"{(time.perf_counter() - started) / len(flat):.4f}"
+    out, k = [], 0
+    for samples, image in work:
+        rows = []
+        for sample in samples:
+            row = score_heatmap(model, sample, image, maps[k], store, _row(name, sample, model))
+            row["seconds"] = elapsed
+            rows.append(row)
+            k += 1
+        out.append(rows)
+    return out
+
+
 def _load_image(sample: Sample) -> np.ndarray:
     from cxrg.images import read_annotated_image
 
@@ -194,7 +230,7 @@ def run_benchmark(models: dict[str, HeatmapModel], dataset: Dataset, run: RunDir
                   progress: Callable[[int], Any] | None = None,
                   store: HeatmapStore | None = None,
                   model_fingerprints: dict[str, str] | None = None,
-                  ranks: Ranks | None = None) -> BenchResult:
+                  ranks: Ranks | None = None, batch_size: int = 1) -> BenchResult:
     """Score every model on every sample (resuming), write per_sample.csv and return the statistics.
     With a `store`, every scored map is also kept in RUN_DIR/heatmaps/ (see heatmap_store).
     `model_fingerprints` (name -> identity of the model: version, weights, options) enter each row's
@@ -204,7 +240,12 @@ def run_benchmark(models: dict[str, HeatmapModel], dataset: Dataset, run: RunDir
     `ranks` (several processes, see cxrg.bench.shards): this process scores its share of the images with
     work left into its shard; rank 0 then waits for every shard, merges them into per_sample.csv and
     returns the statistics; the other ranks return their own rows and an empty summary. Rank 0 must have
-    folded old shards into per_sample.csv (shards.fold_in) before any process gets here."""
+    folded old shards into per_sample.csv (shards.fold_in) before any process gets here.
+
+    `batch_size` images (with their prompts) go to a model at once (score_batch): the rows, their order,
+    the fingerprints and the resume rule do not depend on it; a failing image fails alone."""
+    if batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
     ranks = ranks or Ranks()
     samples = dataset.samples[:limit] if limit is not None else dataset.samples
     fingerprints = model_fingerprints or {}
@@ -242,29 +283,42 @@ def run_benchmark(models: dict[str, HeatmapModel], dataset: Dataset, run: RunDir
 
     try:
         with heartbeat(run.path, "per_sample", ranks) if ranks.sharded else contextlib.nullcontext():
-            for group in groups:
-                todo = {name: [s for s in group if (name, s.sample_id) not in done] for name in models}
-                if any(todo.values()):
-                    try:
-                        image, error = _load_image(group[0]), ""
-                    except Exception as exc:
-                        image, error = None, _error_text(exc)
+            for start in range(0, len(groups), batch_size):
+                batch = groups[start:start + batch_size]
+                todo = [{name: [s for s in group if (name, s.sample_id) not in done] for name in models}
+                        for group in batch]
+                images: list[np.ndarray | None] = []
+                errors: list[str] = []
+                for group, wanted in zip(batch, todo, strict=True):
+                    image, error = None, ""
+                    if any(wanted.values()):
+                        try:
+                            image = _load_image(group[0])
+                        except Exception as exc:
+                            error = _error_text(exc)
+                    images.append(image)
+                    errors.append(error)
+                computed: dict[tuple[int, str], list[dict[str, str]]] = {}
+                for name, model in models.items():
+                    work = [(k, todo[k][name], image) for k, image in enumerate(images)
+                            if todo[k][name] and image is not None]
+                    got = score_batch(model, [(samples, image) for _, samples, image in work], store, name)
+                    computed.update({(k, name): rows for (k, _, _), rows in zip(work, got, strict=True)})
+                for k, group in enumerate(batch):
                     for name, model in models.items():
-                        if not todo[name]:
+                        if not todo[k][name]:
                             continue
-                        if image is None:
-                            new_rows = [{**_row(name, s, model), "seconds": "0", "error": error}
-                                        for s in todo[name]]
-                        else:
-                            new_rows = score_samples(model, todo[name], image, store, name)
-                        for sample, row in zip(todo[name], new_rows, strict=True):
+                        failed = [{**_row(name, s, model), "seconds": "0", "error": errors[k]}
+                                  for s in todo[k][name]]
+                        new_rows = computed.get((k, name)) or failed
+                        for sample, row in zip(todo[k][name], new_rows, strict=True):
                             row["fingerprint"] = expected[(name, sample.sample_id)]
                             if row["error"]:
                                 run.logger.warning("%s %s: %s: %s", row["model"], sample.sample_id,
                                                    row["status"], row["error"])
                             out_rows[(name, sample.sample_id)] = row
-                if progress is not None:
-                    progress(len(group))
+                    if progress is not None:
+                        progress(len(group))
                 if time.monotonic() - last_flush > FLUSH_SECONDS:
                     flush()
                     last_flush = time.monotonic()

@@ -46,7 +46,8 @@ def run(cfg: Config, models: str, dataset: str, annotations: Path | None = None,
         option_pairs: Sequence[str] | None = None, shortcuts: dict[str, Any] | None = None,
         save_heatmaps: bool = True, heatmap_size: int = 256, prompt_text: str = "standardised",
         progress: bool = True, exact_prompt: bool = False, restart: bool = False,
-        protocol: str | None = None, choices: dict[str, Any] | None = None):
+        protocol: str | None = None, choices: dict[str, Any] | None = None,
+        batch_size: int | str | None = None):
     """Score `models` on `dataset`; returns the harness's BenchResult (its run folder holds everything).
     The HTML report is the caller's step (cxrg.api.bench: the report sits above the bench).
 
@@ -56,7 +57,8 @@ def run(cfg: Config, models: str, dataset: str, annotations: Path | None = None,
 
     `protocol` ("paper", the default, or "cxrg") and `choices` (explicit values of its choices, see
     cxrg/protocol.py; `extractor` is one of them, None = the protocol's) are resolved through
-    cxrg.protocol.resolve and recorded in config.json."""
+    cxrg.protocol.resolve and recorded in config.json. `batch_size`: images per model call, a number or
+    "auto" (None: cxrg.toml, else auto; cxrg.bench.batching)."""
     global _quiet
     from cxrg.bench.shards import Ranks
     from cxrg.images import dicom_display
@@ -71,7 +73,7 @@ def run(cfg: Config, models: str, dataset: str, annotations: Path | None = None,
             ranks.connect()  # a hand-set WORLD_SIZE with no peer fails here, before the folder is touched
             return _run(cfg, models, dataset, annotations, images, out, resamples, seed, limit, split, strict,
                         resolved["extractor"], option_pairs, shortcuts, save_heatmaps, heatmap_size,
-                        prompt_text, progress, exact_prompt, restart, ranks, resolved)
+                        prompt_text, progress, exact_prompt, restart, ranks, resolved, batch_size)
     finally:
         _quiet = False
         ranks.close()
@@ -79,10 +81,11 @@ def run(cfg: Config, models: str, dataset: str, annotations: Path | None = None,
 
 def _run(cfg, models, dataset, annotations, images, out, resamples, seed, limit, split, strict, extractor,
          option_pairs, shortcuts, save_heatmaps, heatmap_size, prompt_text, progress, exact_prompt,
-         restart, ranks, resolved):
+         restart, ranks, resolved, batch_size=None):
 
     from cxrg.anatomy.lut import active_lut
     from cxrg.bench import shards
+    from cxrg.bench.batching import configured_batch_size, resolve_batch_size
     from cxrg.bench.datasets import DATASETS, read_dataset
     from cxrg.bench.harness import METRIC_VERSION, PER_SAMPLE_FIELDS, read_per_sample
     from cxrg.loading import load_models, parse_option_pairs
@@ -129,6 +132,10 @@ def _run(cfg, models, dataset, annotations, images, out, resamples, seed, limit,
                                                 strict=strict, warn=say)
     if not loaded:
         raise UsageError("no model could be loaded", hint="see `cxrg models check`")
+    requested, batch_source = configured_batch_size(cfg, batch_size, local_device)
+    images_per_call, batch_why = resolve_batch_size(requested, loaded, local_device)
+    if images_per_call > 1 or batch_source != "default":
+        say(f"batch size: {images_per_call} images per model call ({batch_why}; from {batch_source})")
     config = {"models": names, "dataset": dataset, "annotations": str(annotations.resolve()),
               "images": str(images.resolve()), "split": split, "limit": limit, "resamples": resamples,
               "seed": seed, "device": device, "weights": str(weights) if weights else None,
@@ -137,6 +144,8 @@ def _run(cfg, models, dataset, annotations, images, out, resamples, seed, limit,
               "ldm_settings": {name: m.settings.to_dict() | {"window": m.settings.window()}
                                for name, m in loaded.items() if getattr(m, "settings", None) is not None},
               "save_heatmaps": save_heatmaps, "heatmap_size": heatmap_size, "exact_prompt": exact_prompt,
+              "batch_size": {"requested": requested, "source": batch_source, "used": images_per_call,
+                             "why": batch_why},
               "settings": cfg.record(), **resolved.record()}
     model_fps = model_fingerprints(loaded, options, config["ldm_settings"], weights)
     if resolved["dicom_display"] != "window":  # another grey scale of DICOM inputs: every row recomputed
@@ -176,7 +185,7 @@ def _run(cfg, models, dataset, annotations, images, out, resamples, seed, limit,
         return _score(run_dir, config, data, loaded, model_errors,
                       model_fps, dataset, loc, images, split, extractor, local_device, prompt_text,
                       exact_prompt, resamples, seed, limit, save_heatmaps, heatmap_size, progress, ranks,
-                      resolved["loc_pairs"], resolved["prompt_style"])
+                      resolved["loc_pairs"], resolved["prompt_style"], images_per_call)
     finally:
         if run_dir is not None:
             run_dir.close()
@@ -247,7 +256,7 @@ def normalise_prompts(samples: list, exact: bool, log, style: str = "cxrg") -> N
 
 def _score(run_dir, config, data, loaded, model_errors, model_fps, dataset, loc, images, split,
            extractor, device, prompt_text, exact_prompt, resamples, seed, limit, save_heatmaps, heatmap_size,
-           progress, ranks, loc_pairs="merged", prompt_style="cxrg"):
+           progress, ranks, loc_pairs="merged", prompt_style="cxrg", batch_size=1):
     from rich.console import Console
 
     from cxrg.bench.datasets import read_dataset
@@ -278,7 +287,7 @@ def _score(run_dir, config, data, loaded, model_errors, model_fps, dataset, loc,
                enabled=progress and ranks.main) as bar:
         result = run_benchmark(loaded, data, run_dir, resamples, seed, limit, model_errors,
                                progress=bar.advance, store=store,
-                               model_fingerprints=model_fps, ranks=ranks)
+                               model_fingerprints=model_fps, ranks=ranks, batch_size=batch_size)
     if not ranks.main:
         return result
     write_reports(result.summary, run_dir.path)

@@ -42,6 +42,7 @@ def run(
         t_min: int = 0,
         t_max: int = 999,
         batch_size: int = 32,
+        images_per_batch: int = 1,
         resamples: int = 10000,
         seed: int = 0,
         limit: int | None = None,
@@ -150,6 +151,7 @@ def run(
                                                       chosen, strategies is not None, fixed_prompt,
                                                       healthy_prompt, pathology_prompt, draws, t_min, t_max,
                                                       batch_size, seed, weighting, note, resolved)
+    classifier.images_per_batch = images_per_batch
     config = {"positives": str(positives.resolve()), "positives_format": positives_format,
               "images": str(images.resolve()), "negatives": str(negatives.resolve()) if negatives else None,
               "chexpert_labels": str(chexpert_labels.resolve()) if chexpert_labels else None,
@@ -158,7 +160,8 @@ def run(
               "max_negatives": max_negatives, "pathology": pathology, "healthy_prompt": healthy_prompt,
               "pathology_prompt": pathology_prompt, "fixed_prompt": fixed_prompt,
               "negative_prompts": negative_prompts, "strategies": chosen, "draws": draws, "t_min": t_min,
-              "t_max": t_max, "batch_size": batch_size, "resamples": resamples, "seed": seed, "limit": limit,
+              "t_max": t_max, "batch_size": batch_size, "images_per_batch": images_per_batch,
+              "resamples": resamples, "seed": seed, "limit": limit,
               "device": device, "dtype": dtype, "embeddings": embeddings_used,
               "text_encoder": classifier.engine.ldm.fingerprint, "weighting": weighting,
               "split_file": str(cfg.get("mimic-cxr.split")) if chexpert_labels else None, "split": split,
@@ -224,6 +227,7 @@ def _classifier(cfg, weights: Path | None, device: str, dtype: str, embeddings: 
     batch = int(table.pop("batch", None) or cfg.get("ldm.batch", 10))
     protocol_ldm = {"timestep_spacing": resolved["timestep_spacing"],
                     "upsampling": resolved["heatmap_upsampling"]}  # below [ldm] in cxrg.toml
+    attention = str(table.pop("attention", "sdpa"))
     heatmap_settings = heatmaps.HEATMAP_SETTINGS.with_overrides(
         {**protocol_ldm, **{k: v for k, v in table.items() if k != "otsu"}})
     codebook = None
@@ -233,7 +237,7 @@ def _classifier(cfg, weights: Path | None, device: str, dtype: str, embeddings: 
         codebook, meta = Codebook.load(tuned_path, fingerprint=ldm.fingerprint)
         check_window(meta, heatmap_settings, int(ldm.architecture.scheduler["num_train_timesteps"]),
                      tuned_path, allow=False)
-    engine = LdmEngine(ldm, heatmap_settings, batch_size=batch)
+    engine = LdmEngine(ldm, heatmap_settings, batch_size=batch, attention=attention)
     classifier = Classifier(engine, heatmaps.HeatmapSource(engine, fixed_prompt, codebook), healthy_prompt,
                             pathology_prompt, settings, chosen, seed, weighting)
     return classifier, str(Path(tuned_path).resolve()) if codebook is not None else None, chosen

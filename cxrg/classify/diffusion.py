@@ -13,6 +13,7 @@ scheduler (and cxrg.ldm.ddim.to_x0_and_eps) define it.
 
 The expectation is estimated with D draws (t_d, eps_d) that are the same for every class prompt of an image
 (seeded by the image), so class differences are not drowned in draw noise (Li et al.'s paired estimate).
+Several images' passes can share U-Net calls (`error_maps_batch`: each image keeps its own draws).
 The weights do not change the U-Net passes, so `error_maps` returns the per-position error averaged over
 the draws once per class, and every weighting (every strategy, every location prompt) is a cheap reduction
 of it (`weighted_error`).
@@ -108,14 +109,26 @@ def error_maps(unet: torch.nn.Module, latent: torch.Tensor, contexts: torch.Tens
 
     `latent` is the clean (1, C, h, w) latent, `contexts` the (classes, 77, D) prompt embeddings.
     """
-    device, dtype = latent.device, latent.dtype
-    n_draws, n_classes = len(timesteps), contexts.shape[0]
-    t_all = torch.as_tensor(timesteps, dtype=torch.long)
+    return error_maps_batch(unet, latent, contexts, [timesteps], [eps], alphas, prediction_type,
+                            batch_size, error)[0]
+
+
+def error_maps_batch(unet: torch.nn.Module, latents: torch.Tensor, contexts: torch.Tensor,
+                     timesteps: Sequence[np.ndarray], eps: Sequence[np.ndarray], alphas: torch.Tensor,
+                     prediction_type: str, batch_size: int, error: str = "squared") -> list[np.ndarray]:
+    """`error_maps` of several images at once: `latents` (N, C, h, w) with image n's own draws
+    (timesteps[n], eps[n]); the (image, draw, class) passes of all images share the U-Net calls,
+    `batch_size` per call. Each image's maps equal its own `error_maps` to float rounding."""
+    device, dtype = latents.device, latents.dtype
+    n_classes = contexts.shape[0]
+    t_all = torch.as_tensor(np.concatenate([np.asarray(t) for t in timesteps]), dtype=torch.long)
+    owner = torch.repeat_interleave(torch.arange(len(timesteps)), torch.tensor([len(t) for t in timesteps]))
     alpha_all = alphas.cpu()[t_all]
-    eps_all = torch.as_tensor(eps, device=device)
-    x_t = noisy(latent.float(), eps_all, alpha_all.to(device))
-    jobs = [(d, k) for d in range(n_draws) for k in range(n_classes)]
-    totals = torch.zeros((n_classes, *latent.shape[-2:]), dtype=torch.float64, device=device)
+    eps_all = torch.as_tensor(np.concatenate([np.asarray(e) for e in eps]), device=device)
+    x_t = noisy(latents.float()[owner.to(device)], eps_all, alpha_all.to(device))
+    jobs = [(d, k) for d in range(len(t_all)) for k in range(n_classes)]
+    totals = torch.zeros((len(timesteps) * n_classes, *latents.shape[-2:]), dtype=torch.float64,
+                         device=device)
     for start in range(0, len(jobs), batch_size):
         chunk = jobs[start:start + batch_size]
         d_idx = torch.tensor([d for d, _ in chunk])
@@ -124,8 +137,10 @@ def error_maps(unet: torch.nn.Module, latent: torch.Tensor, contexts: torch.Tens
         output = unet(sample.to(dtype), timesteps=t_all[d_idx].to(device), context=contexts[k_idx.to(device)])
         predicted = to_eps(sample, output.float(), alpha_all[d_idx].to(device), prediction_type)
         squared = (eps_all[d_idx.to(device)] - predicted).square().sum(dim=1).to(torch.float64)
-        totals.index_add_(0, k_idx.to(device), squared.sqrt() if error == "norm" else squared)
-    return (totals / n_draws).cpu().numpy()
+        totals.index_add_(0, (owner[d_idx] * n_classes + k_idx).to(device),
+                          squared.sqrt() if error == "norm" else squared)
+    per_image = totals.reshape(len(timesteps), n_classes, *latents.shape[-2:]).cpu().numpy()
+    return [per_image[n] / len(timesteps[n]) for n in range(len(timesteps))]
 
 
 def weighted_error(maps: np.ndarray, weights: np.ndarray | None) -> np.ndarray:

@@ -58,6 +58,9 @@ class Classifier:
     """Eq. 8: "per-class" weights each class's error with its own heatmap (the healthy prompt's map for the
     healthy class, the location prompt's for the pathology: the paper); "shared" uses the location
     prompt's map for both (cxrg before 0.2)."""
+    images_per_batch: int = 1
+    """Images classified together (classify_batch): their U-Net passes (noise draws, heatmap inversions)
+    share calls; the rows do not depend on it beyond float rounding."""
 
     def __post_init__(self) -> None:
         ldm = self.engine.ldm
@@ -77,10 +80,10 @@ class Classifier:
                               ldm.architecture.scheduler["prediction_type"], self.draws.batch_size,
                               self.draws.error)
 
-    def classify(self, job: Job, image: np.ndarray) -> list[dict[str, str]]:
-        """Every (run, strategy) row of one image."""
+    def classify(self, job: Job, image: np.ndarray, maps: np.ndarray | None = None) -> list[dict[str, str]]:
+        """Every (run, strategy) row of one image (`maps`: its error maps, when computed already)."""
         pixels = self.engine.model_input(image)
-        maps = self.error_maps(job.key, pixels)
+        maps = self.error_maps(job.key, pixels) if maps is None else maps
         heat = self.heatmaps.maps(pixels, [run.prompt for run in job.runs], self.strategies)
         own = (self.heatmaps.maps(pixels, [self.healthy_prompt], self.strategies, vocabulary=False)
                if self.weighting == "per-class" else None)
@@ -105,6 +108,30 @@ class Classifier:
                     row["miou"] = repr(metrics.score(metrics.normalise(full), run.boxes)[1])
                 rows.append(row)
         return rows
+
+
+    def error_maps_batch(self, keys: Sequence[str], pixels: Sequence[torch.Tensor]) -> list[np.ndarray]:
+        """`error_maps` of several images, their draws sharing the U-Net calls."""
+        from cxrg.classify.diffusion import error_maps_batch
+
+        ldm = self.engine.ldm
+        with torch.inference_mode():
+            latents = self.engine.encode_image(torch.cat(list(pixels)))
+            draws = [draw_noise(self.seed, key, self.draws, tuple(latents.shape[1:])) for key in keys]
+            return error_maps_batch(ldm.unet, latents, self.contexts, [t for t, _ in draws],
+                                    [e for _, e in draws], ldm.alphas,
+                                    ldm.architecture.scheduler["prediction_type"], self.draws.batch_size,
+                                    self.draws.error)
+
+    def classify_batch(self, jobs: Sequence[Job], images: Sequence[np.ndarray]) -> list[list[dict[str, str]]]:
+        """`classify` of several images: the error maps of all in shared U-Net calls, their heatmaps'
+        inversions in one batch (the engine keeps the trajectories for the per-image heatmap calls)."""
+        pixels = [self.engine.model_input(image) for image in images]
+        maps = self.error_maps_batch([job.key for job in jobs], pixels)
+        if any(s != "none" for s in self.strategies):
+            with torch.inference_mode():
+                self.engine.trajectories(pixels)
+        return [self.classify(job, image, m) for job, image, m in zip(jobs, images, maps, strict=True)]
 
 
 def _row(job: Job, unit: str, label: int, prompt: str, strategy: str) -> dict[str, str]:
@@ -176,23 +203,17 @@ def run_classification(classifier: Classifier, jobs: Sequence[Job], run: RunDir,
     last_flush = time.monotonic()
     try:
         with heartbeat(run.path, "scores", ranks) if ranks.sharded else contextlib.nullcontext():
-            for job in todo:
-                if id(job) not in finished:
-                    started = time.perf_counter()
-                    try:
-                        new = classifier.classify(job, load_image(job))
-                    except CxrgError as exc:
-                        new = _failed(job, strategies, exc.one_line())
-                    except Exception as exc:  # one image's failure must not stop the run
-                        new = _failed(job, strategies, f"{type(exc).__name__}: {exc}")
-                    seconds = f"{time.perf_counter() - started:.3f}"
+            size = max(1, classifier.images_per_batch)
+            for start in range(0, len(todo), size):
+                chunk = [job for job in todo[start:start + size] if id(job) not in finished]
+                for job, new, seconds in _classify_chunk(classifier, chunk):
                     for row in new:
                         row["seconds"] = seconds
                         out_rows[(row["kind"], row["unit"], row["prompt"], row["strategy"])] = row
                     if new and new[0]["error"]:
                         run.logger.warning("%s %s: %s", job.kind, job.key, new[0]["error"])
                 if progress is not None:
-                    progress(1)
+                    progress(len(todo[start:start + size]))
                 if time.monotonic() - last_flush > FLUSH_SECONDS:
                     write()
                     last_flush = time.monotonic()
@@ -208,6 +229,43 @@ def run_classification(classifier: Classifier, jobs: Sequence[Job], run: RunDir,
         remove_shards(run.path, "scores")
         run.logger.info("merged the shards of %d processes into %s", ranks.world, path.name)
     return rows
+
+
+def _classify_one(classifier: Classifier, job: Job, image: np.ndarray | None = None
+                  ) -> list[dict[str, str]]:
+    try:
+        return classifier.classify(job, load_image(job) if image is None else image)
+    except CxrgError as exc:
+        return _failed(job, classifier.strategies, exc.one_line())
+    except Exception as exc:  # one image's failure must not stop the run
+        return _failed(job, classifier.strategies, f"{type(exc).__name__}: {exc}")
+
+
+def _classify_chunk(classifier: Classifier, jobs: Sequence[Job]) -> list[tuple[Job, list[dict], str]]:
+    """(job, rows, seconds) of several images: together (classify_batch) when there are several that
+    load; if that fails, or for one image, each alone, so a failing image fails alone."""
+    loaded: list[tuple[Job, np.ndarray]] = []
+    out: dict[int, tuple[Job, list[dict], str]] = {}
+    for job in jobs:
+        started = time.perf_counter()
+        try:
+            loaded.append((job, load_image(job)))
+        except Exception:
+            out[id(job)] = (job, _classify_one(classifier, job), f"{time.perf_counter() - started:.3f}")
+    if len(loaded) > 1:
+        started = time.perf_counter()
+        try:
+            rows = classifier.classify_batch([j for j, _ in loaded], [im for _, im in loaded])
+        except Exception:
+            rows = None
+        if rows is not None:
+            seconds = f"{(time.perf_counter() - started) / len(loaded):.3f}"
+            out.update((id(job), (job, new, seconds)) for (job, _), new in zip(loaded, rows, strict=True))
+            loaded = []
+    for job, image in loaded:
+        started = time.perf_counter()
+        out[id(job)] = (job, _classify_one(classifier, job, image), f"{time.perf_counter() - started:.3f}")
+    return [out[id(job)] for job in jobs]
 
 
 def _failed(job: Job, strategies: Sequence[str], error: str) -> list[dict[str, str]]:

@@ -62,6 +62,10 @@ def bench(
                                                "(default: read into the canonical prompt).")] = False,
     restart: Annotated[bool, typer.Option(help="Drop the results already in --out and start over.")] = False,
     quiet: QUIET = False,
+    batch_size: Annotated[str | None, typer.Option(help="Images per model call: N or auto (default: [bench] "
+                                                   "batch_size in cxrg.toml, else auto: 1 on CPU, what fits "
+                                                   "the free memory on CUDA). Results do not depend on it.")]
+    = None,
 ) -> None:
     """Score models on a phrase-grounding dataset: per_sample.csv, summary.csv/json, results.md/png."""
     from cxrg.api import bench as run_bench
@@ -72,4 +76,5 @@ def bench(
               prompt_text=prompt_text, report=report, exact_prompt=exact_prompt, restart=restart,
               progress=not quiet, protocol=protocol,
               choices={"location_mappings": location_mappings, "loc_pairs": loc_pairs,
-                       "vindr_candidates": vindr_candidates, "dicom_display": dicom_display})
+                       "vindr_candidates": vindr_candidates, "dicom_display": dicom_display},
+              batch_size=batch_size)

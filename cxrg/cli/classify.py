@@ -64,6 +64,9 @@ def classify(
     t_min: Annotated[int, typer.Option(min=0, help="Smallest timestep drawn.")] = 0,
     t_max: Annotated[int, typer.Option(min=0, help="Largest timestep drawn (inclusive).")] = 999,
     batch_size: Annotated[int, typer.Option(min=1, help="U-Net passes per call.")] = 32,
+    images_per_batch: Annotated[int, typer.Option(min=1, help="Images classified together: their noise "
+                                                  "draws share U-Net calls, their heatmaps' inversions run "
+                                                  "as one batch (results do not depend on it).")] = 1,
     resamples: Annotated[int, typer.Option(min=100, help="Bootstrap resamples.")] = 10_000,
     seed: Annotated[int, typer.Option(help="Seed of the draws, the negatives subset and the bootstrap.")] = 0,
     limit: Annotated[int | None, typer.Option(min=1, help="Only the first N positive and N negative images.")

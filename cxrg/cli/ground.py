@@ -32,9 +32,14 @@ def ground(
                                                   "Segmentation of each DICOM image; docs/viewer.md).")]
     = None,
     quiet: QUIET = False,
+    batch_size: Annotated[str | None, typer.Option(help="Images of a folder per model call: N or auto "
+                                                   "(default: [bench] batch_size in cxrg.toml, else auto).")]
+    = None,
 ) -> None:
     """Ground PROMPT on IMAGE: OUT/<stem>.<model>.heatmap.npy, .overlay.png and .json per image."""
     from cxrg.api import open_model
+    from cxrg.bench.batching import configured_batch_size, resolve_batch_size
+    from cxrg.config import load_config
     from cxrg.export.grounding import ground_formats, ground_with_formats
     from cxrg.loading import parse_option_pairs
     from cxrg.progress import quiet as set_quiet
@@ -43,8 +48,11 @@ def ground(
     set_quiet(quiet)
     loaded = open_model(model, weights, device, {"lut": lut, "dtype": dtype, "embeddings": embeddings},
                         parse_option_pairs(option))
+    cfg = load_config(cli={"weights": weights, "device": device})
+    requested, _ = configured_batch_size(cfg, batch_size, cfg.get("device", "cpu"))
+    images_per_call, _ = resolve_batch_size(requested, {model: loaded.model}, cfg.get("device", "cpu"))
     ground_with_formats(loaded.model, image, prompt, out, exact_prompt, formats,
-                        loaded.fingerprint if formats else "")
+                        loaded.fingerprint if formats else "", images_per_call)
 
 
 def demo_image() -> None:

@@ -65,7 +65,7 @@ def seg_for_summary(summary_path: Path, weights_fingerprint: str = "") -> Path:
 
 
 def ground_with_formats(model: Any, spec: str, phrase: str, out: Path, exact: bool,
-                        formats: Sequence[str], weights_fingerprint: str = "") -> None:
+                        formats: Sequence[str], weights_fingerprint: str = "", batch_size: int = 1) -> None:
     """cxrg.grounding.ground_images, then the extra `formats` for the images it grounded (module
     docstring). Exit status 1 when an image failed or a SEG was refused."""
     from cxrg.grounding import collect_images, ground_images
@@ -73,7 +73,7 @@ def ground_with_formats(model: Any, spec: str, phrase: str, out: Path, exact: bo
     started = time.time() - 1.0  # file times may be rounded down to the second
     failed: SystemExit | None = None
     try:
-        ground_images(model, spec, phrase, out, exact)
+        ground_images(model, spec, phrase, out, exact, batch_size)
     except SystemExit as exc:  # some images of a batch failed (already reported): SEG for the others
         failed = exc
     if "dicom-seg" in formats:

@@ -8,6 +8,13 @@ using a feature it does not implement (causal masking, relative position embeddi
 not captured keep whatever attention path they had (the fused one by default).
 `stop_after_last` ends the U-Net's forward right after the last captured layer: the rest of the network
 cannot change what was captured, so it is not computed.
+
+`attention_path(module, "sdpa")` puts every attention block of a network (self-attention, and the
+cross-attention nothing captures) on torch's fused `scaled_dot_product_attention` (MONAI's
+`use_flash_attention` path) for the duration of a block: it never materialises the (positions x keys)
+probability matrix, which saves memory and time. Captured layers are unaffected: `capture` swaps their
+forward for the explicit one whatever the flag says. Blocks the fused path cannot run exactly as the
+explicit one (causal masks, relative position embeddings, dropout, `save_attn`) are left alone.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -102,6 +110,32 @@ def capture(unet: torch.nn.Module, layers: Sequence[str], keep_grad: bool = Fals
                 modules[name].forward = saved[name]
         for handle in handles:
             handle.remove()
+
+
+ATTENTION_PATHS = ("sdpa", "explicit")
+"""How attention that nothing captures is computed: torch's fused SDPA or MONAI's explicit softmax."""
+
+
+def _fusable(block) -> bool:
+    return (not getattr(block, "causal", False) and getattr(block, "rel_positional_embedding", None) is None
+            and not getattr(block, "save_attn", False) and float(getattr(block, "dropout_rate", 0.0)) == 0.0)
+
+
+@contextlib.contextmanager
+def attention_path(module: torch.nn.Module, path: str) -> Iterator[None]:
+    """Every attention block of `module` on `path` ("sdpa" or "explicit") inside the block; restored on
+    exit."""
+    if path not in ATTENTION_PATHS:
+        raise UsageError(f"unknown attention path {path!r}", hint=f"choose {' or '.join(ATTENTION_PATHS)}")
+    blocks: list[Any] = [m for m in module.modules() if hasattr(m, "use_flash_attention")]
+    saved = [m.use_flash_attention for m in blocks]
+    try:
+        for block in blocks:
+            block.use_flash_attention = path == "sdpa" and _fusable(block)
+        yield
+    finally:
+        for block, flag in zip(blocks, saved, strict=True):
+            block.use_flash_attention = flag
 
 
 def run_until_captured(unet: torch.nn.Module, *args, **kwargs) -> None:

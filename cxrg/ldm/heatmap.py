@@ -33,7 +33,7 @@ import torch
 
 from cxrg.errors import InputError
 from cxrg.geometry import ResizeCenterCrop
-from cxrg.ldm.attention import capture, cross_attention_layers, run_until_captured
+from cxrg.ldm.attention import attention_path, capture, cross_attention_layers, run_until_captured
 from cxrg.ldm.config import HeatmapSettings
 from cxrg.ldm.ddim import inversion_timesteps, invert_step
 from cxrg.ldm.loading import LoadedLdm
@@ -116,11 +116,14 @@ class LdmEngine:
     """Heatmaps for images and prompts with one loaded LDM (fast path; `reference_maps` is the slow one)."""
 
     def __init__(self, ldm: LoadedLdm, settings: HeatmapSettings | None = None,
-                 codebook: Codebook | None = None, batch_size: int = 10) -> None:
+                 codebook: Codebook | None = None, batch_size: int = 10, attention: str = "sdpa") -> None:
         self.ldm = ldm
         self.settings = settings or HeatmapSettings()
         self.codebook = codebook
         self.batch_size = batch_size
+        self.attention = attention
+        """"sdpa" (default): attention nothing captures runs on torch's fused path; "explicit": MONAI's
+        softmax everywhere (attention.attention_path). Captured layers are explicit either way."""
         self.size = int(ldm.architecture.image_size)
         self.transform = ResizeCenterCrop(self.size)
         self.timesteps = inversion_timesteps(self.settings.inference_steps,
@@ -131,8 +134,10 @@ class LdmEngine:
         if bad or not self.settings.capture_steps:
             last = self.settings.inference_steps - 1
             raise InputError(f"capture steps {bad or '(none)'} are outside 0..{last}")
-        self._trajectory_key: str | None = None
-        self._trajectory: dict[int, torch.Tensor] = {}
+        self._trajectories: dict[str, dict[int, torch.Tensor]] = {}
+        self._capacity = 1
+        """Trajectories of the most recent images (keyed by content), as many as the largest call had: the
+        prompts of an image asked in a later call (another model's, another strategy's) reuse them."""
         self.progress: Callable[[str, int, int], None] | None = None
         """Called as progress(stage, done, total) for the inversion and capture passes (a progress bar)."""
 
@@ -143,7 +148,8 @@ class LdmEngine:
         return torch.tensor(cropped)[None, None].to(self.ldm.device, self.ldm.dtype)
 
     def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
-        z_mu, _ = self.ldm.autoencoder.encode(pixels)
+        with attention_path(self.ldm.autoencoder, self.attention):
+            z_mu, _ = self.ldm.autoencoder.encode(pixels)
         return z_mu * self.ldm.architecture.latent_scale
 
     def contexts(self, prompts: Sequence[str]) -> tuple[torch.Tensor, list[TokenSpan]]:
@@ -166,104 +172,153 @@ class LdmEngine:
         return torch.full((n,), self.timesteps[i], dtype=torch.long, device=self.ldm.device)
 
     # -- fast path --------------------------------------------------------------------------------------
+    def trajectory_key(self, pixels: torch.Tensor) -> str:
+        key = hashlib.sha1(pixels.float().cpu().numpy().tobytes()).hexdigest()
+        return key + repr((self.settings.inference_steps, self.settings.timestep_spacing,
+                           tuple(self.settings.inversion_steps)))
+
+    def forget(self) -> None:
+        """Drop the cached trajectories (a benchmark's warm-up, or to free memory)."""
+        self._trajectories = {}
+        self._capacity = 1
+
     def trajectory(self, pixels: torch.Tensor) -> dict[int, torch.Tensor]:
         """Latents entering each captured step, from unconditional inversion; cached for the last image."""
-        key = hashlib.sha1(pixels.float().cpu().numpy().tobytes()).hexdigest()
-        key += repr((self.settings.inference_steps, self.settings.timestep_spacing,
-                     tuple(self.settings.inversion_steps)))
-        if key == self._trajectory_key:
-            return self._trajectory
+        return self.trajectories([pixels])[0]
+
+    def trajectories(self, pixels: Sequence[torch.Tensor]) -> list[dict[int, torch.Tensor]]:
+        """`trajectory` of several (1, 1, size, size) images, the ones not cached inverted together: one
+        U-Net call per step at batch N images. Every operation acts on each image alone, so an image's
+        trajectory does not depend on its batch (equal to float rounding; tests/test_batching.py)."""
+        keys = [self.trajectory_key(p) for p in pixels]
+        missing = [k for k in dict.fromkeys(keys) if k not in self._trajectories]
+        if missing:
+            first = {k: keys.index(k) for k in missing}
+            batch = torch.cat([pixels[first[k]] for k in missing])
+            for k, kept in zip(missing, self._invert(batch), strict=True):
+                self._trajectories[k] = kept
+        got = [self._trajectories[k] for k in keys]
+        for k in keys:  # most recently used last; the cache holds as many images as the largest call
+            self._trajectories[k] = self._trajectories.pop(k)
+        self._capacity = max(self._capacity, len(set(keys)))
+        while len(self._trajectories) > self._capacity:
+            self._trajectories.pop(next(iter(self._trajectories)))
+        return got
+
+    def _invert(self, pixels: torch.Tensor) -> list[dict[int, torch.Tensor]]:
         wanted = set(self.settings.inversion_steps)
-        uncond = self.unconditional()
+        n = pixels.shape[0]
+        uncond = self.unconditional().expand(n, -1, -1)
         latent = self.encode_image(pixels).float()  # the trajectory is kept in float32 whatever the dtype
         kept: dict[int, torch.Tensor] = {}
-        for i in range(max(wanted) + 1):
-            if i in wanted:
-                kept[i] = latent
-            if i == max(wanted):
-                break
-            output = self.ldm.unet(latent.to(self.ldm.dtype), timesteps=self._t(i, 1), context=uncond)
-            latent = self._step(latent, output.float(), i)
-            if self.progress is not None:
-                self.progress("inversion", i + 1, max(wanted))
-        self._trajectory_key, self._trajectory = key, kept
-        return kept
+        with attention_path(self.ldm.unet, self.attention):
+            for i in range(max(wanted) + 1):
+                if i in wanted:
+                    kept[i] = latent
+                if i == max(wanted):
+                    break
+                output = self.ldm.unet(latent.to(self.ldm.dtype), timesteps=self._t(i, n), context=uncond)
+                latent = self._step(latent, output.float(), i)
+                if self.progress is not None:
+                    self.progress("inversion", i + 1, max(wanted))
+        return [{i: z[b:b + 1] for i, z in kept.items()} for b in range(n)]
 
-    def captured_maps(self, trajectory: dict[int, torch.Tensor], context: torch.Tensor,
-                      spans: Sequence[TokenSpan], keep_grad: bool = False) -> torch.Tensor:
-        """(prompts, layers*steps, h, w) token-averaged attention of the conditional passes, batched."""
+    def captured_maps(self, trajectory: dict[int, torch.Tensor] | Sequence[dict[int, torch.Tensor]],
+                      context: torch.Tensor, spans: Sequence[TokenSpan], keep_grad: bool = False,
+                      owners: Sequence[int] | None = None) -> torch.Tensor:
+        """(prompts, layers*steps, h, w) token-averaged attention of the conditional passes, batched
+        `batch_size` (prompt, step) passes per U-Net call. With several trajectories (several images),
+        `owners[p]` says which one prompt p belongs to; the calls then mix the images' passes."""
+        trajectories = [trajectory] if isinstance(trajectory, dict) else list(trajectory)
+        owners = list(owners) if owners is not None else [0] * len(spans)
         steps = list(self.settings.inversion_steps)
         jobs = [(p, i) for p in range(len(spans)) for i in steps]
         per_job: list[torch.Tensor] = []
-        for start in range(0, len(jobs), self.batch_size):
-            chunk = jobs[start:start + self.batch_size]
-            latents = torch.cat([trajectory[i] for _, i in chunk]).to(self.ldm.dtype)
-            ctx = context[[p for p, _ in chunk]]
-            times = torch.tensor([self.timesteps[i] for _, i in chunk], dtype=torch.long,
-                                 device=self.ldm.device)
-            with capture(self.ldm.unet, self.settings.layers, keep_grad=keep_grad,
-                         stop_after_last=True) as got:
-                run_until_captured(self.ldm.unet, latents, timesteps=times, context=ctx)
-            chunk_spans = [spans[p] for p, _ in chunk]
-            if self.progress is not None:
-                self.progress("attention", start + len(chunk), len(jobs))
-            layer_maps = [token_average(got.stacked(layer), chunk_spans) for layer in self.settings.layers]
-            per_job.append(torch.stack(common_side(layer_maps), dim=1))  # (chunk, layers, h, w)
+        with attention_path(self.ldm.unet, self.attention):
+            for start in range(0, len(jobs), self.batch_size):
+                chunk = jobs[start:start + self.batch_size]
+                latents = torch.cat([trajectories[owners[p]][i] for p, i in chunk]).to(self.ldm.dtype)
+                ctx = context[[p for p, _ in chunk]]
+                times = torch.tensor([self.timesteps[i] for _, i in chunk], dtype=torch.long,
+                                     device=self.ldm.device)
+                with capture(self.ldm.unet, self.settings.layers, keep_grad=keep_grad,
+                             stop_after_last=True) as got:
+                    run_until_captured(self.ldm.unet, latents, timesteps=times, context=ctx)
+                chunk_spans = [spans[p] for p, _ in chunk]
+                if self.progress is not None:
+                    self.progress("attention", start + len(chunk), len(jobs))
+                layer_maps = [token_average(got.stacked(layer), chunk_spans)
+                              for layer in self.settings.layers]
+                per_job.append(torch.stack(common_side(layer_maps), dim=1))  # (chunk, layers, h, w)
         stacked = torch.cat(per_job)  # (prompts*steps, layers, h, w)
         h, w = stacked.shape[-2:]
         return stacked.reshape(len(spans), len(steps) * len(self.settings.layers), h, w)
 
     def maps(self, image: np.ndarray, prompts: Sequence[str]) -> list[np.ndarray]:
         """Model-space (size x size) heatmaps of `prompts` on one image: the fast path."""
+        return self.maps_batch([image], [prompts])[0]
+
+    def maps_batch(self, images: Sequence[np.ndarray], prompts: Sequence[Sequence[str]]
+                   ) -> list[list[np.ndarray]]:
+        """`maps` of several images at once (prompts[k] are image k's): the unconditional inversion at
+        batch N images, the conditional passes of all sum(prompts) x steps batched together. Each map
+        equals the one-image call's to float rounding, whatever N and the order (tests/test_batching.py)."""
+        if len(images) != len(prompts):
+            raise InputError(f"{len(images)} images but {len(prompts)} prompt lists")
+        flat = [p for group in prompts for p in group]
+        owners = [k for k, group in enumerate(prompts) for _ in group]
         with torch.inference_mode():
-            pixels = self.model_input(image)
-            trajectory = self.trajectory(pixels)
-            context, spans = self.contexts(prompts)
-            attention = self.captured_maps(trajectory, context, spans)
-        return [postprocess(attention[p], self.size, self.settings) for p in range(len(prompts))]
+            pixels = [self.model_input(image) for image in images]
+            if not flat:
+                return [[] for _ in images]
+            context, spans = self.contexts(flat)
+            trajectories = self.trajectories(pixels)
+            attention = self.captured_maps(trajectories, context, spans, owners=owners)
+        out: list[list[np.ndarray]] = [[] for _ in images]
+        for p, k in enumerate(owners):
+            out[k].append(postprocess(attention[p], self.size, self.settings))
+        return out
 
     def heatmaps(self, image: np.ndarray, prompts: Sequence[str]) -> list[np.ndarray]:
         """Heatmaps at the original image's size, NaN outside the model's crop."""
-        h, w = image.shape[:2]
-        return [self.transform.heatmap_to_image(m, h, w, self.settings.upsampling)
-                for m in self.maps(image, prompts)]
+        return self.heatmaps_batch([image], [prompts])[0]
+
+    def heatmaps_batch(self, images: Sequence[np.ndarray], prompts: Sequence[Sequence[str]]
+                       ) -> list[list[np.ndarray]]:
+        """`heatmaps` of several images at once (see maps_batch)."""
+        maps = self.maps_batch(images, prompts)
+        return [[self.transform.heatmap_to_image(m, *image.shape[:2], self.settings.upsampling)
+                 for m in group] for image, group in zip(images, maps, strict=True)]
 
 
 # ------------------------------------------------------------------------------------ reference path
 
 
 def reference_maps(engine: LdmEngine, image: np.ndarray, prompts: Sequence[str]) -> list[np.ndarray]:
-    """The straightforward way, prompt by prompt (see the module docstring); for tests and benchmarks."""
+    """The straightforward way, prompt by prompt (see the module docstring); for tests and benchmarks.
+    Explicit attention everywhere, whatever the engine's `attention` setting."""
     unet = engine.ldm.unet
     all_layers = cross_attention_layers(unet)
-    flags = {name: m.use_flash_attention for name, m in unet.named_modules()
-             if hasattr(m, "use_flash_attention")}
-    for name, module in unet.named_modules():
-        if name in flags:
-            module.use_flash_attention = False
     results = []
-    try:
-        with torch.no_grad():
-            pixels = engine.model_input(image)
-            uncond = engine.unconditional()
-            for prompt in prompts:
-                context, spans = engine.contexts([prompt])
-                latent = engine.encode_image(pixels).float()
-                both = torch.cat([uncond, context])
-                with capture(unet, all_layers) as got:
-                    for i in range(engine.settings.inference_steps):
-                        model_input = latent.to(engine.ldm.dtype)
-                        output = unet(torch.cat([model_input, model_input]), timesteps=engine._t(i, 2),
-                                      context=both)
-                        latent = engine._step(latent, output[:1].float(), i)
-                selected = []
-                for layer in engine.settings.layers:
-                    per_step = got.maps[layer]  # one (2, heads, positions, tokens) tensor per step
-                    for i in engine.settings.inversion_steps:
-                        selected.append(token_average(per_step[i][1:], spans)[0])
-                results.append(postprocess(torch.stack(common_side(selected)), engine.size, engine.settings))
-    finally:
-        for name, module in unet.named_modules():
-            if name in flags:
-                module.use_flash_attention = flags[name]
+    explicit = (attention_path(unet, "explicit"), attention_path(engine.ldm.autoencoder, "explicit"))
+    with torch.no_grad(), explicit[0], explicit[1]:
+        pixels = engine.model_input(image)
+        uncond = engine.unconditional()
+        for prompt in prompts:
+            context, spans = engine.contexts([prompt])
+            z_mu, _ = engine.ldm.autoencoder.encode(pixels)
+            latent = (z_mu * engine.ldm.architecture.latent_scale).float()
+            both = torch.cat([uncond, context])
+            with capture(unet, all_layers) as got:
+                for i in range(engine.settings.inference_steps):
+                    model_input = latent.to(engine.ldm.dtype)
+                    output = unet(torch.cat([model_input, model_input]), timesteps=engine._t(i, 2),
+                                  context=both)
+                    latent = engine._step(latent, output[:1].float(), i)
+            selected = []
+            for layer in engine.settings.layers:
+                per_step = got.maps[layer]  # one (2, heads, positions, tokens) tensor per step
+                for i in engine.settings.inversion_steps:
+                    selected.append(token_average(per_step[i][1:], spans)[0])
+            results.append(postprocess(torch.stack(common_side(selected)), engine.size, engine.settings))
     return results

@@ -41,6 +41,8 @@ class _LdmOptions:
     dtype: str = option("float32", "U-Net, autoencoder and text encoder precision", "str",
                         ("float32", "bfloat16", "float16"))
     batch: int = option(10, "conditional U-Net passes per call", "int", minimum=1)
+    attention: str = option("sdpa", "attention nothing captures: sdpa (torch's fused kernel) or explicit "
+                            "(softmax written out; captured layers always are)", "str", ("sdpa", "explicit"))
     inference_steps: int | None = option(None, "DDIM steps of the inversion (paper: 100)", "int", minimum=1)
     capture_steps: tuple[int, ...] | None = option(None, "captured step indices as start,stop (paper: 30,60)",
                                                    "ints")
@@ -106,7 +108,8 @@ class LdmFrozenModel:
         self._check_weights(weights_dir, options)
         ldm = load_ldm(weights_dir, device=device, dtype=options.dtype)
         codebook = self._codebook(ldm, weights_dir, options)  # may adopt the embeddings' DDIM grid
-        self.engine = LdmEngine(ldm, self.settings, codebook, batch_size=options.batch)
+        self.engine = LdmEngine(ldm, self.settings, codebook, batch_size=options.batch,
+                                 attention=options.attention)
 
     def _check_weights(self, weights_dir: Path | None, options: Any) -> None:
         """Nothing beyond what load_ldm checks."""
@@ -121,16 +124,31 @@ class LdmFrozenModel:
         return self.heatmaps([query])[0]
 
     def heatmaps(self, queries: Sequence[HeatmapQuery]) -> list[np.ndarray]:
-        """Several prompts on one image: inverted once, conditional passes batched."""
+        """Several prompts on one or several images at once: the images inverted together (batch N
+        images), the conditional passes of all their prompts batched (LdmEngine.heatmaps_batch); maps in
+        the queries' order, each equal to its one-image call's to float rounding."""
         if self.engine is None:
             self.load()
         assert self.engine is not None
-        images = {id(q.image) for q in queries}
-        if len(images) != 1:
-            return [out for q in queries for out in self.heatmaps([q])]
         for query in queries:
             self._check_prompt(query.prompt)
-        return self.engine.heatmaps(queries[0].image, [q.prompt for q in queries])
+        by_image: dict[int, list[int]] = {}
+        for k, query in enumerate(queries):
+            by_image.setdefault(id(query.image), []).append(k)
+        groups = list(by_image.values())
+        out: list[np.ndarray | None] = [None] * len(queries)
+        for start in range(0, len(groups), MAX_IMAGES_PER_CALL):
+            chunk = groups[start:start + MAX_IMAGES_PER_CALL]
+            maps = self.engine.heatmaps_batch([queries[g[0]].image for g in chunk],
+                                              [[queries[k].prompt for k in g] for g in chunk])
+            for group, group_maps in zip(chunk, maps, strict=True):
+                for k, heat in zip(group, group_maps, strict=True):
+                    out[k] = heat
+        return [m for m in out if m is not None]
+
+
+MAX_IMAGES_PER_CALL = 64
+"""At most this many images are inverted together, however many a caller passes (memory)."""
 
 
 class LdmTunedModel(LdmFrozenModel):

@@ -106,7 +106,8 @@ def run(
 
     resolved = resolve("tune", None, protocol, cfg)  # the DDIM grid (below [ldm]); G's normalisation
     schedule = {"timestep_spacing": resolved["timestep_spacing"],
-                **{k: v for k, v in cfg.table("ldm").items() if k not in ("otsu", "batch", "upsampling")}}
+                **{k: v for k, v in cfg.table("ldm").items()
+                   if k not in ("otsu", "batch", "upsampling", "attention")}}
     config = TuneConfig(steps=total, lr=lr, alpha=alpha, epsilon=epsilon, jitter=jitter, seed=seed,
                         checkpoint_every=checkpoint_every, chunk=chunk, cache_dtype=cache_dtype,
                         autocast=autocast, checkpointing=checkpointing, div_weight=div_weight,

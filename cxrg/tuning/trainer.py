@@ -56,7 +56,7 @@ from cxrg.runs import (
 )
 from cxrg.tuning.data import Manifest, TuningSample
 from cxrg.tuning.losses import layer_token_maps, tuning_losses
-from cxrg.tuning.trajectories import TrajectoryCache
+from cxrg.tuning.trajectories import TrajectoryCache, precompute_trajectories
 
 LOSS_FIELDS = ("step", "sample_id", "loss", "l_div", "l_loc", "seconds")
 CHECKPOINT = "checkpoint.safetensors"
@@ -210,6 +210,7 @@ class Trainer:
               loss_hook: Callable | None = None) -> Path:
         samples = self.manifest.samples
         mask = self.codebook.gradient_mask().to(self.ldm.device)
+        precompute_trajectories(self, range(self.step, self.config.steps))  # batched, before the steps
         while self.step < self.config.steps:
             started = time.perf_counter()
             step = self.step

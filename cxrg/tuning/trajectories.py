@@ -5,13 +5,19 @@ depend on the embeddings being tuned: computing them once and reusing them every
 approximation. A cache entry is keyed by the model input (the image after resize and crop), a fingerprint
 of the autoencoder and U-Net weights, and the schedule settings; it is a safetensors file of the latents
 (float32, or float16 to halve the disk).
+
+`precompute` (and `precompute_trajectories` for a trainer's coming steps) computes the missing entries
+`batch_size` images at a time, one U-Net call per inversion step for the whole batch, before the fast steps
+need them; each entry equals the one-image computation to float rounding (tests/test_batching.py).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -28,9 +34,15 @@ def module_fingerprint(module: torch.nn.Module) -> str:
     return digest.hexdigest()[:24]
 
 
+DEFAULT_BATCH = 4
+"""Images inverted together when trajectories are precomputed (`TrajectoryCache.batch_size`)."""
+
+
 class TrajectoryCache:
-    def __init__(self, engine: LdmEngine, folder: Path, dtype: str = "float32") -> None:
+    def __init__(self, engine: LdmEngine, folder: Path, dtype: str = "float32",
+                 batch_size: int = DEFAULT_BATCH) -> None:
         self.engine = engine
+        self.batch_size = batch_size
         self.folder = Path(folder)
         self.dtype = {"float32": torch.float32, "float16": torch.float16}[dtype]
         settings = engine.settings
@@ -41,31 +53,88 @@ class TrajectoryCache:
             "scheduler": engine.ldm.architecture.scheduler}, sort_keys=True)
         self.hits = 0
         self.misses = 0
+        self._fresh: set[str] = set()
 
     def key(self, pixels: torch.Tensor) -> str:
         digest = hashlib.sha256(self.model_key.encode())
         digest.update(pixels.float().cpu().numpy().tobytes())
         return digest.hexdigest()[:40]
 
+    def path(self, key: str) -> Path:
+        return self.folder / f"{key}.safetensors"
+
     def latents(self, pixels: torch.Tensor) -> torch.Tensor:
         """(captured steps, C, h, w) latents entering the captured steps, from the cache or computed."""
-        from safetensors.torch import load_file, save_file
+        from safetensors.torch import load_file
 
-        from cxrg.runs import atomic_write_bytes
-
-        path = self.folder / f"{self.key(pixels)}.safetensors"
+        key = self.key(pixels)
+        path = self.path(key)
         if path.is_file():
-            self.hits += 1
+            if key in self._fresh:
+                self._fresh.discard(key)  # computed by precompute: counted there
+            else:
+                self.hits += 1
             latents = load_file(str(path))["latents"]
         else:
             self.misses += 1
             with torch.inference_mode():
-                trajectory = self.engine.trajectory(pixels)
-            steps = self.engine.settings.inversion_steps
-            latents = torch.cat([trajectory[i] for i in steps]).to(self.dtype).cpu().clone()
-            self.folder.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.tmp")
-            save_file({"latents": latents.contiguous()}, str(tmp))
-            atomic_write_bytes(path, tmp.read_bytes())
-            tmp.unlink()
+                latents = self._store(key, self.engine.trajectory(pixels))
         return latents.to(self.engine.ldm.device, self.engine.ldm.dtype)
+
+    def _store(self, key: str, trajectory: dict[int, torch.Tensor]) -> torch.Tensor:
+        from safetensors.torch import save_file
+
+        from cxrg.runs import atomic_write_bytes
+
+        steps = self.engine.settings.inversion_steps
+        latents = torch.cat([trajectory[i] for i in steps]).to(self.dtype).cpu().clone()
+        path = self.path(key)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        save_file({"latents": latents.contiguous()}, str(tmp))
+        atomic_write_bytes(path, tmp.read_bytes())
+        tmp.unlink()
+        return latents
+
+    def precompute(self, groups: Iterable[Sequence[torch.Tensor]]) -> int:
+        """Compute the missing entries, one inversion per group (all its images at once); returns how
+        many were stored. A group with any entry missing is computed whole, in its own order, so what is
+        stored depends only on the group, never on what an interrupted run had already stored."""
+        computed = 0
+        for group in groups:
+            keyed = dict(zip((self.key(p) for p in group), group, strict=True))
+            missing = [k for k in keyed if not self.path(k).is_file()]
+            if not missing:
+                continue
+            self.engine.forget()  # the engine's own cache would take images out of the batch
+            with torch.inference_mode():
+                trajectories = self.engine.trajectories(list(keyed.values()))
+            for key, trajectory in zip(keyed, trajectories, strict=True):
+                if key in missing:
+                    self._store(key, trajectory)
+                    self._fresh.add(key)
+            self.misses += len(missing)
+            computed += len(missing)
+        self.engine.forget()
+        return computed
+
+
+def precompute_trajectories(trainer: Any, steps: range) -> int:
+    """Before a trainer's `steps`: the trajectories of the samples this process uses in them, computed in
+    batches (TrajectoryCache.precompute); the steps then only read the cache. The batches are fixed runs
+    of `batch_size` consecutive steps (0..B-1, B..2B-1, ...), computed whole, so a resumed run stores
+    exactly what the uninterrupted run stores (resume stays bit-exact)."""
+    from cxrg.tuning.trainer import sample_for
+
+    samples = trainer.manifest.samples
+    size = max(1, trainer.cache.batch_size)
+    if not len(steps):
+        return 0
+    first, last = steps.start // size, (steps.stop - 1) // size
+
+    def group(g: int) -> list[torch.Tensor]:
+        indices = dict.fromkeys(sample_for(step, trainer.dist.rank, trainer.dist.world, len(samples),
+                                           trainer.config.seed) for step in range(g * size, (g + 1) * size))
+        return [trainer.pixels(samples[i]) for i in indices]
+
+    return trainer.cache.precompute(group(g) for g in range(first, last + 1))
