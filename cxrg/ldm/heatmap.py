@@ -287,8 +287,9 @@ class LdmEngine:
                        ) -> list[list[np.ndarray]]:
         """`heatmaps` of several images at once (see maps_batch)."""
         maps = self.maps_batch(images, prompts)
-        return [[self.transform.heatmap_to_image(m, *image.shape[:2], self.settings.upsampling)
-                 for m in group] for image, group in zip(images, maps, strict=True)]
+        mode = self.settings.upsampling
+        return [[self.transform.heatmap_to_image(m, image.shape[0], image.shape[1], mode) for m in group]
+                for image, group in zip(images, maps, strict=True)]
 
 
 # ------------------------------------------------------------------------------------ reference path
