@@ -12,7 +12,8 @@ model must read the image, not the word alone, to find it. Pathologies are drawn
     Edema          bright Gaussian of small spots  Cardiomegaly   enlarged heart (caption "cardiomegaly")
 
 Captions are in the prompt grammar of cxrg.vocab ("left lower pneumonia", "left apical and right lower
-lung opacity"); healthy phantoms have no finding and the healthy prompt of `cxrg classify`.
+lung opacity") and canonical (`canonical_locations`); healthy phantoms have no finding and the healthy
+prompt of `cxrg classify`.
 Boxes (x, y, w, h in pixels) are centre +- 2 sigma of each drawn finding, clipped to the image.
 """
 
@@ -157,12 +158,23 @@ def make_phantom(lut: Lut, size: int, rng: np.random.Generator, pathology: str |
     if pathology == "Cardiomegaly":
         return Phantom(_finish(chest(rng, size, heart_scale=1.45)), Prompt((), "Cardiomegaly").format(),
                        pathology, ())
+    locations = canonical_locations(tuple(locations), pathology)
     image = chest(rng, size)
     findings = [f for location in locations for f in place(lut, location, size, rng, spread, off_atlas)]
     for f in findings:
         draw_finding(image, pathology, f, rng)
     return Phantom(_finish(image), Prompt(tuple(locations), pathology).format(), pathology, tuple(locations),
                    findings)
+
+
+def canonical_locations(locations: tuple[str, ...], pathology: str) -> tuple[str, ...]:
+    """The locations of the canonical prompt (cxrg.vocab.canonical, what cxrg.phrases.normalise reads), so
+    every caption is canonical and every model reads the same prompt: "pleural" goes only with pleural
+    findings ("left pleural atelectasis" is drawn and captioned "left atelectasis"), and "left base and
+    right base" is "bibasilar". The finding is drawn where the canonical caption says."""
+    from cxrg.vocab import canonical
+
+    return canonical(Prompt(tuple(locations), pathology)).locations
 
 
 def _finish(image: np.ndarray) -> np.ndarray:

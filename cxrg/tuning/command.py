@@ -116,9 +116,18 @@ def run(
                 run.file(name).unlink(missing_ok=True)
         for sample_id, reason in data.skipped:
             run.logger.warning("skipped %s: %s", sample_id, reason)
+        for sample_id, prompt, other in data.kept:
+            run.logger.info("%s: prompt %r kept as written (cxrg's canonical reading: %r)", sample_id, prompt,
+                            other)
+        for sample_id, text, prompt in data.read:
+            run.logger.info("%s: free text %r read as %r", sample_id, text, prompt)
         if dist.main:
             say(f"manifest: {data.rows} rows, {len(data.samples)} samples, {len(data.skipped)} skipped"
-                + (" (reasons in log.txt)" if data.skipped else ""))
+                + (" (reasons in log.txt)" if data.skipped else "")
+                + (f"; {len(data.kept)} vocabulary prompts kept as written though their canonical reading "
+                   "differs" if data.kept else "")
+                + (f"; {len(data.read)} read from free text" if data.read else "")
+                + (" (each in log.txt)" if data.kept or data.read else ""))
         trainer = Trainer(ldm, table, data, config, run, cache or out / "trajectories", dist, inputs=inputs)
         if trainer.resume() and dist.main:
             say(f"continuing the run in {out} at step {trainer.step} of {config.steps} "

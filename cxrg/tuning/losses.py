@@ -12,6 +12,13 @@ prompt's non-special tokens (begin, end and padding excluded), values softmax(QK
 - L = w * L_div + L_loc, w = 1 (the paper); `cxrg tune --div-weight W` changes it (Appendix H.2: 0 turns
   L_div off).
 
+G's scale is a named setting (`TARGET_NORMS`): the paper does not say whether G has peak 1 or is a density.
+It matters because alpha * G is added to attention probabilities: with peak 1, alpha G (0.1 at the peak)
+outweighs A_sp (a few 1e-2 per position) and the target is mostly the Gaussian; as a density (sum 1 over
+the D positions, peak about 0.02-0.06 at 16 x 16) alpha G is the small "regulariser in the case where the
+anatomical location ... does not receive any cross-attention activations" of Section 3.3. The mask
+1[G > epsilon] also depends on it: 4.8 sigma with peak 1, about 4 sigma as a density.
+
 Special tokens (begin, end, padding and the binding token "and") are not among the S tokens: the
 paper's eq. 2-4 exclude them, and the trainer selects the positions with `ldm.text.content_positions`.
 """
@@ -47,6 +54,19 @@ def diversity_loss(maps: torch.Tensor) -> torch.Tensor:
 def spatial_mean(maps: torch.Tensor) -> torch.Tensor:
     """A_sp: the mean over the prompt's tokens, (T, L, D)."""
     return maps.mean(dim=-1)
+
+
+TARGET_NORMS = ("peak", "density")
+
+
+def scale_gaussian(gaussian: torch.Tensor, norm: str = "peak") -> torch.Tensor:
+    """G as the LUT renders it, peak 1 at the Gaussian's centre ("peak"), or summing to 1 over the
+    positions ("density")."""
+    if norm == "peak":
+        return gaussian
+    if norm == "density":
+        return gaussian / gaussian.sum().clamp_min(EPS)
+    raise ValueError(f"target_norm must be one of {', '.join(TARGET_NORMS)}, not {norm!r}")
 
 
 def target(a_sp: torch.Tensor, gaussian: torch.Tensor, alpha: float = 0.1, epsilon: float = 1e-5

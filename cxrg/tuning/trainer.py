@@ -55,7 +55,7 @@ from cxrg.runs import (
     save_figure,
 )
 from cxrg.tuning.data import Manifest, TuningSample
-from cxrg.tuning.losses import layer_token_maps, tuning_losses
+from cxrg.tuning.losses import layer_token_maps, scale_gaussian, tuning_losses
 from cxrg.tuning.trajectories import TrajectoryCache
 
 LOSS_FIELDS = ("step", "sample_id", "loss", "l_div", "l_loc", "seconds")
@@ -79,6 +79,10 @@ class TuneConfig:
     checkpointing: bool = False  # recompute the encoder blocks in the backward pass to save memory
     div_weight: float = 1.0  # weight of L_div (Appendix H.2: 0 turns it off)
     shared_tokens: str = "trainable"  # sub-tokens shared by a location and a pathology: trainable or frozen
+    target_norm: str = "peak"  # G of eq. 3 with peak 1 or as a density (losses.TARGET_NORMS)
+    probe: int = 0  # samples held out of the manifest (seeded) whose L_loc/L_div are recorded unjittered
+    probe_every: int = 25  # steps between probe records
+    probe_patience: int = 100  # warn when probe L_loc has not fallen after this many steps
     settings: HeatmapSettings = field(default_factory=lambda: HeatmapSettings(otsu=False))
 
     def to_dict(self) -> dict[str, Any]:
@@ -159,31 +163,40 @@ class Trainer:
             self._pixels[key] = self.engine.model_input(read_image(sample.image_path)).cpu()
         return self._pixels[key].to(self.ldm.device, self.ldm.dtype)
 
-    def gaussian(self, sample: TuningSample, side: int, step: int) -> torch.Tensor:
-        rng = np.random.default_rng([self.config.seed, step, self.dist.rank, 7])
-        target = self.lut.render(sample.locations, shape=side, jitter=rng if self.config.jitter > 0 else None,
+    def gaussian(self, sample: TuningSample, side: int, step: int | None) -> torch.Tensor:
+        """G of eq. 3 at the maps' resolution, jittered per step (`step` None: unjittered, for probes)."""
+        jitter = self.config.jitter > 0 and step is not None
+        rng = np.random.default_rng([self.config.seed, step or 0, self.dist.rank, 7])
+        target = self.lut.render(sample.locations, shape=side, jitter=rng if jitter else None,
                                  jitter_fraction=self.config.jitter)
-        return torch.from_numpy(np.ascontiguousarray(target)).reshape(-1).to(self.ldm.device)
+        g = torch.from_numpy(np.ascontiguousarray(target)).reshape(-1).to(self.ldm.device)
+        return scale_gaussian(g, self.config.target_norm)
 
-    def sample_gradients(self, sample: TuningSample, step: int,
-                         loss_hook: Callable | None = None) -> tuple[float, float, float]:
-        """Accumulate d L / d codebook for one sample into `codebook.rows.grad`; returns (L, L_div, L_loc)."""
+    def token_maps(self, sample: TuningSample, start: int = 0, stop: int | None = None) -> torch.Tensor:
+        """(T, L, D, S) attention of the prompt's non-special tokens at captured steps [start, stop), with
+        gradients to the codebook when grad mode is on: what the losses read."""
         latents = self.cache.latents(self.pixels(sample))
         ids, spans = tokenize(self.ldm.tokenizer, [sample.prompt])
         positions = content_positions(self.ldm.tokenizer, ids[0].tolist(), spans[0])
         layers = self.config.settings.layers
+        stop = len(self.config.settings.inversion_steps) if stop is None else stop
+        with self._autocast():
+            context = encode(self.ldm.text_encoder, ids, self.codebook).to(self.ldm.dtype)
+            with capture(self.ldm.unet, layers, keep_grad=torch.is_grad_enabled(),
+                         stop_after_last=True) as got:
+                run_until_captured(self.ldm.unet, latents[start:stop], timesteps=self.times[start:stop],
+                                   context=context.expand(stop - start, -1, -1))
+        return layer_token_maps([got.stacked(name).float().mean(dim=1)[..., positions] for name in layers])
+
+    def sample_gradients(self, sample: TuningSample, step: int,
+                         loss_hook: Callable | None = None) -> tuple[float, float, float]:
+        """Accumulate d L / d codebook for one sample into `codebook.rows.grad`; returns (L, L_div, L_loc)."""
         total = len(self.config.settings.inversion_steps)
         sums = [0.0, 0.0, 0.0]
         for start in range(0, total, self.config.chunk):
             stop = min(start + self.config.chunk, total)
             k = stop - start
-            with self._autocast():
-                context = encode(self.ldm.text_encoder, ids, self.codebook).to(self.ldm.dtype)
-                with capture(self.ldm.unet, layers, keep_grad=True, stop_after_last=True) as got:
-                    run_until_captured(self.ldm.unet, latents[start:stop], timesteps=self.times[start:stop],
-                                       context=context.expand(k, -1, -1))
-            maps = layer_token_maps([got.stacked(name).float().mean(dim=1)[..., positions]
-                                     for name in layers])  # (k, L, D, S)
+            maps = self.token_maps(sample, start, stop)  # (k, L, D, S)
             side = int(round(math.sqrt(maps.shape[2])))
             losses = tuning_losses(maps, self.gaussian(sample, side, step), self.config.alpha,
                                    self.config.epsilon, self.config.div_weight)
