@@ -96,3 +96,124 @@ def test_a_one_location_prompt_averages_its_whole_span(tiny):
     _, spans = tokenize(ldm.tokenizer, ["left lower pneumonia", "left apical and right pneumothorax"])
     assert spans[0].binding == () and spans[0].positions() == list(range(spans[0].start, spans[0].stop))
     assert len(spans[1].binding) == 1 and len(spans[1].positions()) == spans[1].stop - spans[1].start - 1
+
+
+@pytest.fixture(scope="module")
+def phantoms(tmp_path_factory) -> tuple[Path, Path]:
+    from cxrg.tuning.phantoms import write_phantom_set
+
+    folder = tmp_path_factory.mktemp("phantoms")
+    return write_phantom_set(folder, 6, Lut.default()), folder / "images"
+
+
+def manifest_trainer(tiny, phantoms, out: Path, **changes) -> Trainer:
+    manifest, images = phantoms
+    config = TuneConfig(**{"steps": 4, "checkpoint_every": 4, "chunk": 6, "settings": QUICK, "probe": 1,
+                           "probe_every": 2, "lr": 0.05, **changes})
+    return Trainer(load_ldm(tiny), Lut.default(), read_manifest(manifest, images), config,
+                   RunDir(out, "tune", {"test": True}), out / "cache")
+
+
+def test_probe_is_held_out_and_records_unjittered_losses_and_the_gradient_ratio(tiny, phantoms, tmp_path):
+    from cxrg.tuning.losses import tuning_losses
+
+    t = manifest_trainer(tiny, phantoms, tmp_path / "p", div_weight=0.5)
+    (probe,) = t.probe_samples
+    assert len(t.train_samples) == 5 and probe not in t.train_samples
+    # the record before training, by hand: separate backward passes of w L_div and L_loc
+    maps = t.token_maps(probe)
+    g = torch.from_numpy(Lut.default().render(probe.locations, shape=int(maps.shape[2] ** 0.5))).reshape(-1)
+    losses = tuning_losses(maps, g, div_weight=0.5)
+    mask = t.codebook.gradient_mask()
+    (0.5 * losses.div).backward(retain_graph=True)
+    g_div = (t.codebook.rows.grad * mask).norm()
+    t.codebook.rows.grad = None
+    losses.loc.backward()
+    g_loc = (t.codebook.rows.grad * mask).norm()
+    t.codebook.rows.grad = None
+    t.train()
+    rows = t.losses
+    assert [r["step"] for r in rows] == [0, 1, 2, 3, 4]
+    assert probe.sample_id not in {r.get("sample_id") for r in rows}
+    assert [bool(r.get("probe_l_loc")) for r in rows] == [True, False, True, False, True]
+    assert float(rows[0]["probe_l_loc"]) == pytest.approx(float(losses.loc), rel=1e-5)
+    assert float(rows[0]["probe_l_div"]) == pytest.approx(float(losses.div), rel=1e-5)
+    assert float(rows[0]["grad_ratio"]) == pytest.approx(float(g_div / g_loc), rel=1e-4)
+    assert float(rows[0]["grad_ratio"]) > 0
+    header = (tmp_path / "p" / "losses.csv").read_text().splitlines()[0]
+    assert header.endswith("probe_l_loc,probe_l_div,grad_ratio")
+
+
+def test_a_stalled_probe_warns_once(tiny, phantoms, tmp_path):
+    t = manifest_trainer(tiny, phantoms, tmp_path / "w", lr=0.0, probe_patience=2)  # the rows cannot move
+    said: list[str] = []
+    t.notify = said.append
+    t.train()
+    warnings = [line for line in said if line.startswith("warning:")]
+    assert len(warnings) == 1 and "probe L_loc has not fallen after 2 steps" in warnings[0]
+    assert "--div-weight 0" in warnings[0]
+    assert "probe L_loc has not fallen" in (tmp_path / "w" / "log.txt").read_text()
+
+
+def test_tensorboard_tracker_receives_the_losses(tiny, phantoms, tmp_path):
+    pytest.importorskip("tensorboard")
+    from cxrg_test_support import run_cli as cli
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    manifest, images = phantoms
+    out = tmp_path / "run"
+    assert cli("tune", "--manifest", str(manifest), "--images", str(images), "--out", str(out),
+               "--weights", str(tiny), "--steps", "3", "--lr", "0.05", "--probe-every", "2",
+               "--log-with", "tensorboard", "--no-install") == 0
+    files = list((out / "tracking").rglob("events.out.tfevents.*"))
+    assert files
+    scalars: dict[str, list[tuple[int, float]]] = {}
+    for path in files:
+        events = EventAccumulator(str(path.parent))
+        events.Reload()
+        for tag in events.Tags()["scalars"]:
+            scalars.setdefault(tag, []).extend((e.step, e.value) for e in events.Scalars(tag))
+    assert sorted(step for step, _ in scalars["loss"]) == [1, 2, 3]
+    assert sorted(step for step, _ in scalars["probe_l_loc"]) == [0, 2, 3]
+    import csv
+
+    rows = {int(r["step"]): r for r in csv.DictReader((out / "losses.csv").open())}
+    assert dict(scalars["l_loc"])[2] == pytest.approx(float(rows[2]["l_loc"]), rel=1e-6)
+
+
+def test_unknown_tracker_is_a_usage_error(tiny, phantoms, tmp_path, capsys):
+    from cxrg_test_support import run_cli as cli
+
+    manifest, images = phantoms
+    assert cli("tune", "--manifest", str(manifest), "--images", str(images), "--out", str(tmp_path / "r"),
+               "--weights", str(tiny), "--steps", "1", "--log-with", "wandb") == 2
+    assert "unknown --log-with 'wandb'" in capsys.readouterr().err
+
+
+def test_side_score_by_hand():
+    from cxrg.tuning.oracle import side_score
+
+    g = torch.zeros(4, 4)
+    g[2:, 2:] = 1.0  # lower image-right: the patient's left lower zone
+    maps = g.reshape(1, 1, 16, 1).repeat(2, 3, 1, 2)  # (T, L, D, S): every token on G
+    score = side_score(maps, g.reshape(-1), "left")
+    assert score.cos_g == pytest.approx(1.0) and score.cos_mirror == pytest.approx(0.0)
+    assert score.named_side == pytest.approx(1.0) and score.margin == pytest.approx(1.0)
+    flat = torch.ones(1, 1, 16, 1)
+    score = side_score(flat, g.reshape(-1), "right")
+    assert score.cos_g == pytest.approx(score.cos_mirror) == pytest.approx(0.5)
+    assert score.named_side == pytest.approx(0.5) and score.margin == pytest.approx(0.0)
+
+
+def test_row_oracle_runs_on_one_image_and_leaves_the_model_alone(tiny, image):
+    from cxrg.tuning.oracle import row_oracle
+
+    ldm = load_ldm(tiny)
+    table = ldm.text_encoder.get_input_embeddings().weight.clone()
+    result = row_oracle(ldm, Lut.default(), image, "left lower pneumonia",
+                        TuneConfig(steps=2, lr=0.05, chunk=6, settings=QUICK, div_weight=0.0))
+    assert result.steps == 2 and result.l_loc_after != result.l_loc_before
+    assert torch.equal(ldm.text_encoder.get_input_embeddings().weight, table)
+    assert "cos(A_sp, G)" in result.line()
+    with pytest.raises(ValueError, match="one-sided"):
+        row_oracle(ldm, Lut.default(), image, "bibasilar pneumonia", TuneConfig(steps=1, settings=QUICK))
