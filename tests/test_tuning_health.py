@@ -203,6 +203,13 @@ def test_side_score_by_hand():
     score = side_score(flat, g.reshape(-1), "right")
     assert score.cos_g == pytest.approx(score.cos_mirror) == pytest.approx(0.5)
     assert score.named_side == pytest.approx(0.5) and score.margin == pytest.approx(0.0)
+    from cxrg.tuning.oracle import OracleResult
+
+    good = side_score(maps, g.reshape(-1), "left")
+    symmetric = side_score(maps + maps.flip(2), g.reshape(-1), "left")  # flip(2) reverses D: a 180 turn
+    assert OracleResult("p", 1, score, good, 0.5, 0.4, 0.0).passes()
+    assert not OracleResult("p", 1, good, score, 0.5, 0.4, 0.0).passes()
+    assert symmetric.named_side == pytest.approx(0.5)
 
 
 def test_row_oracle_runs_on_one_image_and_leaves_the_model_alone(tiny, image):

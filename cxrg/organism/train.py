@@ -77,6 +77,7 @@ class OrganismConfig:
     text_lr: float = 0.0  # > 0: the text encoder is trained with the U-Net at this peak rate
     t_focus: float = 0.0  # share of steps whose t is drawn from FOCUS (the capture window) instead of all t
     text_layers: int = 2  # transformer layers of the frozen text encoder (0: each output is its own token's)
+    canonical: bool = False  # canonical captions and places (cxrg.organism.phantoms.canonical_locations)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -116,7 +117,8 @@ def train_organism(folder: Path, config: OrganismConfig = OrganismConfig(),
     arch = architecture(config)
     lut = Lut.default()
     rng = np.random.default_rng(config.seed)
-    phantoms = [random_phantom(lut, arch.image_size, rng, config.spread) for _ in range(config.images)]
+    phantoms = [random_phantom(lut, arch.image_size, rng, config.spread, config.canonical)
+                for _ in range(config.images)]
     pixels = torch.from_numpy(np.stack([p.image for p in phantoms]))[:, None]
     log(f"{len(phantoms)} phantoms in {time.perf_counter() - started:.0f} s")
 

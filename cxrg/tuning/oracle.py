@@ -50,9 +50,12 @@ class OracleResult:
     l_loc_after: float
     seconds: float
 
-    def passes(self, margin: float = 0.05) -> bool:
-        """The acceptance rule: after tuning, cos(A_sp, G) exceeds cos(A_sp, mirrored G) by `margin`."""
-        return self.after.margin >= margin
+    def passes(self, margin: float = 0.1, named_side: float = 0.6) -> bool:
+        """The acceptance rule: after tuning, cos(A_sp, G) exceeds cos(A_sp, mirrored G) by `margin` AND at
+        least `named_side` of A_sp's mass is on the named side. The margin alone is not enough: learning the
+        zone (upper/lower) raises cos(A_sp, G) more than cos with the mirror while the map stays symmetric
+        (the committed organism: margin 0.11 with 51.8 % of the mass on the named side)."""
+        return self.after.margin >= margin and self.after.named_side >= named_side
 
     def line(self) -> str:
         return (f"{self.prompt!r}: cos(A_sp, G) {self.before.cos_g:.3f} -> {self.after.cos_g:.3f}, mirrored "
