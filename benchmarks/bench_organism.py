@@ -30,9 +30,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from machine import cpu_model  # noqa: E402
 
-CHOSEN_TUNE_FLAGS = ("--div-weight", "0")
-"""The loss settings chosen on the validation phantoms (docs/organism.md, "Settings chosen on val")."""
-
 
 def bf16_agreement(weights: Path, annotations: Path, images: Path, pairs: int) -> dict[str, float]:
     from cxrg.bench.datasets import read_ms_cxr
@@ -135,6 +132,8 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=30)
     parser.add_argument("--figures", type=Path, default=None, help="also write docs figures here")
     parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (slimmed from 2000)")
+    from cxrg.organism.experiment import CHOSEN_TUNE_FLAGS
+
     parser.add_argument("--tune-flags", default=" ".join(CHOSEN_TUNE_FLAGS),
                         help="cxrg tune loss flags (chosen on val: docs/organism.md)")
     parser.add_argument("--perturbations", default="unperturbed,swapped")

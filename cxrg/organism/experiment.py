@@ -32,6 +32,9 @@ from cxrg.bench.bootstrap import AVERAGE
 TUNE_STEPS = 200
 TUNE_LR = 1e-2
 PERTURBATIONS = ("unperturbed", "swapped", "reinit")
+CHOSEN_TUNE_FLAGS = ("--div-weight", "0")
+"""The loss settings chosen on the validation phantoms for the committed organism (issue 23; of w = 1, w = 0
+with G at peak 1 and w = 0 with G as a density, the highest val CNR of the tuned `ldm`: docs/organism.md)."""
 LDM_TABLE: dict[str, object] = {"timestep_spacing": "trailing"}
 """Heatmap settings of the organism's claims, set explicitly: the 2024 code's DDIM spacing (t = 699..409),
 which the paper protocol uses; the committed tuned embeddings were made on this window."""
