@@ -56,11 +56,16 @@ def test_tuned_beats_the_prior(claims):
     assert claims["tuning"]["unperturbed"]["ldm"]["cnr"] > claims["zero_shot"]["prior"]["cnr"]
 
 
-@pytest.mark.xfail(strict=True, reason=MEASURED_FAILING)
-def test_tuning_restores_swapped_anatomy_rows(claims):
+def test_tuning_from_swapped_rows_restores_cnr(claims):
+    """Measured: frozen 0.721 -> tuned 1.125, 95 % of the tuned-from-unperturbed 1.183."""
     tuned = claims["tuning"]["swapped"]["ldm"]
-    assert tuned["laterality"] >= 0.90
     assert tuned["cnr"] >= 0.90 * claims["tuning"]["unperturbed"]["ldm"]["cnr"]
+
+
+@pytest.mark.xfail(strict=True, reason="laterality 58.8 % after tuning from swapped rows: "
+                   + MEASURED_FAILING)
+def test_tuning_from_swapped_rows_restores_laterality(claims):
+    assert claims["tuning"]["swapped"]["ldm"]["laterality"] >= 0.90
 
 
 def test_grounded_classification_beats_chance(claims):
