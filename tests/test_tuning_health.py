@@ -136,8 +136,8 @@ def test_probe_is_held_out_and_records_unjittered_losses_and_the_gradient_ratio(
     assert [r["step"] for r in rows] == [0, 1, 2, 3, 4]
     assert probe.sample_id not in {r.get("sample_id") for r in rows}
     assert [bool(r.get("probe_l_loc")) for r in rows] == [True, False, True, False, True]
-    assert float(rows[0]["probe_l_loc"]) == pytest.approx(float(losses.loc), rel=1e-5)
-    assert float(rows[0]["probe_l_div"]) == pytest.approx(float(losses.div), rel=1e-5)
+    assert float(rows[0]["probe_l_loc"]) == pytest.approx(float(losses.loc.detach()), rel=1e-5)
+    assert float(rows[0]["probe_l_div"]) == pytest.approx(float(losses.div.detach()), rel=1e-5)
     assert float(rows[0]["grad_ratio"]) == pytest.approx(float(g_div / g_loc), rel=1e-4)
     assert float(rows[0]["grad_ratio"]) > 0
     header = (tmp_path / "p" / "losses.csv").read_text().splitlines()[0]
