@@ -224,3 +224,18 @@ def test_row_oracle_runs_on_one_image_and_leaves_the_model_alone(tiny, image):
     assert "cos(A_sp, G)" in result.line()
     with pytest.raises(ValueError, match="one-sided"):
         row_oracle(ldm, Lut.default(), image, "bibasilar pneumonia", TuneConfig(steps=1, settings=QUICK))
+
+
+def test_div_pairs_across_phrases_by_hand(tiny):
+    from cxrg.tuning.losses import diversity_loss
+    from cxrg.tuning.trainer import phrase_groups
+
+    ldm = load_ldm(tiny)
+    groups = phrase_groups(ldm.tokenizer, "left lower and right apical pneumonia")
+    ap = len(ldm.tokenizer("apical", add_special_tokens=False).input_ids)
+    assert groups == [0, 0] + [1] * (1 + ap) + [2]
+    # three tokens: 0 and 1 one phrase with the same map, 2 orthogonal to both
+    maps = torch.tensor([[1.0, 1.0, 0.0], [0.0, 0.0, 1.0]]).reshape(1, 1, 2, 3)
+    assert float(diversity_loss(maps)) == pytest.approx(2 / 6)  # pairs (0,1), (1,0) have cos 1
+    assert float(diversity_loss(maps, [0, 0, 1])) == pytest.approx(0.0)  # only cross-phrase pairs: cos 0
+    assert float(diversity_loss(maps, [0, 0, 0])) == 0.0  # no pair left

@@ -30,6 +30,8 @@ def tune(
                                               "Appendix H.2).")] = 1.0,
     target_norm: Annotated[str, typer.Option(help="Scale of G in eq. 3: peak (peak 1, as the LUT renders it) "
                                              "or density (sums to 1); docs/tuning.md.")] = "peak",
+    div_pairs: Annotated[str, typer.Option(help="Pairs of eq. 2: all (the paper) or across-phrases (a "
+                                           "labelled departure: no pair within one location).")] = "all",
     probe: Annotated[int, typer.Option(min=0, help="Samples held out of the manifest (seeded, at most a "
                                        "fifth) whose unjittered L_loc/L_div are recorded; 0: none.")] = 8,
     probe_every: Annotated[int, typer.Option(min=1, help="Steps between probe records.")] = 50,

@@ -70,6 +70,7 @@ def run(
         jitter: float = 0.05,
         div_weight: float = 1.0,
         target_norm: str = 'peak',
+        div_pairs: str = 'all',
         probe: int = 8,
         probe_every: int = 50,
         probe_patience: int = 100,
@@ -112,6 +113,10 @@ def run(
 
     if target_norm not in TARGET_NORMS:
         raise UsageError(f"unknown --target-norm {target_norm!r}", hint=f"choose {' or '.join(TARGET_NORMS)}")
+    from cxrg.tuning.losses import DIV_PAIRS
+
+    if div_pairs not in DIV_PAIRS:
+        raise UsageError(f"unknown --div-pairs {div_pairs!r}", hint=f"choose {' or '.join(DIV_PAIRS)}")
     if log_with not in TRACKERS:
         raise UsageError(f"unknown --log-with {log_with!r}", hint=f"choose {' or '.join(TRACKERS)}")
     if steps is not None and epochs is not None:
@@ -134,7 +139,8 @@ def run(
     config = TuneConfig(steps=total, lr=lr, alpha=alpha, epsilon=epsilon, jitter=jitter, seed=seed,
                         checkpoint_every=checkpoint_every, chunk=chunk, cache_dtype=cache_dtype,
                         autocast=autocast, checkpointing=checkpointing, div_weight=div_weight,
-                        shared_tokens=shared_tokens, target_norm=target_norm, probe=probe,
+                        shared_tokens=shared_tokens, target_norm=target_norm, div_pairs=div_pairs,
+                        probe=probe,
                         probe_every=probe_every, probe_patience=probe_patience,
                         settings=HeatmapSettings(otsu=False).with_overrides(schedule))
     table = Lut.load(lut) if lut else active_lut(weights)

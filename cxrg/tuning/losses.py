@@ -26,6 +26,7 @@ paper's eq. 2-4 exclude them, and the trainer selects the positions with `ldm.te
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -40,15 +41,28 @@ class Losses:
     loc: torch.Tensor
 
 
-def diversity_loss(maps: torch.Tensor) -> torch.Tensor:
-    """eq. 2: mean squared cosine between different tokens' l2-normalised maps."""
+DIV_PAIRS = ("all", "across-phrases")
+
+
+def diversity_loss(maps: torch.Tensor, groups: Sequence[int] | None = None) -> torch.Tensor:
+    """eq. 2: mean squared cosine between different tokens' l2-normalised maps.
+
+    `groups` (one id per token) is a departure from the paper, clearly labelled (`--div-pairs
+    across-phrases`): pairs of tokens of the same phrase (the sub-tokens of one location, e.g. "left" and
+    "lower", or of the pathology) are left out, so L_div no longer pushes apart the words that name one
+    place. None: every pair i != j, as eq. 2."""
     s = maps.shape[-1]
     if s < 2:
         return maps.sum() * 0.0
     unit = maps / maps.norm(dim=-2, keepdim=True).clamp_min(EPS)  # normalise over D
     gram = torch.einsum("tldi,tldj->tlij", unit, unit)  # cosines, (T, L, S, S)
-    off_diagonal = ~torch.eye(s, dtype=torch.bool, device=maps.device)
-    return gram[..., off_diagonal].square().mean()
+    pairs = ~torch.eye(s, dtype=torch.bool, device=maps.device)
+    if groups is not None:
+        ids = torch.as_tensor(list(groups), device=maps.device)
+        pairs &= ids[:, None] != ids[None, :]
+        if not bool(pairs.any()):
+            return maps.sum() * 0.0
+    return gram[..., pairs].square().mean()
 
 
 def spatial_mean(maps: torch.Tensor) -> torch.Tensor:
@@ -83,10 +97,11 @@ def localisation_loss(a_sp: torch.Tensor, trg: torch.Tensor) -> torch.Tensor:
 
 
 def tuning_losses(maps: torch.Tensor, gaussian: torch.Tensor, alpha: float = 0.1, epsilon: float = 1e-5,
-                  div_weight: float = 1.0) -> Losses:
-    """L = w L_div + L_loc for one sample; `gaussian` is (D,) or broadcastable to (T, L, D)."""
+                  div_weight: float = 1.0, groups: Sequence[int] | None = None) -> Losses:
+    """L = w L_div + L_loc for one sample; `gaussian` is (D,) or broadcastable to (T, L, D); `groups`: see
+    diversity_loss."""
     a_sp = spatial_mean(maps)
-    div = diversity_loss(maps)
+    div = diversity_loss(maps, groups)
     loc = localisation_loss(a_sp, target(a_sp, gaussian, alpha, epsilon))
     return Losses(div_weight * div + loc, div, loc)
 

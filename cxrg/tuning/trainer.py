@@ -81,6 +81,7 @@ class TuneConfig:
     div_weight: float = 1.0  # weight of L_div (Appendix H.2: 0 turns it off)
     shared_tokens: str = "trainable"  # sub-tokens shared by a location and a pathology: trainable or frozen
     target_norm: str = "peak"  # G of eq. 3 with peak 1 or as a density (losses.TARGET_NORMS)
+    div_pairs: str = "all"  # "across-phrases": a labelled departure, L_div without same-phrase pairs
     probe: int = 0  # samples held out of the manifest (seeded) whose L_loc/L_div are recorded unjittered
     probe_every: int = 25  # steps between probe records
     probe_patience: int = 100  # warn when probe L_loc has not fallen after this many steps
@@ -121,6 +122,25 @@ class Distributed:
     def barrier(self) -> None:
         if self.world > 1:
             self.accelerator.wait_for_everyone()
+
+
+def phrase_groups(tokenizer, prompt: str) -> list[int]:
+    """For each non-special token of a vocabulary prompt, which phrase it belongs to: one id per location,
+    one for the pathology ("left lower and right apical pneumonia" -> left, lower: 0; right, ap, ical: 1;
+    pneumonia: 2). CLIP's tokenizer splits words independently, so the phrases' tokens concatenate to the
+    prompt's."""
+    from cxrg.vocab import PATHOLOGY_TEXT, Prompt
+
+    parsed = Prompt.parse(prompt)
+    phrases = [*parsed.locations, PATHOLOGY_TEXT[parsed.pathology]]
+    if parsed.locations == ("cardiomegaly",):
+        phrases = [PATHOLOGY_TEXT[parsed.pathology]]
+    groups = [k for k, phrase in enumerate(phrases)
+              for _ in tokenizer(phrase, add_special_tokens=False).input_ids]
+    ids, spans = tokenize(tokenizer, [prompt])
+    if len(groups) != len(content_positions(tokenizer, ids[0].tolist(), spans[0])):
+        raise UsageError(f"cannot split prompt {prompt!r} into phrases for --div-pairs across-phrases")
+    return groups
 
 
 def split_probe(samples: list[TuningSample], probe: int, seed: int
@@ -191,6 +211,12 @@ class Trainer:
         g = torch.from_numpy(np.ascontiguousarray(target)).reshape(-1).to(self.ldm.device)
         return scale_gaussian(g, self.config.target_norm)
 
+    def groups(self, sample: TuningSample) -> list[int] | None:
+        """Phrase ids of the sample's tokens for div_pairs "across-phrases"; None for the paper's eq. 2."""
+        if self.config.div_pairs == "all":
+            return None
+        return phrase_groups(self.ldm.tokenizer, sample.prompt)
+
     def token_maps(self, sample: TuningSample, start: int = 0, stop: int | None = None) -> torch.Tensor:
         """(T, L, D, S) attention of the prompt's non-special tokens at captured steps [start, stop), with
         gradients to the codebook when grad mode is on: what the losses read."""
@@ -218,7 +244,7 @@ class Trainer:
             maps = self.token_maps(sample, start, stop)  # (k, L, D, S)
             side = int(round(math.sqrt(maps.shape[2])))
             losses = tuning_losses(maps, self.gaussian(sample, side, step), self.config.alpha,
-                                   self.config.epsilon, self.config.div_weight)
+                                   self.config.epsilon, self.config.div_weight, self.groups(sample))
             if loss_hook is not None:
                 losses = loss_hook(losses, step)
             (losses.total * (k / total)).backward()
@@ -296,7 +322,7 @@ class Trainer:
                 maps = self.token_maps(sample, start, stop)
                 g = self.gaussian(sample, int(round(math.sqrt(maps.shape[2]))), None)
                 losses = tuning_losses(maps, g, self.config.alpha, self.config.epsilon,
-                                       self.config.div_weight)
+                                       self.config.div_weight, self.groups(sample))
                 div = _grad(self.config.div_weight * losses.div * weight, rows)
                 loc = _grad(losses.loc * weight, rows)
                 g_div += div
