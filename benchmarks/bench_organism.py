@@ -69,11 +69,13 @@ def examples_figure(work: Path, path: Path, count: int = 5) -> None:
     split = work / "sets" / "test"
     samples = read_ms_cxr(split / "annotations.csv", split / "images").samples
     picks = [samples[i] for i in (0, 1, 13, 15, 17)][:count]
-    columns = [("image", None, None), ("ldm-frozen", work / "runs" / "bench-test-frozen", "ldm-frozen"),
+    columns = [("image", None, None), ("ldm-frozen\n(before tuning)", work / "runs" / "bench-test-frozen",
+                                       "ldm-frozen"),
                ("prior", work / "runs" / "bench-test-frozen", "prior"),
-               ("ldm (tuned)", work / "runs" / "bench-test-unperturbed", "ldm"),
-               ("ldm-frozen, val-chosen\nlayer and steps", work / "runs" / "bench-test-valselected",
-                "ldm-frozen")]
+               ("ldm (after tuning)", work / "runs" / "bench-test-unperturbed", "ldm")]
+    if (work / "runs" / "bench-test-valselected").is_dir():
+        columns.append(("ldm-frozen, val-chosen\nlayer and steps", work / "runs" / "bench-test-valselected",
+                        "ldm-frozen"))
     fig, axes = plt.subplots(len(picks), len(columns), figsize=(2.1 * len(columns), 2.2 * len(picks)))
     for r, sample in enumerate(picks):
         image = read_image(sample.image_path)
@@ -104,7 +106,7 @@ def claims_figure(values: dict, path: Path) -> None:
 
     bars = [("prior", values["zero_shot"]["prior"]), ("oracle", values["zero_shot"]["oracle"]),
             ("ldm-frozen", values["zero_shot"]["ldm-frozen"])]
-    for how in ("unperturbed", "swapped", "reinit"):
+    for how in values["tuning"]:
         bars.append((f"{how}\nfrozen", values["tuning"][how]["ldm-frozen"]))
         bars.append((f"{how}\ntuned", values["tuning"][how]["ldm"]))
     fig, axes = plt.subplots(1, 2, figsize=(12, 3.4))
@@ -129,24 +131,44 @@ def main() -> None:
     parser.add_argument("--diagnose-limit", type=int, default=40)
     parser.add_argument("--pairs", type=int, default=30)
     parser.add_argument("--figures", type=Path, default=None, help="also write docs figures here")
+    parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (slimmed from 2000)")
+    from cxrg.organism.experiment import CHOSEN_TUNE_FLAGS
+
+    parser.add_argument("--tune-flags", default=" ".join(CHOSEN_TUNE_FLAGS),
+                        help="cxrg tune loss flags (chosen on val: docs/organism.md)")
+    parser.add_argument("--perturbations", default="unperturbed,swapped")
+    parser.add_argument("--classify", action="store_true", help="also claim 3 (grounded classification)")
+    parser.add_argument("--skip-extras", action="store_true", help="skip `ldm diagnose` and bf16 vs fp32")
     args = parser.parse_args()
     torch.set_num_threads(1)
     from cxrg.ldm.config import HeatmapSettings
-    from cxrg.organism.experiment import TUNE_LR, TUNE_STEPS, run_claims
+    from cxrg.organism.experiment import LDM_TABLE, TUNE_LR, TUNE_STEPS, run_claims
     from cxrg.organism.weights import committed_weights
 
     weights = args.weights or committed_weights()
     print(f"machine: {cpu_model()}, {platform.machine()}, torch {torch.__version__}, 1 thread per process")
-    print(f"organism: {weights}; heatmap settings: {json.dumps(HeatmapSettings().window())}")
-    print(f"tuning: {TUNE_STEPS} steps, lr {TUNE_LR} (fixed beforehand); seeds: phantoms per set "
-          f"(cxrg.organism.heldout.SEEDS), tune seed 0, bootstrap seed 0")
+    settings = HeatmapSettings().with_overrides(LDM_TABLE)
+    print(f"organism: {weights}; heatmap settings: {json.dumps(settings.window())}")
+    print(f"tuning: {TUNE_STEPS} steps, lr {TUNE_LR}, {args.tune_flags} (chosen on val); seeds: phantoms per "
+          f"set (cxrg.organism.heldout.SEEDS), tune seed 0, bootstrap seed 0, {args.resamples} resamples")
     started = time.perf_counter()
     work = args.work
     if not args.skip_claims:
-        report = run_claims(work, weights)
+        report = run_claims(work, weights, resamples=args.resamples, ldm_table=LDM_TABLE,
+                            tune_extra=tuple(args.tune_flags.split()),
+                            perturbations=tuple(args.perturbations.split(",")), classify=args.classify,
+                            with_val_chosen=False)
         values = report.values
     else:
         values = json.loads((work / "claims.json").read_text())
+    if args.skip_extras:
+        (work / "results.json").write_text(json.dumps(values, indent=2, default=float) + "\n")
+        if args.figures:
+            args.figures.mkdir(parents=True, exist_ok=True)
+            examples_figure(work, args.figures / "organism_examples.png")
+            claims_figure(values, args.figures / "organism_claims.png")
+        print(f"total {time.perf_counter() - started:.0f} s")
+        return
     for split in ("val", "test"):
         out = work / "runs" / f"diagnose-{split}"
         data = work / "sets" / split

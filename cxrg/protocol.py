@@ -69,9 +69,9 @@ CHOICES: tuple[Choice, ...] = (
     Choice("negatives_split", "required", "optional", ("required", "optional"), ("classify",),
            "--split-file / --split any",
            "App. K: the healthy class is sampled from the MIMIC-CXR test set labelled No Finding", "-"),
-    Choice("g_normalisation", "sum", "peak", ("sum", "peak"), ("tune",), "tuning setting (organism helper)",
+    Choice("g_normalisation", "density", "peak", ("density", "peak"), ("tune",), "--target-norm",
            "Sec. 3.3, eq. 3: G is a Gaussian distribution; App. H.2 Table 5 (alpha 0.1 > 0 > 1) only fits "
-           "a G much smaller than the attention (sum 1)", "- (no tuning code)"),
+           "a G much smaller than the attention (density: sums to 1)", "- (no tuning code)"),
     Choice("timestep_spacing", "trailing", "leading", ("trailing", "leading"), ("bench", "tune", "classify"),
            "[ldm] timestep_spacing / -o timestep_spacing",
            "silent (Sec. 4.4: 100 steps, indices [30, 60] from noise to image)",

@@ -53,7 +53,8 @@ def test_cli_tunes_only_anatomy_rows_and_ldm_uses_the_result(tiny, phantoms, tmp
     for name in ("tuned_embeddings.safetensors", "losses.csv", "loss_curve.png", "checkpoint.safetensors",
                  "checkpoint.json", "config.json", "log.txt"):
         assert (out / name).exists(), name
-    assert len((out / "losses.csv").read_text().splitlines()) == 4
+    # header, the probe's record before training (one of the 6 samples held out), 3 steps
+    assert len((out / "losses.csv").read_text().splitlines()) == 5
     ldm = load_ldm(tiny)
     start = Codebook.from_vocabulary(ldm.tokenizer, ldm.text_encoder)
     tuned, meta = Codebook.load(out / "tuned_embeddings.safetensors", fingerprint=ldm.fingerprint)

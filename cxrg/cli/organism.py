@@ -7,6 +7,9 @@ from typing import Annotated
 
 import typer
 
+TUNED_NOTE = ("the tuned embeddings were made with DDIM timestep_spacing trailing: give `ldm` the same, "
+              "e.g. -o ldm.timestep_spacing=trailing")
+
 
 def organism(
     folder: Annotated[Path, typer.Argument(help="Where to write the organism's weights (real layout).")],
@@ -27,11 +30,20 @@ def organism(
         say(f"trained in {summary['seconds']:.0f} s; sha256 {digest}: "
             + ("identical to the committed weights" if same else
                "differs from the committed weights (another seed, CPU or torch build)"))
+        if same:  # the committed tuned embeddings belong to exactly these weights
+            import shutil
+
+            from cxrg.organism.weights import FOLDER
+
+            tuned = FOLDER / "tuned_embeddings.safetensors"
+            if tuned.is_file():
+                shutil.copy2(tuned, Path(folder) / tuned.name)
+                say(f"the organism's tuned embeddings copied beside them ({TUNED_NOTE})")
     else:
         from cxrg.organism.weights import copy_weights
 
         copy_weights(folder)
-        say(f"organism weights copied to {folder}")
+        say(f"organism weights and its tuned embeddings copied to {folder} ({TUNED_NOTE})")
     if sets is not None:
         from cxrg.organism.heldout import write_sets
 

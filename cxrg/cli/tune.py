@@ -30,6 +30,18 @@ def tune(
     jitter: Annotated[float, typer.Option(help="mu/sigma jitter, fraction of the image size.")] = 0.05,
     div_weight: Annotated[float, typer.Option(min=0.0, help="Weight of L_div (paper: 1; 0 turns it off, "
                                               "Appendix H.2).")] = 1.0,
+    target_norm: Annotated[str | None, typer.Option(help="Scale of G in eq. 3: peak (peak 1, as the LUT "
+                                                    "renders it; cxrg) or density (sums to 1; the paper "
+                                                    "protocol); docs/tuning.md.")] = None,
+    div_pairs: Annotated[str, typer.Option(help="Pairs of eq. 2: all (the paper) or across-phrases (a "
+                                           "labelled departure: no pair within one location).")] = "all",
+    probe: Annotated[int, typer.Option(min=0, help="Samples held out of the manifest (seeded, at most a "
+                                       "fifth) whose unjittered L_loc/L_div are recorded; 0: none.")] = 8,
+    probe_every: Annotated[int, typer.Option(min=1, help="Steps between probe records.")] = 50,
+    probe_patience: Annotated[int, typer.Option(min=1, help="Warn when probe L_loc has not fallen after "
+                                                "this many steps.")] = 100,
+    log_with: Annotated[str, typer.Option(help="Also log to an experiment tracker through accelerate: "
+                                          "none or tensorboard (OUT/tracking).")] = "none",
     shared_tokens: Annotated[str, typer.Option(help="Sub-tokens shared by a location and a pathology "
                                                "(cardi, ome, gal, y; ple, ural): trainable (default) or "
                                                "frozen.")] = "trainable",

@@ -100,10 +100,11 @@ def common_side(layer_maps: Sequence[torch.Tensor]) -> list[torch.Tensor]:
 
 
 def token_average(probs: torch.Tensor, spans: Sequence[TokenSpan]) -> torch.Tensor:
-    """(B, heads, positions, tokens) -> (B, side, side): mean over heads and each prompt's own tokens."""
+    """(B, heads, positions, tokens) -> (B, side, side): mean over heads and each prompt's non-special
+    tokens (its span without the binding token "and", as A_sp of the tuning losses)."""
     out = []
     for b, span in enumerate(spans):
-        out.append(probs[b, :, :, span.start:span.stop].float().mean(dim=(0, 2)))
+        out.append(probs[b, :, :, span.positions()].float().mean(dim=(0, 2)))
     maps = torch.stack(out)
     side = int(round(maps.shape[-1] ** 0.5))
     return maps.reshape(len(spans), side, side)

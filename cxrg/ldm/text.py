@@ -42,10 +42,16 @@ def sub_tokens(tokenizer, text: str) -> list[int]:
 
 @dataclass(frozen=True)
 class TokenSpan:
-    """Positions [start, stop) of a prompt's non-special tokens in its 77-token sequence."""
+    """Positions [start, stop) of a prompt's tokens in its 77-token sequence (after begin, before end);
+    `binding`: the positions of the binding token "and" inside it, special like begin/end (paper eq. 2-4)."""
 
     start: int
     stop: int
+    binding: tuple[int, ...] = ()
+
+    def positions(self) -> list[int]:
+        """The non-special positions: the span without the binding token, what A_sp averages."""
+        return [p for p in range(self.start, self.stop) if p not in self.binding]
 
 
 def tokenize(tokenizer, prompts: Sequence[str]) -> tuple[torch.Tensor, list[TokenSpan]]:
@@ -65,9 +71,10 @@ def tokenize(tokenizer, prompts: Sequence[str]) -> tuple[torch.Tensor, list[Toke
     batch = tokenizer(list(prompts), padding="max_length", max_length=tokenizer.model_max_length,
                       truncation=True, return_tensors="pt")
     spans = []
+    binding = set(sub_tokens(tokenizer, BINDING_WORD))
     for ids in batch.input_ids.tolist():
         end = ids.index(tokenizer.eos_token_id, 1)
-        spans.append(TokenSpan(1, end))
+        spans.append(TokenSpan(1, end, tuple(p for p in range(1, end) if ids[p] in binding)))
     return batch.input_ids, spans
 
 

@@ -32,6 +32,12 @@ from cxrg.bench.bootstrap import AVERAGE
 TUNE_STEPS = 200
 TUNE_LR = 1e-2
 PERTURBATIONS = ("unperturbed", "swapped", "reinit")
+CHOSEN_TUNE_FLAGS = ("--div-weight", "0")
+"""The loss settings chosen on the validation phantoms for the committed organism (issue 23; of w = 1, w = 0
+with G at peak 1 and w = 0 with G as a density, the highest val CNR of the tuned `ldm`: docs/organism.md)."""
+LDM_TABLE: dict[str, object] = {"timestep_spacing": "trailing"}
+"""Heatmap settings of the organism's claims, set explicitly: the 2024 code's DDIM spacing (t = 699..409),
+which the paper protocol uses; the committed tuned embeddings were made on this window."""
 VAL_CHOSEN = {"layers": "up_blocks.0.attentions.2.transformer_blocks.0.attn2", "capture_steps": "80,100"}
 """The layer and window `cxrg ldm diagnose` picked on the validation phantoms for the committed organism
 (best CNR there: the last decoder cross-attention over t = 190..0); reported beside the defaults."""
@@ -99,6 +105,12 @@ class Report:
 def bench(weights: Path, split: Path, out: Path, models: str, work: Path, log,
           embeddings: Path | None = None, resamples: int = 2000,
           options: dict[str, str] | None = None) -> dict[str, dict[str, float]]:
+    table_file = Path(work) / "cxrg.toml"
+    if table_file.is_file():  # the [ldm] table of write_ldm_table, as -o options too
+        import tomllib
+
+        table = tomllib.loads(table_file.read_text()).get("ldm", {})
+        options = {**ldm_options(table, models), **(options or {})}
     args = ["bench", "--models", models, "--dataset", "ms-cxr", "--annotations",
             str(split / "annotations.csv"), "--images", str(split / "images"), "--weights", str(weights),
             "--out", str(out), "--resamples", str(resamples)]
@@ -122,18 +134,39 @@ def val_chosen(work: Path, split: str = "test", resamples: int = 2000,
 
 
 def tune(weights: Path, manifest: Path, out: Path, work: Path, log, steps: int = TUNE_STEPS,
-         lr: float = TUNE_LR, seed: int = 0) -> Path:
-    run_cli(["tune", "--manifest", str(manifest), "--images", str(manifest.parent / "images"), "--weights",
+         lr: float = TUNE_LR, seed: int = 0, extra: tuple[str, ...] = ()) -> Path:
+    """`cxrg tune` on the manifest; `extra`: more flags (e.g. --div-weight 0). G keeps peak 1 (--target-norm
+    peak, the setting the committed tuned embeddings were made with), whatever the protocol's default."""
+    run_cli(["tune", "--target-norm", "peak", "--manifest", str(manifest), "--images",
+             str(manifest.parent / "images"), "--weights",
              str(weights), "--out", str(out), "--steps", str(steps), "--lr", str(lr), "--seed", str(seed),
-             "--no-install", "--checkpoint-every", str(steps), "--cache", str(work / "trajectories")],
-            work, log)
+             "--no-install", "--checkpoint-every", str(steps), "--cache", str(work / "trajectories"),
+             *extra], work, log)
     return out / "tuned_embeddings.safetensors"
+
+
+def write_ldm_table(work: Path, table: dict[str, object]) -> None:
+    """work/cxrg.toml with an [ldm] table: the heatmap settings every command run in `work` uses (`bench`
+    also gets them as -o options), so tuning and heatmaps share one window."""
+    lines = ["[ldm]"] + [f"{k} = {json.dumps(v)}" for k, v in table.items()]
+    (Path(work) / "cxrg.toml").write_text("\n".join(lines) + "\n")
+
+
+def ldm_options(table: dict[str, object], models: str) -> dict[str, str]:
+    """-o options giving `table` to the LDM models among `models`."""
+    named = [m for m in models.split(",") if m in ("ldm", "ldm-frozen")]
+    return {f"{model}.{k}": str(v) for model in named for k, v in table.items()}
 
 
 def run_claims(work: Path, weights: Path | None = None, split: str = "test", tune_steps: int = TUNE_STEPS,
                tune_lr: float = TUNE_LR, classify_draws: int = 30, log: Callable[[str], None] = print,
-               sizes: dict[str, int] | None = None, resamples: int = 2000) -> Report:
-    """Everything, in `work`; `split` is test (the report) or val (settings selection)."""
+               sizes: dict[str, int] | None = None, resamples: int = 2000,
+               ldm_table: dict[str, object] | None = None, tune_extra: tuple[str, ...] = (),
+               perturbations: tuple[str, ...] = PERTURBATIONS, classify: bool = True,
+               with_val_chosen: bool = True) -> Report:
+    """Everything, in `work`; `split` is test (the report) or val (settings selection). `ldm_table`: heatmap
+    settings for every command (work/cxrg.toml [ldm], e.g. timestep_spacing); `tune_extra`: `cxrg tune`
+    flags (the loss settings chosen on val)."""
     from cxrg.organism.heldout import write_sets
     from cxrg.organism.perturb import perturb
     from cxrg.organism.weights import committed_weights
@@ -141,6 +174,8 @@ def run_claims(work: Path, weights: Path | None = None, split: str = "test", tun
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
     report = Report()
+    if ldm_table:
+        write_ldm_table(work, ldm_table)
     sets = write_sets(work / "sets", **(sizes or {}))  # type: ignore[arg-type]
     data = sets[split].parent
     base = work / "weights" / "unperturbed"
@@ -161,17 +196,20 @@ def run_claims(work: Path, weights: Path | None = None, split: str = "test", tun
         report.say(f"claim 1 {model:11s} CNR {r['cnr']:.3f} [{r['cnr_low']:.3f}, {r['cnr_high']:.3f}]  "
                    f"mIoU {r['miou']:.3f} [{r['miou_low']:.3f}, {r['miou_high']:.3f}]")
     report.say(f"claim 1 ldm-frozen laterality {lat:.1%} of {n_sided} one-sided prompts")
-    chosen = report.values["val_chosen"] = val_chosen(work, split, resamples, log)
-    report.say(f"claim 1 ldm-frozen with {VAL_CHOSEN} (chosen on val): CNR {chosen['cnr']:.3f} "
-               f"[{chosen['cnr_low']:.3f}, {chosen['cnr_high']:.3f}]  mIoU {chosen['miou']:.3f} "
-               f"[{chosen['miou_low']:.3f}, {chosen['miou_high']:.3f}]  "
-               f"laterality {chosen['laterality']:.1%}")
+    if with_val_chosen:
+        chosen = report.values["val_chosen"] = val_chosen(work, split, resamples, log)
+        report.say(
+            f"claim 1 ldm-frozen with {VAL_CHOSEN} (chosen on val): CNR {chosen['cnr']:.3f} "
+            f"[{chosen['cnr_low']:.3f}, {chosen['cnr_high']:.3f}]  mIoU {chosen['miou']:.3f} "
+            f"[{chosen['miou_low']:.3f}, {chosen['miou_high']:.3f}]  "
+            f"laterality {chosen['laterality']:.1%}")
 
     # 2. tuning from unperturbed / swapped / re-initialised rows -------------------------------------------
     tuned: dict[str, dict] = {}
-    for how in PERTURBATIONS:
+    for how in perturbations:
         folder = base if how == "unperturbed" else perturb(base, work / "weights" / how, how)
-        embeddings = tune(folder, sets["tune"], work / "runs" / f"tune-{how}", work, log, tune_steps, tune_lr)
+        embeddings = tune(folder, sets["tune"], work / "runs" / f"tune-{how}", work, log, tune_steps, tune_lr,
+                          extra=tune_extra)
         run = work / "runs" / f"bench-{split}-{how}"
         result = bench(folder, data, run, "ldm,ldm-frozen", work, log, embeddings=embeddings,
                        resamples=resamples)
@@ -185,13 +223,16 @@ def run_claims(work: Path, weights: Path | None = None, split: str = "test", tun
                        f"laterality {r['laterality']:.1%}")
     report.values["tuning"] = tuned
     reference = first["ldm-frozen"]["cnr"]
-    for how in ("swapped", "reinit"):
+    for how in [p for p in perturbations if p != "unperturbed"]:
         share = tuned[how]["ldm"]["cnr"] / reference if reference > 0 else float("nan")
         of_tuned = tuned[how]["ldm"]["cnr"] / tuned["unperturbed"]["ldm"]["cnr"]
         report.say(f"claim 2 {how}: tuned CNR is {share:.0%} of the unperturbed ldm-frozen's "
                    f"({reference:.3f}); {of_tuned:.0%} of the unperturbed tuned model's")
 
     # 3. grounded classification ---------------------------------------------------------------------------
+    if not classify:
+        (work / "claims.json").write_text(json.dumps(report.values, indent=2, default=float) + "\n")
+        return report
     cls = sets["classify"].parent
     out = work / "runs" / "classify"
     run_cli(["classify", "--positives", str(sets["classify"]), "--images", str(cls / "images"), "--negatives",

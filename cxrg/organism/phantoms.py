@@ -12,7 +12,8 @@ model must read the image, not the word alone, to find it. Pathologies are drawn
     Edema          bright Gaussian of small spots  Cardiomegaly   enlarged heart (caption "cardiomegaly")
 
 Captions are in the prompt grammar of cxrg.vocab ("left lower pneumonia", "left apical and right lower
-lung opacity"); healthy phantoms have no finding and the healthy prompt of `cxrg classify`.
+lung opacity") and canonical (`canonical_locations`); healthy phantoms have no finding and the healthy
+prompt of `cxrg classify`.
 Boxes (x, y, w, h in pixels) are centre +- 2 sigma of each drawn finding, clipped to the image.
 """
 
@@ -150,19 +151,33 @@ def place(lut: Lut, location: str, size: int, rng: np.random.Generator, spread: 
 
 def make_phantom(lut: Lut, size: int, rng: np.random.Generator, pathology: str | None,
                  locations: tuple[str, ...] = (), spread: float = 1.0,
-                 off_atlas: tuple[float, float] | None = None) -> Phantom:
-    """A phantom with `pathology` at `locations` (None: healthy; Cardiomegaly: enlarged heart)."""
+                 off_atlas: tuple[float, float] | None = None, canonical: bool = True) -> Phantom:
+    """A phantom with `pathology` at `locations` (None: healthy; Cardiomegaly: enlarged heart); with
+    `canonical`, drawn and captioned at the canonical prompt's locations (cxrg 0.2's organism was trained
+    on the locations as drawn, `canonical=False`)."""
     if pathology is None:
         return Phantom(_finish(chest(rng, size)), HEALTHY_PROMPT, None, ())
     if pathology == "Cardiomegaly":
         return Phantom(_finish(chest(rng, size, heart_scale=1.45)), Prompt((), "Cardiomegaly").format(),
                        pathology, ())
+    if canonical:
+        locations = canonical_locations(tuple(locations), pathology)
     image = chest(rng, size)
     findings = [f for location in locations for f in place(lut, location, size, rng, spread, off_atlas)]
     for f in findings:
         draw_finding(image, pathology, f, rng)
     return Phantom(_finish(image), Prompt(tuple(locations), pathology).format(), pathology, tuple(locations),
                    findings)
+
+
+def canonical_locations(locations: tuple[str, ...], pathology: str) -> tuple[str, ...]:
+    """The locations of the canonical prompt (cxrg.vocab.canonical, what cxrg.phrases.normalise reads), so
+    every caption is canonical and every model reads the same prompt: "pleural" goes only with pleural
+    findings ("left pleural atelectasis" is drawn and captioned "left atelectasis"), and "left base and
+    right base" is "bibasilar". The finding is drawn where the canonical caption says."""
+    from cxrg.vocab import canonical
+
+    return canonical(Prompt(tuple(locations), pathology)).locations
 
 
 def _finish(image: np.ndarray) -> np.ndarray:
@@ -174,7 +189,8 @@ def _distinct(lut: Lut, a: str, b: str) -> bool:
     return abs(ga.mu_x - gb.mu_x) > 60 or abs(ga.mu_y - gb.mu_y) > 60
 
 
-def random_phantom(lut: Lut, size: int, rng: np.random.Generator, spread: float = 1.0) -> Phantom:
+def random_phantom(lut: Lut, size: int, rng: np.random.Generator, spread: float = 1.0,
+                   canonical: bool = True) -> Phantom:
     """The training distribution: 8 % healthy, 4 % cardiomegaly, 12 % bilateral, 20 % two findings,
     the rest one finding at a one-sided location; pathologies uniform over FINDINGS."""
     kind = rng.random()
@@ -189,7 +205,7 @@ def random_phantom(lut: Lut, size: int, rng: np.random.Generator, spread: float 
         locations = two_locations(lut, rng)
     else:
         locations = (ONE_SIDED[int(rng.integers(len(ONE_SIDED)))],)
-    return make_phantom(lut, size, rng, pathology, locations, spread)
+    return make_phantom(lut, size, rng, pathology, locations, spread, canonical=canonical)
 
 
 def two_locations(lut: Lut, rng: np.random.Generator) -> tuple[str, str]:

@@ -76,6 +76,8 @@ class OrganismConfig:
     unet_attention: tuple[bool, ...] = (False, True)
     text_lr: float = 0.0  # > 0: the text encoder is trained with the U-Net at this peak rate
     t_focus: float = 0.0  # share of steps whose t is drawn from FOCUS (the capture window) instead of all t
+    text_layers: int = 2  # transformer layers of the frozen text encoder (0: each output is its own token's)
+    canonical: bool = False  # canonical captions and places (cxrg.organism.phantoms.canonical_locations)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -90,9 +92,11 @@ def architecture(config: OrganismConfig) -> LdmArchitecture:
                            ORGANISM.image_size)
 
 
-def text_config():
-    """The tiny CLIP text encoder of cxrg.ldm.tiny (2 layers, width 32, SD 2.1's vocabulary)."""
-    return tiny_text_config()
+def text_config(layers: int = 2):
+    """The tiny CLIP text encoder of cxrg.ldm.tiny (width 32, SD 2.1's vocabulary) with `layers` layers."""
+    config = tiny_text_config()
+    config.num_hidden_layers = layers
+    return config
 
 
 def _cosine(step: int, total: int, lr: float, warmup: int = 50) -> float:
@@ -113,13 +117,14 @@ def train_organism(folder: Path, config: OrganismConfig = OrganismConfig(),
     arch = architecture(config)
     lut = Lut.default()
     rng = np.random.default_rng(config.seed)
-    phantoms = [random_phantom(lut, arch.image_size, rng, config.spread) for _ in range(config.images)]
+    phantoms = [random_phantom(lut, arch.image_size, rng, config.spread, config.canonical)
+                for _ in range(config.images)]
     pixels = torch.from_numpy(np.stack([p.image for p in phantoms]))[:, None]
     log(f"{len(phantoms)} phantoms in {time.perf_counter() - started:.0f} s")
 
     torch.manual_seed(config.seed)
     autoencoder, unet = build_autoencoder(arch), build_unet(arch, fast_attention=True)
-    text = CLIPTextModel(text_config()).eval().requires_grad_(False)
+    text = CLIPTextModel(text_config(config.text_layers)).eval().requires_grad_(False)
     train_text = config.text_lr > 0
     with torch.no_grad():  # word identity dominates each token's output (see TOKEN_SCALE)
         text.get_input_embeddings().weight.mul_(TOKEN_SCALE)

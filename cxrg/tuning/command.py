@@ -34,6 +34,28 @@ def install_embeddings(result: Path, target: Path) -> Path | None:
     return kept
 
 
+TRACKERS = ("none", "tensorboard")
+
+
+def make_tracker(name: str, folder: Path, config: dict):
+    """An accelerate tracker writing under `folder`, with the run's settings stored as hyperparameters."""
+    from cxrg.errors import UsageError
+
+    if name != "tensorboard":
+        raise UsageError(f"unknown tracker {name!r}", hint=f"choose {' or '.join(TRACKERS)}")
+    try:
+        from accelerate.tracking import TensorBoardTracker
+        tracker = TensorBoardTracker("tune", str(folder))
+        if hasattr(tracker, "start"):  # accelerate >= 1.2 opens the writer here
+            tracker.start()
+    except ImportError as exc:
+        raise UsageError("--log-with tensorboard needs the tensorboard package",
+                         hint="pip install 'cxrg[tracking]'") from exc
+    flat = {k: (v if isinstance(v, int | float | str | bool) else str(v)) for k, v in config.items()}
+    tracker.store_init_configuration(flat)
+    return tracker
+
+
 def run(
         manifest: Path | None = None,
         images: Path | None = None,
@@ -47,6 +69,12 @@ def run(
         epsilon: float = 1e-05,
         jitter: float = 0.05,
         div_weight: float = 1.0,
+        target_norm: str | None = None,
+        div_pairs: str = 'all',
+        probe: int = 8,
+        probe_every: int = 50,
+        probe_patience: int = 100,
+        log_with: str = 'none',
         shared_tokens: str = 'trainable',
         seed: int = 0,
         checkpoint_every: int = 50,
@@ -82,6 +110,16 @@ def run(
     weights, lut, device = cfg.get("weights"), cfg.get("lut"), cfg.get("device", "cpu")
     if shared_tokens not in ("trainable", "frozen"):
         raise UsageError(f"unknown --shared-tokens {shared_tokens!r}", hint="choose trainable or frozen")
+    from cxrg.tuning.losses import TARGET_NORMS
+
+    if target_norm is not None and target_norm not in TARGET_NORMS:
+        raise UsageError(f"unknown --target-norm {target_norm!r}", hint=f"choose {' or '.join(TARGET_NORMS)}")
+    from cxrg.tuning.losses import DIV_PAIRS
+
+    if div_pairs not in DIV_PAIRS:
+        raise UsageError(f"unknown --div-pairs {div_pairs!r}", hint=f"choose {' or '.join(DIV_PAIRS)}")
+    if log_with not in TRACKERS:
+        raise UsageError(f"unknown --log-with {log_with!r}", hint=f"choose {' or '.join(TRACKERS)}")
     if steps is not None and epochs is not None:
         raise UsageError("give one of --steps and --epochs")
     if steps is None and epochs is None:
@@ -101,17 +139,23 @@ def run(
         total = steps
     else:
         assert epochs is not None
-        total = max(1, round(epochs * len(data.samples) / dist.world))
+        from cxrg.tuning.trainer import split_probe
+
+        trained = len(split_probe(data.samples, probe, seed)[1])
+        total = max(1, round(epochs * trained / dist.world))
     from cxrg.protocol import resolve
 
-    resolved = resolve("tune", None, protocol, cfg)  # the DDIM grid (below [ldm]); G's normalisation
+    resolved = resolve("tune", {"g_normalisation": target_norm}, protocol, cfg)  # DDIM grid (below [ldm]), G
+    target_norm = resolved["g_normalisation"]
     schedule = {"timestep_spacing": resolved["timestep_spacing"],
                 **{k: v for k, v in cfg.table("ldm").items()
                    if k not in ("otsu", "batch", "upsampling", "attention")}}
     config = TuneConfig(steps=total, lr=lr, alpha=alpha, epsilon=epsilon, jitter=jitter, seed=seed,
                         checkpoint_every=checkpoint_every, chunk=chunk, cache_dtype=cache_dtype,
                         autocast=autocast, checkpointing=checkpointing, div_weight=div_weight,
-                        shared_tokens=shared_tokens,
+                        shared_tokens=shared_tokens, target_norm=target_norm, div_pairs=div_pairs,
+                        probe=probe,
+                        probe_every=probe_every, probe_patience=probe_patience,
                         settings=HeatmapSettings(otsu=False).with_overrides(schedule))
     table = Lut.load(lut) if lut else active_lut(weights)
     ldm = load_ldm(weights, device=device)
@@ -130,10 +174,25 @@ def run(
                 run.file(name).unlink(missing_ok=True)
         for sample_id, reason in data.skipped:
             run.logger.warning("skipped %s: %s", sample_id, reason)
+        for sample_id, prompt, other in data.kept:
+            run.logger.info("%s: prompt %r kept as written (cxrg's canonical reading: %r)", sample_id, prompt,
+                            other)
+        for sample_id, text, prompt in data.read:
+            run.logger.info("%s: free text %r read as %r", sample_id, text, prompt)
         if dist.main:
             say(f"manifest: {data.rows} rows, {len(data.samples)} samples, {len(data.skipped)} skipped"
-                + (" (reasons in log.txt)" if data.skipped else ""))
+                + (" (reasons in log.txt)" if data.skipped else "")
+                + (f"; {len(data.kept)} vocabulary prompts kept as written though their canonical reading "
+                   "differs" if data.kept else "")
+                + (f"; {len(data.read)} read from free text" if data.read else "")
+                + (" (each in log.txt)" if data.kept or data.read else ""))
         trainer = Trainer(ldm, table, data, config, run, cache or out / "trajectories", dist, inputs=inputs)
+        if trainer.probe_samples and dist.main:
+            say(f"probe: {len(trainer.probe_samples)} samples held out of training, recorded every "
+                f"{probe_every} steps")
+        trainer.notify = say if dist.main else None
+        if log_with != "none" and dist.main:
+            trainer.tracker = make_tracker(log_with, run.file("tracking"), config.to_dict())
         if trainer.resume() and dist.main:
             say(f"continuing the run in {out} at step {trainer.step} of {config.steps} "
                 "(--restart to start over)")
@@ -144,6 +203,8 @@ def run(
             task = bar.add_task("steps", total=config.steps, completed=trainer.step, loss="-")
             result = trainer.train(
                 progress=lambda step, loss: bar.update(task, completed=step, loss=f"{loss:.4f}"))
+        if trainer.tracker is not None:
+            trainer.tracker.finish()
         if dist.main:
             say(f"tuned embeddings: {result}; losses in {run.file('losses.csv')} and loss_curve.png; "
                 f"trajectory cache {trainer.cache.hits} hits, {trainer.cache.misses} computed")

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cxrg.errors import InputError
 from cxrg.images import resolve_image
 from cxrg.phrases import normalise
 from cxrg.runs import check_complete, raw_row  # importing cxrg.runs also sets the CSV field-size policy
-from cxrg.vocab import prompt_locations
+from cxrg.vocab import Prompt, prompt_locations
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,27 @@ class Manifest:
     skipped: list[tuple[str, str]]
     """(sample id or row, reason) for every row that cannot be used; rows = samples + skipped."""
     rows: int
+    kept: list[tuple[str, str, str]] = field(default_factory=list)
+    """(sample id, prompt, canonical reading) of vocabulary prompts kept as written although
+    cxrg.phrases.normalise reads them differently (e.g. "left pleural edema" is read "left edema")."""
+    read: list[tuple[str, str, str]] = field(default_factory=list)
+    """(sample id, free text, the prompt read from it) of prompts outside the vocabulary's grammar."""
+
+
+def manifest_prompt(text: str) -> tuple[str, str | None, bool]:
+    """(prompt used, the other reading or None, whether it was read from free text).
+
+    A prompt in the vocabulary's grammar (`Prompt.parse`) is kept as written: its locations are the ones
+    the image was annotated with, and the canonical reading may drop one ("left pleural edema" -> "left
+    edema"), which would silently change the tuning target. Free text is read with
+    cxrg.phrases.normalise, the one reading of a phrase."""
+    try:
+        written = Prompt.parse(text).format()
+    except InputError:
+        reading = normalise(text).prompt
+        return reading, reading, True
+    canonical_reading = normalise(written).prompt
+    return written, (canonical_reading if canonical_reading != written else None), False
 
 
 def find_image(images: Path, relative: str) -> Path:
@@ -65,6 +86,8 @@ def read_manifest(path: Path, images: Path) -> Manifest:
                          + (" ..." if len(repeated) > 5 else ""), where=str(path),
                          hint="each sample needs its own sample_id (rows count from 1 after the header)")
     samples, skipped = [], []
+    kept: list[tuple[str, str, str]] = []
+    read: list[tuple[str, str, str]] = []
     for k, row in enumerate(rows, start=1):
         sample_id = str(row.get("sample_id") or f"row {k}")
         try:
@@ -73,15 +96,20 @@ def read_manifest(path: Path, images: Path) -> Manifest:
             if not row.get("image_path"):
                 raise ValueError("no image_path")
             image = find_image(images, str(row["image_path"]))
-            prompt = normalise(str(row.get("prompt") or "")).prompt  # the one reading of a phrase
+            text = str(row.get("prompt") or "")
+            prompt, other, free = manifest_prompt(text)
             samples.append(TuningSample(sample_id, image, prompt, prompt_locations(prompt)))
+            if free:
+                read.append((sample_id, text, prompt))
+            elif other is not None:
+                kept.append((sample_id, prompt, other))
         except (ValueError, InputError) as exc:
             skipped.append((sample_id, exc.one_line() if isinstance(exc, InputError) else str(exc)))
     if not samples:
         reason = skipped[0][1] if skipped else "it has no rows"
         raise InputError(f"no usable sample in the manifest ({len(skipped)} skipped; first: {reason})",
                          where=str(path), hint="check --images and the manifest's image_path column")
-    return Manifest(samples, skipped, len(rows))
+    return Manifest(samples, skipped, len(rows), kept, read)
 
 
 def _rows(path: Path) -> list[dict]:

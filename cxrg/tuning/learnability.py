@@ -60,25 +60,14 @@ class Result:
 
 
 def held_out_loss(trainer: Trainer, samples: list[TuningSample]) -> float:
-    """Mean L_loc over samples, without jitter or gradient."""
-    from cxrg.ldm.attention import capture, run_until_captured
-    from cxrg.ldm.text import encode, tokenize
+    """Mean L_loc over samples, without jitter or gradient (the maps the losses read, "and" left out)."""
     from cxrg.tuning.losses import tuning_losses
 
-    settings = trainer.config.settings
     values = []
     with torch.no_grad():
         for sample in samples:
-            latents = trainer.cache.latents(trainer.pixels(sample))
-            ids, spans = tokenize(trainer.ldm.tokenizer, [sample.prompt])
-            context = encode(trainer.ldm.text_encoder, ids, trainer.codebook)
-            with capture(trainer.ldm.unet, settings.layers, stop_after_last=True) as got:
-                run_until_captured(trainer.ldm.unet, latents, timesteps=trainer.times,
-                                   context=context.expand(len(latents), -1, -1))
-            maps = torch.stack([got.stacked(n).float().mean(1)[..., spans[0].start:spans[0].stop]
-                                for n in settings.layers], dim=1)
-            side = int(round(math.sqrt(maps.shape[2])))
-            g = torch.from_numpy(trainer.lut.render(sample.locations, shape=side)).reshape(-1)
+            maps = trainer.token_maps(sample)
+            g = trainer.gaussian(sample, int(round(math.sqrt(maps.shape[2]))), None)
             values.append(float(tuning_losses(maps, g, trainer.config.alpha, trainer.config.epsilon).loc))
     return float(np.mean(values))
 

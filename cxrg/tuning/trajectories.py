@@ -6,9 +6,10 @@ approximation. A cache entry is keyed by the model input (the image after resize
 of the autoencoder and U-Net weights, and the schedule settings; it is a safetensors file of the latents
 (float32, or float16 to halve the disk).
 
-`precompute` (and `precompute_trajectories` for a trainer's coming steps) computes the missing entries
-`batch_size` images at a time, one U-Net call per inversion step for the whole batch, before the fast steps
-need them; each entry equals the one-image computation to float rounding (tests/test_batching.py).
+`precompute` (and cxrg.tuning.trainer.precompute_trajectories for a trainer's coming steps) computes the
+missing entries `batch_size` images at a time, one U-Net call per inversion step for the whole batch,
+before the fast steps need them; each entry equals the one-image computation to float rounding
+(tests/test_batching.py).
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -117,24 +117,3 @@ class TrajectoryCache:
             computed += len(missing)
         self.engine.forget()
         return computed
-
-
-def precompute_trajectories(trainer: Any, steps: range) -> int:
-    """Before a trainer's `steps`: the trajectories of the samples this process uses in them, computed in
-    batches (TrajectoryCache.precompute); the steps then only read the cache. The batches are fixed runs
-    of `batch_size` consecutive steps (0..B-1, B..2B-1, ...), computed whole, so a resumed run stores
-    exactly what the uninterrupted run stores (resume stays bit-exact)."""
-    from cxrg.tuning.trainer import sample_for
-
-    samples = trainer.manifest.samples
-    size = max(1, trainer.cache.batch_size)
-    if not len(steps):
-        return 0
-    first, last = steps.start // size, (steps.stop - 1) // size
-
-    def group(g: int) -> list[torch.Tensor]:
-        indices = dict.fromkeys(sample_for(step, trainer.dist.rank, trainer.dist.world, len(samples),
-                                           trainer.config.seed) for step in range(g * size, (g + 1) * size))
-        return [trainer.pixels(samples[i]) for i in indices]
-
-    return trainer.cache.precompute(group(g) for g in range(first, last + 1))
