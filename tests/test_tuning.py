@@ -209,3 +209,19 @@ def test_learnability_on_phantoms(tmp_path):
     # ids (phantom0...), so the "held-out" set was partly the training images (issue 14, item 7).
     assert result.loc_drop >= 0.05
     assert result.miou_tuned > result.miou_frozen  # measured: 0.043 against 0.032
+
+
+def test_tune_progress_shows_off_a_terminal_and_quiet_silences_it(tiny, phantoms, tmp_path, capsys,
+                                                                  monkeypatch):
+    import cxrg.progress
+
+    monkeypatch.setattr(cxrg.progress, "PLAIN_AFTER_S", 0.0)  # the tiny run ends in well under 2 s
+    manifest, images = phantoms
+    args = ["tune", "--manifest", str(manifest), "--images", str(images), "--weights", str(tiny),
+            "--steps", "3", "--lr", "0.05", "--no-install"]
+    assert cli(*args, "--out", str(tmp_path / "shown")) == 0
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("tune: ")]
+    assert lines and lines[-1].startswith("tune: 3/3 steps") and "loss " in lines[-1]
+    assert cli(*args, "--out", str(tmp_path / "quiet"), "--quiet") == 0
+    assert not [line for line in capsys.readouterr().err.splitlines() if line.startswith("tune: ")]
+    cxrg.progress.quiet(False)

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from cxrg.cli import QUIET
+
 TUNED_NOTE = ("the tuned embeddings were made with DDIM timestep_spacing trailing: give `ldm` the same, "
               "e.g. -o ldm.timestep_spacing=trailing")
 
@@ -18,9 +20,13 @@ def organism(
     seed: Annotated[int, typer.Option(help="Training seed (0 gives the committed weights).")] = 0,
     sets: Annotated[Path | None, typer.Option(help="Also write the held-out phantom sets (test, val, "
                                               "tune, classify) to this folder.")] = None,
+    quiet: QUIET = False,
 ) -> None:
     """Write the model organism: a small LDM of the real classes trained on synthetic chest phantoms."""
     from cxrg.cli import say
+    from cxrg.progress import quiet as set_quiet
+
+    set_quiet(quiet)
 
     if train:
         from cxrg.organism.weights import regenerate

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from cxrg.cli import QUIET
+from cxrg.progress import quiet as set_quiet
 from cxrg.protocol import PROTOCOL_HELP
 
 
@@ -61,9 +63,11 @@ def tune(
     install: Annotated[bool, typer.Option(help="Install the result as the default tuned embeddings "
                                           "(<weights>/tuned_embeddings.safetensors).")] = True,
     protocol: Annotated[str | None, typer.Option(help=PROTOCOL_HELP)] = None,
+    quiet: QUIET = False,
 ) -> None:
     """Tune the anatomy rows of the codebook (L_div + L_loc, paper eq. 2-4); writes OUT/tuned_embeddings."""
-    given = dict(locals())  # the parameters, exactly as cxrg.tuning.run takes them
+    given = dict(locals())  # the parameters, exactly as cxrg.tuning.run takes them (and --quiet)
+    set_quiet(given.pop("quiet"))
     import cxrg.tuning
 
     cxrg.tuning.run(**given)

@@ -17,7 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from cxrg.config import weights_root  # noqa: F401  (cxrg/tuning/command.py still imports it from here)
 from cxrg.errors import MissingWeightsError
 
 BUNDLE = "cxr_image_synthesis_latent_diffusion_model"

@@ -133,6 +133,9 @@ def train_organism(folder: Path, config: OrganismConfig = OrganismConfig(),
     # -- autoencoder: L1 + small KL ------------------------------------------------------------------
     opt = torch.optim.Adam(autoencoder.parameters(), lr=config.ae_lr)
     autoencoder.train()
+    from cxrg.progress import make_bar
+
+    bar = make_bar("organism autoencoder", total=config.ae_steps, unit="steps")
     for step in range(config.ae_steps):
         for group in opt.param_groups:
             group["lr"] = _cosine(step, config.ae_steps, config.ae_lr)
@@ -148,6 +151,8 @@ def train_organism(folder: Path, config: OrganismConfig = OrganismConfig(),
         opt.step()
         if step % 100 == 0 or step == config.ae_steps - 1:
             log(f"autoencoder {step}: loss {loss.item():.4f} ({time.perf_counter() - started:.0f} s)")
+        bar.advance(1)
+    bar.close()
     autoencoder.eval().requires_grad_(False)
     with torch.no_grad():
         latents = torch.cat([autoencoder.encode(pixels[i:i + 100])[0]  # type: ignore[operator]
@@ -179,6 +184,7 @@ def train_organism(folder: Path, config: OrganismConfig = OrganismConfig(),
     opt = torch.optim.AdamW([{"params": params, "lr": peak} for params, peak in groups], weight_decay=0.0)
     unet.train()
     ema = 0.0
+    bar = make_bar("organism U-Net", total=config.unet_steps, unit="steps")
     for step in range(config.unet_steps):
         for group, (_, peak) in zip(opt.param_groups, groups, strict=True):
             group["lr"] = _cosine(step, config.unet_steps, peak)
@@ -204,6 +210,8 @@ def train_organism(folder: Path, config: OrganismConfig = OrganismConfig(),
         ema = loss.item() if step == 0 else 0.98 * ema + 0.02 * loss.item()
         if step % 200 == 0 or step == config.unet_steps - 1:
             log(f"unet {step}: loss {ema:.4f} ({time.perf_counter() - started:.0f} s)")
+        bar.advance(1, info=f"loss {ema:.4f}")
+    bar.close()
     unet.eval()
     text.eval().requires_grad_(False)
     seconds = time.perf_counter() - started

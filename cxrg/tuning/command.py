@@ -89,15 +89,13 @@ def run(
         protocol: str | None = None,
 ) -> None:
     """Tune the anatomy rows of the codebook (L_div + L_loc, paper eq. 2-4); writes OUT/tuned_embeddings."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     from cxrg.anatomy.lut import Lut, active_lut
-    from cxrg.config import check_number, load_config
+    from cxrg.config import check_number, load_config, weights_root
     from cxrg.errors import UsageError
     from cxrg.ldm.config import HeatmapSettings
     from cxrg.ldm.loading import load_ldm
-    from cxrg.ldm.weights import WeightPaths, weights_root
+    from cxrg.ldm.weights import WeightPaths
+    from cxrg.progress import progress
     from cxrg.runs import RunDir, file_fingerprint
     from cxrg.tuning.data import read_manifest
     from cxrg.tuning.trainer import Distributed, Trainer, TuneConfig
@@ -196,13 +194,9 @@ def run(
         if trainer.resume() and dist.main:
             say(f"continuing the run in {out} at step {trainer.step} of {config.steps} "
                 "(--restart to start over)")
-        err = Console(stderr=True)
-        with Progress(TextColumn("tune"), BarColumn(), MofNCompleteColumn(),
-                      TextColumn("loss {task.fields[loss]}"), TimeRemainingColumn(), console=err,
-                      transient=True, disable=not (err.is_terminal and dist.main)) as bar:
-            task = bar.add_task("steps", total=config.steps, completed=trainer.step, loss="-")
-            result = trainer.train(
-                progress=lambda step, loss: bar.update(task, completed=step, loss=f"{loss:.4f}"))
+        with progress("tune", total=config.steps, unit="steps", enabled=dist.main) as bar:
+            bar.update(done=trainer.step)
+            result = trainer.train(progress=lambda step, loss: bar.update(done=step, info=f"loss {loss:.4f}"))
         if trainer.tracker is not None:
             trainer.tracker.finish()
         if dist.main:
