@@ -225,3 +225,17 @@ def test_tune_progress_shows_off_a_terminal_and_quiet_silences_it(tiny, phantoms
     assert cli(*args, "--out", str(tmp_path / "quiet"), "--quiet") == 0
     assert not [line for line in capsys.readouterr().err.splitlines() if line.startswith("tune: ")]
     cxrg.progress.quiet(False)
+
+
+def test_the_protocol_sets_gs_normalisation_and_an_explicit_flag_wins(tiny, phantoms, tmp_path):
+    manifest, images = phantoms
+    args = ["tune", "--manifest", str(manifest), "--images", str(images), "--weights", str(tiny),
+            "--steps", "1", "--lr", "0.05", "--no-install", "--quiet"]
+    expected = {("paper", None): "density", ("cxrg", None): "peak", ("paper", "peak"): "peak"}
+    for (protocol, flag), norm in expected.items():
+        out = tmp_path / f"{protocol}-{flag}"
+        assert cli(*args, "--out", str(out), "--protocol", protocol,
+                   *(["--target-norm", flag] if flag else [])) == 0
+        config = json.loads((out / "config.json").read_text())["config"]
+        assert config["choices"]["g_normalisation"]["value"] == norm
+        assert config["target_norm"] == norm  # what the trainer used
