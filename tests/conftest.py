@@ -72,3 +72,13 @@ def ldm(tiny):
     from cxrg.ldm.loading import load_ldm
 
     return load_ldm(tiny)
+
+
+@pytest.fixture(scope="module")
+def phantoms(tmp_path_factory) -> tuple[Path, Path]:
+    """A 6-phantom tuning manifest and its images (cxrg.tuning.phantoms), for the tuner's tests."""
+    from cxrg.anatomy.lut import Lut
+    from cxrg.tuning.phantoms import write_phantom_set
+
+    folder = tmp_path_factory.mktemp("phantoms")
+    return write_phantom_set(folder, 6, Lut.default()), folder / "images"

@@ -20,16 +20,9 @@ from cxrg.runs import RunDir
 from cxrg.tuning.data import read_manifest
 from cxrg.tuning.losses import Losses
 from cxrg.tuning.naive import naive_sample_gradients
-from cxrg.tuning.phantoms import write_phantom_set
 from cxrg.tuning.trainer import Trainer, TuneConfig, sample_for
 
 QUICK = HeatmapSettings(inference_steps=20, capture_steps=tuple(range(6, 12)), otsu=False)
-
-
-@pytest.fixture(scope="module")
-def phantoms(tmp_path_factory) -> tuple[Path, Path]:
-    folder = tmp_path_factory.mktemp("phantoms")
-    return write_phantom_set(folder, 6, Lut.default()), folder / "images"
 
 
 def trainer(tiny, phantoms, out: Path, **changes) -> Trainer:

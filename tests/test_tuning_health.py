@@ -98,14 +98,6 @@ def test_a_one_location_prompt_averages_its_whole_span(tiny):
     assert len(spans[1].binding) == 1 and len(spans[1].positions()) == spans[1].stop - spans[1].start - 1
 
 
-@pytest.fixture(scope="module")
-def phantoms(tmp_path_factory) -> tuple[Path, Path]:
-    from cxrg.tuning.phantoms import write_phantom_set
-
-    folder = tmp_path_factory.mktemp("phantoms")
-    return write_phantom_set(folder, 6, Lut.default()), folder / "images"
-
-
 def manifest_trainer(tiny, phantoms, out: Path, **changes) -> Trainer:
     manifest, images = phantoms
     config = TuneConfig(**{"steps": 4, "checkpoint_every": 4, "chunk": 6, "settings": QUICK, "probe": 1,

@@ -151,17 +151,8 @@ def score_samples(model: HeatmapModel, samples: Sequence[Sample], image: np.ndar
     name = name or model.card.name
     started = time.perf_counter()
     queries = [make_query(model.card, image, model_prompt(model, s), s.boxes, s.image_path) for s in samples]
-    maps: list[Any] | None = None
     batched = getattr(model, "heatmaps", None)
-    if callable(batched) and len(samples) > 1:
-        try:
-            maps = list(batched(queries))
-            if len(maps) != len(queries):
-                raise CxrgError(f"heatmaps() returned {len(maps)} maps for {len(queries)} prompts")
-        except BaseException as exc:
-            if not is_contained(exc):
-                raise
-            maps = None
+    maps = batched_maps(batched, queries) if callable(batched) and len(samples) > 1 else None
     rows = []
     for k, (sample, query) in enumerate(zip(samples, queries, strict=True)):
         if maps is not None:
@@ -181,6 +172,20 @@ def score_samples(model: HeatmapModel, samples: Sequence[Sample], image: np.ndar
     return rows
 
 
+def batched_maps(batched: Any, queries: list) -> list[Any] | None:
+    """One `model.heatmaps(queries)` call: its maps, or None when it raised (a contained error) or returned
+    another count; the caller then scores one by one, so a bad image or prompt fails alone."""
+    try:
+        maps = list(batched(queries))
+        if len(maps) != len(queries):
+            raise CxrgError(f"heatmaps() returned {len(maps)} maps for {len(queries)} prompts")
+        return maps
+    except BaseException as exc:
+        if not is_contained(exc):
+            raise
+        return None
+
+
 def score_batch(model: HeatmapModel, work: Sequence[tuple[Sequence[Sample], np.ndarray]],
                 store: HeatmapStore | None = None, name: str | None = None) -> list[list[dict[str, str]]]:
     """Rows of several images' samples (`work`: (samples, image) per image) with one batched call: a model
@@ -196,13 +201,8 @@ def score_batch(model: HeatmapModel, work: Sequence[tuple[Sequence[Sample], np.n
     queries = [[make_query(model.card, image, model_prompt(model, s), s.boxes, s.image_path) for s in samples]
                for samples, image in work]
     flat = [q for group in queries for q in group]
-    try:
-        maps = list(batched(flat))
-        if len(maps) != len(flat):
-            raise CxrgError(f"heatmaps() returned {len(maps)} maps for {len(flat)} prompts")
-    except BaseException as exc:
-        if not is_contained(exc):
-            raise
+    maps = batched_maps(batched, flat)
+    if maps is None:
         return [score_samples(model, samples, image, store, name) for samples, image in work]
     elapsed = f"{(time.perf_counter() - started) / len(flat):.4f}"
     out, k = [], 0
