@@ -55,7 +55,7 @@ CHOICES: tuple[Choice, ...] = (
            "--location-mappings",
            "App. I (c): areas outside the location list (e.g. 'retrocardiac region') are excluded", "-"),
     Choice("prompt_style", "paper", "cxrg", ("paper", "cxrg"), ("curate", "bench", "classify"),
-           "cxrg.phrases.normalise(style=...)",
+           "[choices] prompt_style in cxrg.toml; cxrg.phrases.normalise(style=...)",
            "Sec. 3.2, App. D: '{location} {pathology}' with the 27 locations; Fig. 7: edema and cardiomegaly "
            "have exactly one location", "-"),
     Choice("negation", "sentence", "mention", ("sentence", "mention"), ("curate",), "--negation",
