@@ -22,14 +22,13 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from cxrg.errors import InputError, UsageError
 from cxrg.grounding import (
     Grounding,
     check_groundable,
     collect_images,
     ground_array,
+    grounding_of,
     model_progress,
     prompt_for,
 )
@@ -89,7 +88,11 @@ class Model:
             raise UsageError(f"{image} is a folder or pattern of {len(found)} images, not one image",
                              hint="ground them with ground_many(cxrg.grounding.collect_images(...), phrase)")
         pixels, source = as_image(image)
-        result = ground_array(self.model, pixels, prompt, phrase, source, self.options)
+        return self._finish(ground_array(self.model, pixels, prompt, phrase, source, self.options), image)
+
+    def _finish(self, result: Grounding, image: Any) -> Grounding:
+        """What the API adds to a Grounding: the model's fingerprint, the pydicom Dataset it came from (the
+        SEG's source) and, for an LDM, its word maps (computed on first use)."""
         result.weights_fingerprint = self.fingerprint
         if _is_dicom_dataset(image):
             result.dicom = image
@@ -99,7 +102,7 @@ class Model:
 
             from cxrg.ldm.words import word_maps
 
-            result._token_maps = partial(word_maps, engine, pixels, prompt)
+            result._token_maps = partial(word_maps, engine, result.image, result.prompt)
         return result
 
     def ground_many(self, images: Iterable[Any], phrases: str | Sequence[str], batch_size: int | None = None,
@@ -136,23 +139,16 @@ class Model:
 
     def _ground_group(self, image: Any, texts: list[str], prompts: list[str]) -> Iterator[Grounding]:
         """Several prompts on one image in one model call (the model's `heatmaps`)."""
-        from cxrg.grounding import model_settings
+        from cxrg.images import check_min_side
         from cxrg.registry import make_query
 
         pixels, source = as_image(image)
+        check_min_side(pixels, source or "image")
         queries = [make_query(self.card, pixels, p, None, Path(source) if source else None) for p in prompts]
         maps = self.model.heatmaps(queries)  # type: ignore[attr-defined]
-        settings = dict(self.options)
-        if model_settings(self.model) is not None:
-            settings["heatmap"] = model_settings(self.model)
         for text, prompt, heatmap in zip(texts, prompts, maps, strict=True):
-            heatmap = np.asarray(heatmap, dtype=np.float32)
-            if heatmap.shape != pixels.shape:
-                raise InputError(f"model returned a {heatmap.shape} heatmap for a {pixels.shape} image",
-                                 where=self.name)
-            yield Grounding(heatmap, pixels, text, prompt, self.name, self.card.version, settings, source,
-                            weights_fingerprint=self.fingerprint,
-                            dicom=image if _is_dicom_dataset(image) else None)
+            yield self._finish(grounding_of(self.model, pixels, heatmap, prompt, text, source, self.options),
+                               image)
 
 
 def open_model(name: str, weights: str | Path | None = None, device: str | None = None,

@@ -136,6 +136,9 @@ def test_organism_equals_the_cli_and_has_word_maps(tmp_path, monkeypatch):
     assert [m.prompt for m in many] == ["right lower consolidation", "consolidation"]
     assert np.allclose(many[0].heatmap, g.heatmap, atol=1e-4, equal_nan=True)
     assert np.allclose(many[1].heatmap, single.heatmap, atol=1e-4, equal_nan=True)
+    # a grouped Grounding carries what a single one does: word maps and the model's identity
+    assert list(many[0].token_maps) == ["right", "lower", "consolidation"]
+    assert many[0].weights_fingerprint == g.weights_fingerprint != ""
 
 
 def test_ground_many_pairs_and_errors():
