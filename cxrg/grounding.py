@@ -29,7 +29,7 @@ import numpy as np
 from cxrg.errors import InputError
 from cxrg.geometry import normalise
 from cxrg.images import DICOM_SUFFIXES, check_min_side, read_image
-from cxrg.registry import HeatmapModel, make_query
+from cxrg.registry import HeatmapModel, batched_heatmaps, make_query
 from cxrg.runs import atomic_write_bytes, atomic_write_json, save_figure
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", *DICOM_SUFFIXES)
@@ -333,10 +333,7 @@ def batch_heatmaps(model: HeatmapModel, paths: list[Path], prompt: str) -> dict[
     """(image, heatmap) per path from one `model.heatmaps` call for all of them (the LDM inverts them
     together); {} for a model without it or when the call fails (each image is then grounded alone, so a
     bad one fails alone). An image that cannot be read is left out (grounding it alone reports why)."""
-    from cxrg.runs import is_contained
-
-    batched = getattr(model, "heatmaps", None)
-    if len(paths) < 2 or not callable(batched):
+    if len(paths) < 2 or not callable(getattr(model, "heatmaps", None)):
         return {}
     images: dict[Path, np.ndarray] = {}
     for path in paths:
@@ -344,14 +341,9 @@ def batch_heatmaps(model: HeatmapModel, paths: list[Path], prompt: str) -> dict[
             images[path] = check_min_side(read_image(path), str(path))
         except Exception:  # grounding it alone reports why
             continue
-    try:
-        maps = list(batched([make_query(model.card, image, prompt, None, path)
-                             for path, image in images.items()]))
-    except BaseException as exc:
-        if not is_contained(exc):
-            raise
-        return {}
-    if len(maps) != len(images):
+    maps = batched_heatmaps(model, [make_query(model.card, image, prompt, None, path)
+                                    for path, image in images.items()])
+    if maps is None:
         return {}
     return {path: (image, heat) for (path, image), heat in zip(images.items(), maps, strict=True)}
 

@@ -343,3 +343,24 @@ def load_model(name: str, weights_dir: Path | None = None, device: str = "cpu",
             raise
         raise PluginLoadError(f"model '{name}' failed to load: {type(exc).__name__}: {exc}") from exc
     return model
+
+
+def batched_heatmaps(model: Any, queries: list) -> list[Any] | None:
+    """One `model.heatmaps(queries)` call (the protocol's optional batched method): its maps, or None when
+    the model has no such method, the call raised a contained error, or it returned another count. The
+    caller then asks query by query, so one bad image or prompt fails alone."""
+    from cxrg.errors import CxrgError
+    from cxrg.runs import is_contained
+
+    batched = getattr(model, "heatmaps", None)
+    if not callable(batched):
+        return None
+    try:
+        maps = list(batched(queries))
+        if len(maps) != len(queries):
+            raise CxrgError(f"heatmaps() returned {len(maps)} maps for {len(queries)} prompts")
+        return maps
+    except BaseException as exc:
+        if not is_contained(exc):
+            raise
+        return None

@@ -29,7 +29,7 @@ from cxrg.bench.datasets import Dataset, Sample
 from cxrg.bench.heatmap_store import HeatmapStore
 from cxrg.bench.shards import Ranks, finish, fold_in, heartbeat, mine, remove_shards, shard_path
 from cxrg.errors import CxrgError, NoPrediction, UsageError
-from cxrg.registry import HeatmapModel, make_query
+from cxrg.registry import HeatmapModel, batched_heatmaps, make_query
 from cxrg.runs import (
     Interrupted,
     RunDir,
@@ -151,8 +151,7 @@ def score_samples(model: HeatmapModel, samples: Sequence[Sample], image: np.ndar
     name = name or model.card.name
     started = time.perf_counter()
     queries = [make_query(model.card, image, model_prompt(model, s), s.boxes, s.image_path) for s in samples]
-    batched = getattr(model, "heatmaps", None)
-    maps = batched_maps(batched, queries) if callable(batched) and len(samples) > 1 else None
+    maps = batched_heatmaps(model, queries) if len(samples) > 1 else None
     rows = []
     for k, (sample, query) in enumerate(zip(samples, queries, strict=True)):
         if maps is not None:
@@ -172,20 +171,6 @@ def score_samples(model: HeatmapModel, samples: Sequence[Sample], image: np.ndar
     return rows
 
 
-def batched_maps(batched: Any, queries: list) -> list[Any] | None:
-    """One `model.heatmaps(queries)` call: its maps, or None when it raised (a contained error) or returned
-    another count; the caller then scores one by one, so a bad image or prompt fails alone."""
-    try:
-        maps = list(batched(queries))
-        if len(maps) != len(queries):
-            raise CxrgError(f"heatmaps() returned {len(maps)} maps for {len(queries)} prompts")
-        return maps
-    except BaseException as exc:
-        if not is_contained(exc):
-            raise
-        return None
-
-
 def score_batch(model: HeatmapModel, work: Sequence[tuple[Sequence[Sample], np.ndarray]],
                 store: HeatmapStore | None = None, name: str | None = None) -> list[list[dict[str, str]]]:
     """Rows of several images' samples (`work`: (samples, image) per image) with one batched call: a model
@@ -194,14 +179,13 @@ def score_batch(model: HeatmapModel, work: Sequence[tuple[Sequence[Sample], np.n
     which then tries each sample alone), so a failing image or sample fails alone and the rest is scored.
     One image, or a model without `heatmaps`, is exactly score_samples image by image."""
     name = name or model.card.name
-    batched = getattr(model, "heatmaps", None)
-    if len(work) < 2 or not callable(batched):
+    if len(work) < 2 or not callable(getattr(model, "heatmaps", None)):
         return [score_samples(model, samples, image, store, name) for samples, image in work]
     started = time.perf_counter()
     queries = [[make_query(model.card, image, model_prompt(model, s), s.boxes, s.image_path) for s in samples]
                for samples, image in work]
     flat = [q for group in queries for q in group]
-    maps = batched_maps(batched, flat)
+    maps = batched_heatmaps(model, flat)
     if maps is None:
         return [score_samples(model, samples, image, store, name) for samples, image in work]
     elapsed = f"{(time.perf_counter() - started) / len(flat):.4f}"
