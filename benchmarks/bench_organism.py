@@ -11,6 +11,7 @@ Runs on the committed organism weights (cxrg/organism/weights) or --weights DIR,
 4. figures for benchmarks/RESULTS.md and docs (docs/images/organism_*.png).
 
     python benchmarks/bench_organism.py [--work runs/organism] [--skip-claims] [--figures docs/images]
+    python benchmarks/bench_organism.py --val-sweep [--work runs/organism-sweep]   # issue 23: val only
 """
 
 from __future__ import annotations
@@ -139,6 +140,8 @@ def main() -> None:
     parser.add_argument("--perturbations", default="unperturbed,swapped")
     parser.add_argument("--classify", action="store_true", help="also claim 3 (grounded classification)")
     parser.add_argument("--skip-extras", action="store_true", help="skip `ldm diagnose` and bf16 vs fp32")
+    parser.add_argument("--val-sweep", action="store_true",
+                        help="only issue 23's sweep of tuning lr / jitter / div weight on val (SWEEP_ROWS)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     from cxrg.ldm.config import HeatmapSettings
@@ -153,6 +156,14 @@ def main() -> None:
           f"set (cxrg.organism.heldout.SEEDS), tune seed 0, bootstrap seed 0, {args.resamples} resamples")
     started = time.perf_counter()
     work = args.work
+    if args.val_sweep:
+        from cxrg.organism.experiment import val_sweep
+        from cxrg.organism.heldout import write_sets
+
+        write_sets(work / "sets")
+        val_sweep(work, weights, work / "sets", resamples=args.resamples)
+        print(f"val sweep: {time.perf_counter() - started:.0f} s")
+        return
     if not args.skip_claims:
         report = run_claims(work, weights, resamples=args.resamples, ldm_table=LDM_TABLE,
                             tune_extra=tuple(args.tune_flags.split()),

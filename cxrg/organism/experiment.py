@@ -145,6 +145,36 @@ def tune(weights: Path, manifest: Path, out: Path, work: Path, log, steps: int =
     return out / "tuned_embeddings.safetensors"
 
 
+SWEEP_ROWS: tuple[tuple[str, float, float, float], ...] = (
+    ("w0 (chosen)", 1e-2, 0.05, 0.0), ("w0.1", 1e-2, 0.05, 0.1), ("w0 jitter 0", 1e-2, 0.0, 0.0),
+    ("w0 jitter 0.1", 1e-2, 0.1, 0.0), ("w0 lr 3e-3", 3e-3, 0.05, 0.0), ("w0 lr 3e-2", 3e-2, 0.05, 0.0))
+"""(name, lr, jitter, div weight) of issue 23's val sweep around CHOSEN_TUNE_FLAGS (docs/organism.md)."""
+
+
+def val_sweep(work: Path, weights: Path, sets: Path, rows=SWEEP_ROWS, resamples: int = 1000,
+              log: Callable[[str], None] = print) -> dict[str, dict[str, float]]:
+    """Tune with each row's (lr, jitter, div weight), G at peak 1, and score the tuned `ldm` on the
+    **validation** phantoms only (CNR, mIoU, laterality); `sets`: the folder `cxrg weights organism --sets`
+    wrote. Settings are chosen here, never on test."""
+    work = Path(work)
+    work.mkdir(parents=True, exist_ok=True)
+    write_ldm_table(work, LDM_TABLE)
+    val, out = Path(sets) / "val", {}
+    for name, lr, jitter, weight in rows:
+        slug = name.replace(" ", "-").replace("(", "").replace(")", "")
+        embeddings = tune(weights, Path(sets) / "tune" / "manifest.csv", work / "runs" / f"tune-{slug}", work,
+                          log, lr=lr, extra=("--div-weight", str(weight), "--jitter", str(jitter)))
+        run = work / "runs" / f"val-{slug}"
+        result = bench(weights, val, run, "ldm", work, log, embeddings=embeddings, resamples=resamples)["ldm"]
+        result["laterality"], result["one_sided"] = laterality(run, "ldm", val / "annotations.csv",
+                                                               val / "images")
+        out[name] = result
+        log(f"val {name}: CNR {result['cnr']:.3f} [{result['cnr_low']:.3f}, {result['cnr_high']:.3f}]  "
+            f"mIoU {result['miou']:.3f}  laterality {result['laterality']:.1%} of {result['one_sided']}")
+        (work / "val_sweep.json").write_text(json.dumps(out, indent=2, default=float) + "\n")
+    return out
+
+
 def write_ldm_table(work: Path, table: dict[str, object]) -> None:
     """work/cxrg.toml with an [ldm] table: the heatmap settings every command run in `work` uses (`bench`
     also gets them as -o options), so tuning and heatmaps share one window."""
