@@ -175,10 +175,17 @@ def val_sweep(work: Path, weights: Path, sets: Path, rows=SWEEP_ROWS, resamples:
     return out
 
 
+ORGANISM_CHOICES = {"prompt_style": "cxrg"}
+"""Protocol choices every organism command uses, whatever the default protocol: the phantoms' captions draw
+edema at named zones ("left lower edema"), which the paper's prompt style would read as the location-free
+`pulmonary edema` (docs/organism.md); the documented claims were measured with these captions as drawn."""
+
+
 def write_ldm_table(work: Path, table: dict[str, object]) -> None:
-    """work/cxrg.toml with an [ldm] table: the heatmap settings every command run in `work` uses (`bench`
-    also gets them as -o options), so tuning and heatmaps share one window."""
+    """work/cxrg.toml with an [ldm] table (the heatmap settings every command run in `work` uses; `bench`
+    also gets them as -o options, so tuning and heatmaps share one window) and ORGANISM_CHOICES."""
     lines = ["[ldm]"] + [f"{k} = {json.dumps(v)}" for k, v in table.items()]
+    lines += ["", "[choices]"] + [f"{k} = {json.dumps(v)}" for k, v in ORGANISM_CHOICES.items()]
     (Path(work) / "cxrg.toml").write_text("\n".join(lines) + "\n")
 
 
