@@ -43,10 +43,6 @@ def quiet(value: bool = True) -> None:
     _quiet = bool(value)
 
 
-def is_quiet() -> bool:
-    return _quiet
-
-
 def format_duration(seconds: float) -> str:
     """12 s, 4.5 min, 2.3 h: the ETA's unit chosen for reading at a glance."""
     if not math.isfinite(seconds):

@@ -37,10 +37,10 @@ def ground_formats(values: Sequence[str] | None) -> tuple[str, ...]:
 def model_fingerprint(name: str, model: Any, options: dict[str, Any] | None, weights: Any) -> str:
     """The model's identity as `cxrg bench` records it (cxrg.bench.runner.model_fingerprints)."""
     from cxrg.bench.runner import model_fingerprints
+    from cxrg.grounding import model_settings
 
-    settings = getattr(model, "settings", None)
-    ldm_settings = ({name: settings.to_dict() | {"window": settings.window()}}
-                    if settings is not None and hasattr(settings, "window") else {})
+    settings = model_settings(model)
+    ldm_settings = {name: settings} if settings is not None else {}
     return model_fingerprints({name: model}, {name: options or {}}, ldm_settings, weights)[name]
 
 
