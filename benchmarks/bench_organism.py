@@ -142,6 +142,8 @@ def main() -> None:
     parser.add_argument("--skip-extras", action="store_true", help="skip `ldm diagnose` and bf16 vs fp32")
     parser.add_argument("--val-sweep", action="store_true",
                         help="only issue 23's sweep of tuning lr / jitter / div weight on val (SWEEP_ROWS)")
+    parser.add_argument("--sweep-lrs", default=None,
+                        help="with --val-sweep: only these learning rates (w = 0, jitter 0.05), e.g. 3e-1,1")
     args = parser.parse_args()
     torch.set_num_threads(1)
     from cxrg.ldm.config import HeatmapSettings
@@ -157,11 +159,13 @@ def main() -> None:
     started = time.perf_counter()
     work = args.work
     if args.val_sweep:
-        from cxrg.organism.experiment import val_sweep
+        from cxrg.organism.experiment import SWEEP_ROWS, val_sweep
         from cxrg.organism.heldout import write_sets
 
         write_sets(work / "sets")
-        val_sweep(work, weights, work / "sets", resamples=args.resamples)
+        rows = SWEEP_ROWS if args.sweep_lrs is None else tuple(
+            (f"w0 lr {lr}", float(lr), 0.05, 0.0) for lr in args.sweep_lrs.split(","))
+        val_sweep(work, weights, work / "sets", rows=rows, resamples=args.resamples)
         print(f"val sweep: {time.perf_counter() - started:.0f} s")
         return
     if not args.skip_claims:

@@ -94,8 +94,14 @@ def chest(rng: np.random.Generator, size: int, heart_scale: float = 1.0) -> np.n
     return image
 
 
-def draw_finding(image: np.ndarray, pathology: str, f: Finding, rng: np.random.Generator) -> None:
-    """Add one finding of `pathology` in place."""
+def draw_finding(image: np.ndarray, pathology: str, f: Finding, rng: np.random.Generator,
+                 strength: float = 1.0) -> None:
+    """Add one finding of `pathology` in place; `strength` scales its contrast (fainter below 1)."""
+    if strength != 1.0:
+        finding = np.zeros_like(image)
+        draw_finding(finding, pathology, f, rng)
+        image += strength * finding
+        return
     size = image.shape[0]
     yy, xx = _grid(size)
     r2 = ((xx - f.cx) / f.sx) ** 2 + ((yy - f.cy) / f.sy) ** 2
@@ -151,10 +157,11 @@ def place(lut: Lut, location: str, size: int, rng: np.random.Generator, spread: 
 
 def make_phantom(lut: Lut, size: int, rng: np.random.Generator, pathology: str | None,
                  locations: tuple[str, ...] = (), spread: float = 1.0,
-                 off_atlas: tuple[float, float] | None = None, canonical: bool = True) -> Phantom:
+                 off_atlas: tuple[float, float] | None = None, canonical: bool = True,
+                 strength: float = 1.0) -> Phantom:
     """A phantom with `pathology` at `locations` (None: healthy; Cardiomegaly: enlarged heart); with
     `canonical`, drawn and captioned at the canonical prompt's locations (cxrg 0.2's organism was trained
-    on the locations as drawn, `canonical=False`)."""
+    on the locations as drawn, `canonical=False`); `strength` scales the findings' contrast."""
     if pathology is None:
         return Phantom(_finish(chest(rng, size)), HEALTHY_PROMPT, None, ())
     if pathology == "Cardiomegaly":
@@ -165,7 +172,7 @@ def make_phantom(lut: Lut, size: int, rng: np.random.Generator, pathology: str |
     image = chest(rng, size)
     findings = [f for location in locations for f in place(lut, location, size, rng, spread, off_atlas)]
     for f in findings:
-        draw_finding(image, pathology, f, rng)
+        draw_finding(image, pathology, f, rng, strength)
     return Phantom(_finish(image), Prompt(tuple(locations), pathology).format(), pathology, tuple(locations),
                    findings)
 
