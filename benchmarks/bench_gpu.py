@@ -129,14 +129,17 @@ def heatmap_rows(args, device, image) -> list[dict]:
 
 
 def batch_rows(args, device, images) -> tuple[list[dict], dict]:
-    """Images/s against images per call, per dtype and attention path; the best float32 rate."""
+    """Images/s against images per call, per dtype and attention path (batch_invariant, the default, and
+    without it, at the --sdpa-batches sizes); the best float32 rate."""
     rows, best = [], {}
     batches = [b for b in args.batches if b <= len(images)]
     for name in args.dtypes:
         ldm = make_ldm(args.size, DTYPES[name], device)
-        for attention in ("sdpa", "explicit"):
-            sizes = batches if attention == "sdpa" else [b for b in batches if b in args.sdpa_batches]
-            engine = LdmEngine(ldm, settings(args, otsu=False), batch_size=args.batch, attention=attention)
+        for attention, invariant in (("sdpa", True), ("sdpa", False), ("explicit", True)):
+            full_sweep = attention == "sdpa" and invariant
+            sizes = batches if full_sweep else [b for b in batches if b in args.sdpa_batches]
+            engine = LdmEngine(ldm, settings(args, otsu=False), batch_size=args.batch, attention=attention,
+                               batch_invariant=invariant)
             engine.maps_batch(images[:1], [PROMPTS[:1]])  # warm-up
             base = None
             for n in sizes:
@@ -145,11 +148,12 @@ def batch_rows(args, device, images) -> tuple[list[dict], dict]:
                                                                                     [PROMPTS[:1]] * n))
                 rate = n / seconds
                 base = base or rate
-                row = {"what": f"batch {n} {name} {attention}", "seconds": seconds, "images_per_s": rate,
+                label = attention + ("" if invariant else " not-invariant")
+                row = {"what": f"batch {n} {name} {label}", "seconds": seconds, "images_per_s": rate,
                        "ratio": rate / base, "peak_gib": peak}
                 rows.append(row)
                 print(table([row]), flush=True)
-                if attention == "sdpa":
+                if full_sweep:
                     best[name] = max(best.get(name, 0.0), rate)
             del engine
         if device.type == "cuda" and name == args.dtypes[0]:

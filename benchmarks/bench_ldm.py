@@ -136,15 +136,18 @@ def batch_sweep(args) -> None:
     print(f"matmul peak: float32 {peaks['float32']:.0f} GFLOP/s, bfloat16 {peaks['bfloat16']:.0f} GFLOP/s")
     last = max(settings.inversion_steps)
     captured = len(settings.capture_steps)
-    print(f"{'dtype':<9}{'attention':<10}{'batch':>6}{'s':>8}{'images/s':>10}{'vs batch 1':>11}"
+    print(f"{'dtype':<9}{'attention':<10}{'invariant':>10}{'batch':>6}"
+          f"{'s':>8}{'images/s':>10}{'vs batch 1':>11}"
           f"{'GFLOP/s':>9}{'of peak':>9}{'heatmap diff':>14}")
     for dtype_name in args.dtypes.split(","):
         dtype = getattr(torch, dtype_name)
         ldm = make_ldm(args.size, dtype)
         full, trunc = unet_gflops(ldm, args.size, False), unet_gflops(ldm, args.size, True)
         per_image = last * full + captured * trunc  # U-Net GFLOP per heatmap (step counts x pass cost)
-        for attention in args.attention.split(","):
-            engine = LdmEngine(ldm, settings, batch_size=args.chunk, attention=attention)
+        for attention, invariant in [(a, i == "on") for a in args.attention.split(",")
+                                     for i in args.invariant.split(",")]:
+            engine = LdmEngine(ldm, settings, batch_size=args.chunk, attention=attention,
+                               batch_invariant=invariant)
             engine.maps_batch(images[:1], [[PROMPT]])  # warm-up
             base_rate, base_map = None, None
             for n in batches:
@@ -157,7 +160,8 @@ def batch_sweep(args) -> None:
                     base_rate, base_map = rate, maps[0][0]
                 diff = float(np.abs(maps[0][0] - base_map).max())
                 gflops = per_image * n / seconds
-                print(f"{dtype_name:<9}{attention:<10}{n:>6}{seconds:>8.1f}{rate:>10.4f}"
+                print(f"{dtype_name:<9}{attention:<10}{'on' if invariant else 'off':>10}{n:>6}"
+                      f"{seconds:>8.1f}{rate:>10.4f}"
                       f"{rate / base_rate:>10.2f}x{gflops:>9.0f}{gflops / peaks[dtype_name]:>9.0%}"
                       f"{diff:>14.1e}", flush=True)
         del ldm
@@ -173,6 +177,8 @@ def main() -> None:
     parser.add_argument("--batch", default=None, help="images per call to sweep, e.g. 1,2,4,8 (issue 28)")
     parser.add_argument("--dtypes", default="float32", help="with --batch: float32,bfloat16")
     parser.add_argument("--attention", default="sdpa", help="with --batch: sdpa,explicit")
+    parser.add_argument("--invariant", default="on,off",
+                        help="with --batch: batch_invariant on (the default: same bits at any batch), off")
     parser.add_argument("--inference-steps", type=int, default=100, help="with --batch: schedule length")
     parser.add_argument("--chunk", type=int, default=10, help="with --batch: conditional passes per call")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")

@@ -59,7 +59,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "tune": ("manifest", "images", "out"),
     "bench": ("batch_size",),
     "ldm": ("inference_steps", "capture_steps", "capture_order", "layers", "smoothing_sigma", "otsu",
-            "timestep_spacing", "upsampling", "batch", "attention"),
+            "timestep_spacing", "upsampling", "batch", "attention", "batch_invariant"),
     "choices": ("extractor", "location_mappings", "prompt_style", "negation", "loc_pairs", "error",
                 "negatives_split", "g_normalisation", "timestep_spacing", "dicom_display", "vindr_candidates",
                 "heatmap_upsampling", "no_prediction"),
@@ -321,7 +321,8 @@ LDM_TYPES = {"inference_steps": ("a whole number", "100"), "batch": ("a whole nu
              "smoothing_sigma": ("a number", "1.0"), "otsu": ("true or false", "true"),
              "timestep_spacing": ("text in quotes", '"trailing"'),
              "upsampling": ("text in quotes", '"nearest"'),
-             "capture_order": ("text in quotes", '"denoising"'), "attention": ("text in quotes", '"sdpa"')}
+             "capture_order": ("text in quotes", '"denoising"'), "attention": ("text in quotes", '"sdpa"'),
+             "batch_invariant": ("true or false", "true")}
 """The type of each [ldm] value in a configuration file (checked with one line naming the key)."""
 
 

@@ -199,3 +199,23 @@ def test_the_faint_classification_set_is_written_beside_the_others(tmp_path):
     assert len(faint) == 4 and {s.prompt.split()[-1] for s in faint} == {"pneumothorax"}
     assert len(sets["negatives-faint"].read_text().splitlines()) == 1 + 4
     assert "classify-faint" not in write_sets(tmp_path / "none", test=2, val=2, tune=2, classify=2, faint=0)
+
+
+def test_bench_at_batch_4_writes_the_summary_of_batch_1_byte_for_byte(tmp_path):
+    """Issue 28 on the trained organism: batch_invariant (the default) makes every image's heatmap the same
+    bits whichever images share its batch, so the whole summary.json is the same file."""
+    from cxrg_test_support import read_csv
+    from cxrg_test_support import run_cli as cli
+
+    from cxrg.organism.heldout import bench_phantoms
+
+    annotations = write_ms_cxr(tmp_path / "set", bench_phantoms(Lut.default(), 6, 128, seed=7), "b")
+    for n in ("1", "4"):
+        assert cli("bench", "--models", "ldm-frozen", "--dataset", "ms-cxr", "--annotations",
+                   str(annotations), "--images", str(tmp_path / "set" / "images"), "--weights",
+                   str(committed_weights()),
+                   "--out", str(tmp_path / n), "--resamples", "200", "--no-report", "--batch-size", n,
+                   "-o", "ldm-frozen.inference_steps=40", "-o", "ldm-frozen.capture_steps=12,24") == 0
+    one, four = read_csv(tmp_path / "1" / "per_sample.csv"), read_csv(tmp_path / "4" / "per_sample.csv")
+    assert len(one) == 6 and [(r["cnr"], r["miou"]) for r in one] == [(r["cnr"], r["miou"]) for r in four]
+    assert (tmp_path / "1" / "summary.json").read_bytes() == (tmp_path / "4" / "summary.json").read_bytes()

@@ -228,6 +228,7 @@ def _classifier(cfg, weights: Path | None, device: str, dtype: str, embeddings: 
     protocol_ldm = {"timestep_spacing": resolved["timestep_spacing"],
                     "upsampling": resolved["heatmap_upsampling"]}  # below [ldm] in cxrg.toml
     attention = str(table.pop("attention", "sdpa"))
+    invariant = bool(table.pop("batch_invariant", True))
     heatmap_settings = heatmaps.HEATMAP_SETTINGS.with_overrides(
         {**protocol_ldm, **{k: v for k, v in table.items() if k != "otsu"}})
     codebook = None
@@ -237,7 +238,8 @@ def _classifier(cfg, weights: Path | None, device: str, dtype: str, embeddings: 
         codebook, meta = Codebook.load(tuned_path, fingerprint=ldm.fingerprint)
         check_window(meta, heatmap_settings, int(ldm.architecture.scheduler["num_train_timesteps"]),
                      tuned_path, allow=False)
-    engine = LdmEngine(ldm, heatmap_settings, batch_size=batch, attention=attention)
+    engine = LdmEngine(ldm, heatmap_settings, batch_size=batch, attention=attention,
+                       batch_invariant=invariant)
     classifier = Classifier(engine, heatmaps.HeatmapSource(engine, fixed_prompt, codebook), healthy_prompt,
                             pathology_prompt, settings, chosen, seed, weighting)
     return classifier, str(Path(tuned_path).resolve()) if codebook is not None else None, chosen

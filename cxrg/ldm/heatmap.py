@@ -36,6 +36,7 @@ from cxrg.geometry import ResizeCenterCrop
 from cxrg.ldm.attention import attention_path, capture, cross_attention_layers, run_until_captured
 from cxrg.ldm.config import HeatmapSettings
 from cxrg.ldm.ddim import inversion_timesteps, invert_step
+from cxrg.ldm.invariant import batch_invariant
 from cxrg.ldm.loading import LoadedLdm
 from cxrg.ldm.text import Codebook, TokenSpan, encode, tokenize
 
@@ -117,7 +118,8 @@ class LdmEngine:
     """Heatmaps for images and prompts with one loaded LDM (fast path; `reference_maps` is the slow one)."""
 
     def __init__(self, ldm: LoadedLdm, settings: HeatmapSettings | None = None,
-                 codebook: Codebook | None = None, batch_size: int = 10, attention: str = "sdpa") -> None:
+                 codebook: Codebook | None = None, batch_size: int = 10, attention: str = "sdpa",
+                 batch_invariant: bool = True) -> None:
         self.ldm = ldm
         self.settings = settings or HeatmapSettings()
         self.codebook = codebook
@@ -125,6 +127,10 @@ class LdmEngine:
         self.attention = attention
         """"sdpa" (default): attention nothing captures runs on torch's fused path; "explicit": MONAI's
         softmax everywhere (attention.attention_path). Captured layers are explicit either way."""
+        self.batch_invariant = batch_invariant
+        """True (default): an image's heatmap has the same bits whichever images share its batch
+        (cxrg.ldm.invariant: convolutions, group norms and the timestep embedding run per image); False:
+        those run batched too, faster, equal to float rounding only. Gradient passes (tuning) never are."""
         self.size = int(ldm.architecture.image_size)
         self.transform = ResizeCenterCrop(self.size)
         self.timesteps = inversion_timesteps(self.settings.inference_steps,
@@ -149,7 +155,8 @@ class LdmEngine:
         return torch.tensor(cropped)[None, None].to(self.ldm.device, self.ldm.dtype)
 
     def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
-        with attention_path(self.ldm.autoencoder, self.attention):
+        with attention_path(self.ldm.autoencoder, self.attention), \
+                batch_invariant(self.ldm.autoencoder, self.batch_invariant):
             z_mu, _ = self.ldm.autoencoder.encode(pixels)
         return z_mu * self.ldm.architecture.latent_scale
 
@@ -190,7 +197,8 @@ class LdmEngine:
     def trajectories(self, pixels: Sequence[torch.Tensor]) -> list[dict[int, torch.Tensor]]:
         """`trajectory` of several (1, 1, size, size) images, the ones not cached inverted together: one
         U-Net call per step at batch N images. Every operation acts on each image alone, so an image's
-        trajectory does not depend on its batch (equal to float rounding; tests/test_batching.py)."""
+        trajectory does not depend on its batch: bit for bit with `batch_invariant`, else to float rounding
+        (tests/test_batching.py)."""
         keys = [self.trajectory_key(p) for p in pixels]
         missing = [k for k in dict.fromkeys(keys) if k not in self._trajectories]
         if missing:
@@ -212,7 +220,8 @@ class LdmEngine:
         uncond = self.unconditional().expand(n, -1, -1)
         latent = self.encode_image(pixels).float()  # the trajectory is kept in float32 whatever the dtype
         kept: dict[int, torch.Tensor] = {}
-        with attention_path(self.ldm.unet, self.attention):
+        invariant = batch_invariant(self.ldm.unet, self.batch_invariant)
+        with attention_path(self.ldm.unet, self.attention), invariant:
             for i in range(max(wanted) + 1):
                 if i in wanted:
                     kept[i] = latent
@@ -235,7 +244,8 @@ class LdmEngine:
         steps = list(self.settings.inversion_steps)
         jobs = [(p, i) for p in range(len(spans)) for i in steps]
         per_job: list[torch.Tensor] = []
-        with attention_path(self.ldm.unet, self.attention):
+        invariant = self.batch_invariant and not keep_grad
+        with attention_path(self.ldm.unet, self.attention), batch_invariant(self.ldm.unet, invariant):
             for start in range(0, len(jobs), self.batch_size):
                 chunk = jobs[start:start + self.batch_size]
                 latents = torch.cat([trajectories[owners[p]][i] for p, i in chunk]).to(self.ldm.dtype)

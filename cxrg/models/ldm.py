@@ -43,6 +43,9 @@ class _LdmOptions:
     batch: int = option(10, "conditional U-Net passes per call", "int", minimum=1)
     attention: str = option("sdpa", "attention nothing captures: sdpa (torch's fused kernel) or explicit "
                             "(softmax written out; captured layers always are)", "str", ("sdpa", "explicit"))
+    batch_invariant: bool = option(True, "an image's heatmap has the same bits at any --batch-size "
+                                   "(convolutions and group norms run per image); false: faster, equal to "
+                                   "rounding", "bool")
     inference_steps: int | None = option(None, "DDIM steps of the inversion (paper: 100)", "int", minimum=1)
     capture_steps: tuple[int, ...] | None = option(None, "captured step indices as start,stop (paper: 30,60)",
                                                    "ints")
@@ -109,7 +112,7 @@ class LdmFrozenModel:
         ldm = load_ldm(weights_dir, device=device, dtype=options.dtype)
         codebook = self._codebook(ldm, weights_dir, options)  # may adopt the embeddings' DDIM grid
         self.engine = LdmEngine(ldm, self.settings, codebook, batch_size=options.batch,
-                                 attention=options.attention)
+                                 attention=options.attention, batch_invariant=options.batch_invariant)
 
     def _check_weights(self, weights_dir: Path | None, options: Any) -> None:
         """Nothing beyond what load_ldm checks."""

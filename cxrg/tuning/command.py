@@ -147,7 +147,7 @@ def run(
     target_norm = resolved["g_normalisation"]
     schedule = {"timestep_spacing": resolved["timestep_spacing"],
                 **{k: v for k, v in cfg.table("ldm").items()
-                   if k not in ("otsu", "batch", "upsampling", "attention")}}
+                   if k not in ("otsu", "batch", "upsampling", "attention", "batch_invariant")}}
     config = TuneConfig(steps=total, lr=lr, alpha=alpha, epsilon=epsilon, jitter=jitter, seed=seed,
                         checkpoint_every=checkpoint_every, chunk=chunk, cache_dtype=cache_dtype,
                         autocast=autocast, checkpointing=checkpointing, div_weight=div_weight,

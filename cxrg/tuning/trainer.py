@@ -192,7 +192,10 @@ class Trainer:
         self.config = config
         self.run = run
         self.dist = distributed or Distributed()
-        self.engine = LdmEngine(ldm, config.settings)
+        # batch_invariant off: the tuner's trajectories come in one fixed grouping per run (and its gradient
+        # passes are batched anyway), so per-image kernels would only slow it; the committed organism
+        # embeddings were made this way and reproduce bit for bit
+        self.engine = LdmEngine(ldm, config.settings, batch_invariant=False)
         self.cache = TrajectoryCache(self.engine, cache_dir, config.cache_dtype)
         self.codebook = Codebook.from_vocabulary(ldm.tokenizer, ldm.text_encoder,
                                                  config.shared_tokens).to(ldm.device)
