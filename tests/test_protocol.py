@@ -384,6 +384,28 @@ def test_upsampling_nearest_as_torch_and_bilinear():
     assert resolve("bench", protocol="cxrg")["heatmap_upsampling"] == "bilinear"
 
 
+def test_the_protocols_ldm_defaults_reach_both_ldm_models(tmp_path, monkeypatch):
+    """Benching ldm and ldm-frozen together, each gets the paper's nearest upsampling (before, the value set
+    for ldm counted as given for ldm-frozen too, which then kept bilinear); -o for one model leaves the
+    other's default alone."""
+    from cxrg.bench.runner import ldm_defaults
+
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(warn=False)
+    resolved = resolve("bench", cfg=cfg)
+    pairs: dict[str, dict[str, str]] = {}
+    ldm_defaults(cfg, pairs, ["ldm", "ldm-frozen", "prior"], resolved)
+    assert pairs == {"ldm": {"upsampling": "nearest"},
+                     "ldm-frozen": {"timestep_spacing": "trailing", "upsampling": "nearest"}}
+    pairs = {"ldm": {"upsampling": "bilinear"}}
+    ldm_defaults(cfg, pairs, ["ldm", "ldm-frozen"], resolved)
+    assert pairs == {"ldm": {"upsampling": "bilinear"},
+                     "ldm-frozen": {"timestep_spacing": "trailing", "upsampling": "nearest"}}
+    pairs = {"*": {"upsampling": "bilinear"}}  # -o upsampling=bilinear: every model
+    ldm_defaults(cfg, pairs, ["ldm", "ldm-frozen"], resolved)
+    assert pairs == {"*": {"upsampling": "bilinear"}, "ldm-frozen": {"timestep_spacing": "trailing"}}
+
+
 # ------------------------------------------------------------------------------ bench, both protocols
 
 

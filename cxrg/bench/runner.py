@@ -312,13 +312,14 @@ def ldm_defaults(cfg: Config, pairs: dict[str, dict[str, str]], names: Sequence[
     neither -o nor a configuration file ([ldm], [models.MODEL]) sets them. The tuned `ldm` gets the
     upsampling only: its grid is the one its embeddings were tuned on (recorded in the file; `cxrg tune
     --protocol` chose it), which the model adopts when nothing sets it."""
-    for model in ("ldm", "ldm-frozen"):
+    given = {model: set(pairs.get("*", {})) | set(pairs.get(model, {})) for model in ("ldm", "ldm-frozen")}
+    for model in ("ldm", "ldm-frozen"):  # what -o set for this model, before any default below is added
         if model not in names:
             continue
         for key, choice in (("timestep_spacing", "timestep_spacing"), ("upsampling", "heatmap_upsampling")):
             if model == "ldm" and key == "timestep_spacing":
                 continue
-            if any(key in given for given in pairs.values()):
+            if key in given[model]:
                 continue
             if any(file.lookup(f"{place}.{key}")[0] for file in cfg.files
                    for place in ("ldm", f"models.{model}")):
