@@ -28,6 +28,8 @@ def _split(forward: Callable[[torch.Tensor], torch.Tensor], min_dims: int, max_d
     def run(x: torch.Tensor) -> torch.Tensor:
         if x.dim() < min_dims or (max_dims is not None and x.dim() > max_dims):
             return forward(x)
+        if x.shape[0] == 1:
+            return forward(x.contiguous())
         # contiguous: a permuted batch-N tensor and its batch-1 counterpart can carry different strides
         # (a size-1 dimension's stride is free), which makes oneDNN pick another memory format and kernel
         return torch.cat([forward(x[i:i + 1].contiguous()) for i in range(x.shape[0])])
