@@ -5,7 +5,8 @@ The value comes from `--batch-size N|auto`, else `batch_size` in the [bench] tab
 "auto" is 1 on a CPU (the one-image path, as before batching existed) and, on a CUDA device, the largest
 batch whose U-Net activations fit in 80 % of the free memory, measured with one forward pass at batch 1 and
 2 (the difference is what one more image costs), capped at MAX_AUTO. The choice never changes a result
-beyond float rounding, never enters a row's fingerprint or the resume rule; it is recorded in config.json.
+(bit for bit with the LDM's default batch_invariant, to float rounding without it), never enters a row's
+fingerprint or the resume rule; it is recorded in config.json.
 """
 
 from __future__ import annotations

@@ -273,7 +273,8 @@ class LdmEngine:
                    ) -> list[list[np.ndarray]]:
         """`maps` of several images at once (prompts[k] are image k's): the unconditional inversion at
         batch N images, the conditional passes of all sum(prompts) x steps batched together. Each map
-        equals the one-image call's to float rounding, whatever N and the order (tests/test_batching.py)."""
+        equals the one-image call's, whatever N and the order: bit for bit with `batch_invariant`, else to
+        float rounding (tests/test_batching.py)."""
         if len(images) != len(prompts):
             raise InputError(f"{len(images)} images but {len(prompts)} prompt lists")
         flat = [p for group in prompts for p in group]

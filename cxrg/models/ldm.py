@@ -129,7 +129,7 @@ class LdmFrozenModel:
     def heatmaps(self, queries: Sequence[HeatmapQuery]) -> list[np.ndarray]:
         """Several prompts on one or several images at once: the images inverted together (batch N
         images), the conditional passes of all their prompts batched (LdmEngine.heatmaps_batch); maps in
-        the queries' order, each equal to its one-image call's to float rounding."""
+        the queries' order, each equal to its one-image call's (bit for bit with batch_invariant)."""
         if self.engine is None:
             self.load()
         assert self.engine is not None
