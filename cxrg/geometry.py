@@ -215,3 +215,23 @@ def normalise(heatmap: np.ndarray) -> np.ndarray:
     out = heatmap - np.float32(lo)
     out /= span
     return out
+
+
+HALF_MAX = 0.5
+"""The threshold of the regions cxrg reports: `cxrg ground`'s box and the DICOM SEG's segment."""
+
+
+def half_max_regions(norm: np.ndarray) -> tuple[np.ndarray, int]:
+    """Connected regions of a normalised map at or above HALF_MAX (NaN never inside): (labels, count)."""
+    from scipy import ndimage
+
+    labels, count = ndimage.label(np.nan_to_num(norm, nan=-1.0) >= HALF_MAX)
+    return labels, int(count)
+
+
+def largest_region(labels: np.ndarray, count: int) -> int:
+    """The label (1..count) of the region with the most pixels, the first on a tie; count must be >= 1."""
+    from scipy import ndimage
+
+    sizes = ndimage.sum_labels(np.ones_like(labels), labels, index=np.arange(1, count + 1))
+    return int(np.argmax(sizes)) + 1

@@ -27,13 +27,13 @@ from typing import Any
 import numpy as np
 
 from cxrg.errors import InputError
-from cxrg.geometry import normalise
+from cxrg.geometry import HALF_MAX, half_max_regions, largest_region, normalise
 from cxrg.images import DICOM_SUFFIXES, check_min_side, read_image
 from cxrg.registry import HeatmapModel, batched_heatmaps, make_query
 from cxrg.runs import atomic_write_bytes, atomic_write_json, save_figure
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", *DICOM_SUFFIXES)
-BOX_THRESHOLD = 0.5
+BOX_THRESHOLD = HALF_MAX
 OVERLAY_MAX_SIDE = 1024
 
 
@@ -65,12 +65,10 @@ def heatmap_summary(heatmap: np.ndarray) -> dict[str, Any]:
         return {"peak": None, "box": None}
     filled = np.nan_to_num(norm, nan=-1.0)
     peak_y, peak_x = np.unravel_index(int(np.argmax(filled)), filled.shape)
-    labels, count = ndimage.label(filled >= BOX_THRESHOLD)
+    labels, count = half_max_regions(norm)
     box = None
     if count:
-        sizes = ndimage.sum_labels(np.ones_like(labels), labels, index=np.arange(1, count + 1))
-        region = ndimage.find_objects(labels)[int(np.argmax(sizes))]
-        rows, cols = region
+        rows, cols = ndimage.find_objects(labels)[largest_region(labels, count) - 1]
         box = {"x": cols.start, "y": rows.start, "w": cols.stop - cols.start, "h": rows.stop - rows.start,
                "threshold": BOX_THRESHOLD}
     return {"peak": {"x": int(peak_x), "y": int(peak_y)}, "box": box}

@@ -15,24 +15,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from cxrg.geometry import normalise
+from cxrg.geometry import HALF_MAX, half_max_regions, largest_region, normalise
 
-HALF_MAX = 0.5
-"""The threshold of cxrg.grounding (BOX_THRESHOLD): kept equal by a test."""
-
-
-def _labels(norm: np.ndarray) -> tuple[np.ndarray, int]:
-    from scipy import ndimage
-
-    labels, count = ndimage.label(np.nan_to_num(norm, nan=-1.0) >= HALF_MAX)
-    return labels, int(count)
+__all__ = ["HALF_MAX", "detections", "reported_region"]
 
 
 def reported_region(heatmap: np.ndarray, otsu: bool = False) -> np.ndarray:
     """Boolean mask of the region cxrg reports for `heatmap` (see the module docstring); empty when the
     map has no finite value."""
-    from scipy import ndimage
-
     norm = normalise(heatmap)
     finite = np.isfinite(norm)
     if not finite.any():
@@ -41,11 +31,10 @@ def reported_region(heatmap: np.ndarray, otsu: bool = False) -> np.ndarray:
         from cxrg.ldm.heatmap import otsu_threshold
 
         return finite & (np.nan_to_num(norm, nan=0.0) > otsu_threshold(norm))
-    labels, count = _labels(norm)
+    labels, count = half_max_regions(norm)
     if not count:
         return np.zeros(norm.shape, dtype=bool)
-    sizes = ndimage.sum_labels(np.ones_like(labels), labels, index=np.arange(1, count + 1))
-    return labels == int(np.argmax(sizes)) + 1
+    return labels == largest_region(labels, count)
 
 
 def detections(heatmap: np.ndarray) -> list[tuple[float, float, float, float, float]]:
@@ -56,7 +45,7 @@ def detections(heatmap: np.ndarray) -> list[tuple[float, float, float, float, fl
     norm = normalise(heatmap)
     if not np.isfinite(norm).any():
         return []
-    labels, count = _labels(norm)
+    labels, count = half_max_regions(norm)
     if not count:
         return []
     peaks = ndimage.maximum(np.nan_to_num(norm, nan=0.0), labels, index=np.arange(1, count + 1))
