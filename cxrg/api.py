@@ -20,7 +20,7 @@ import json
 import math
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cxrg.errors import InputError, UsageError
 from cxrg.grounding import (
@@ -34,6 +34,9 @@ from cxrg.grounding import (
 )
 from cxrg.images import as_image
 from cxrg.registry import HeatmapModel
+
+if TYPE_CHECKING:
+    from cxrg.config import Config
 
 __all__ = ["Grounding", "Model", "Run", "bench", "demo_image", "ground", "load_model", "read_run"]
 
@@ -152,14 +155,15 @@ class Model:
 
 
 def open_model(name: str, weights: str | Path | None = None, device: str | None = None,
-               shortcuts: dict[str, Any] | None = None, pairs: dict[str, dict[str, Any]] | None = None
-               ) -> Model:
+               shortcuts: dict[str, Any] | None = None, pairs: dict[str, dict[str, Any]] | None = None,
+               cfg: Config | None = None) -> Model:
     """The loading both `load_model` and `cxrg ground` use: settings through cxrg.config, options through
-    cxrg.loading (shortcuts: --dtype/--lut/--embeddings, given to the models that declare them; pairs: -o)."""
+    cxrg.loading (shortcuts: --dtype/--lut/--embeddings, given to the models that declare them; pairs: -o).
+    `cfg`: the configuration the caller already read with the same weights and device (else read here)."""
     from cxrg.config import load_config
     from cxrg.loading import load_models
 
-    cfg = load_config(cli={"weights": weights, "device": device})
+    cfg = cfg or load_config(cli={"weights": weights, "device": device})
     loaded, _, used = load_models([name], cfg, cfg.get("weights"), cfg.get("device", "cpu"), pairs or {},
                                   shortcuts)
     return Model(loaded[name], used.get(name, {}), cfg.get("weights"))

@@ -49,7 +49,7 @@ def ground(
     cfg = load_config(cli={"weights": weights, "device": device})
     requested, _ = configured_batch_size(cfg, batch_size, cfg.get("device", "cpu"))  # refused before loading
     loaded = open_model(model, weights, device, {"lut": lut, "dtype": dtype, "embeddings": embeddings},
-                        parse_option_pairs(option))
+                        parse_option_pairs(option), cfg)
     images_per_call, _ = resolve_batch_size(requested, {model: loaded.model}, cfg.get("device", "cpu"))
     ground_with_formats(loaded.model, image, prompt, out, exact_prompt, formats,
                         loaded.fingerprint if formats else "", images_per_call)
